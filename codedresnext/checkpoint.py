@@ -1,0 +1,78 @@
+"""Checkpoints that rebuild their own model: weights + resolved config, written atomically."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._io import atomic_path
+from .config import ModelConfig
+from .errors import CheckpointError, CodedResNeXtError
+from .model import CodedResNeXt
+
+FORMAT = "codedresnext-checkpoint-v1"
+
+
+def save_checkpoint(path: str | os.PathLike, model: CodedResNeXt, **extra: Any) -> None:
+    """Save model weights and config (plus optimizer state etc. in `extra`) atomically."""
+    model = getattr(model, "module", model)
+    state = {
+        "format": FORMAT,
+        "model_config": model.cfg.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}. It is corrupt or not a torch file.") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a codedresnext checkpoint (no '{FORMAT}' marker); "
+            "train one with `codedresnext train`"
+        )
+    return state
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, expect: ModelConfig | None = None
+) -> tuple[CodedResNeXt, dict]:
+    """Rebuild the model a checkpoint was trained as; `expect` guards against another architecture."""
+    state = read_checkpoint(path)
+    try:
+        cfg = ModelConfig.from_dict(state["model_config"])
+    except (CodedResNeXtError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: invalid model config: {e}") from e
+    if expect is not None and _arch(expect) != _arch(cfg):
+        raise CheckpointError(
+            f"{path} holds a {cfg.name!r} model ({_describe(cfg)}) but {expect.name!r} "
+            f"({_describe(expect)}) was asked for; pick the matching --preset or another checkpoint"
+        )
+    model = CodedResNeXt(cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the {cfg.name!r} architecture: {e}") from e
+    return model, state
+
+
+def _arch(cfg: ModelConfig) -> tuple:
+    return (cfg.num_classes, cfg.stem, cfg.stem_channels, cfg.stages)
+
+
+def _describe(cfg: ModelConfig) -> str:
+    st = ", ".join(f"[{s.out_channels},{s.width},{s.active}/{s.branches}]x{s.depth}" for s in cfg.stages)
+    return f"{cfg.num_classes} classes, {st}"

@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints their message (which says how to fix it) and exits non-zero."""
+
+
+class CodedResNeXtError(Exception):
+    """Base class for errors caused by user input (files, names, shapes), not by bugs."""
+
+
+class DataError(CodedResNeXtError):
+    """A dataset path, archive or class list is missing or unusable."""
+
+
+class CheckpointError(CodedResNeXtError):
+    """A checkpoint is missing, corrupt or of another architecture."""
+
+
+class GraphError(CodedResNeXtError):
+    """An ONNX graph is missing, corrupt or lacks the codedresnext metadata."""
+
+
+class BackendUnavailable(CodedResNeXtError):
+    """An optional inference backend (TensorRT, onnxruntime-gpu, torch) is not installed."""
