@@ -175,9 +175,21 @@ class CodedResNeXt(nn.Module):
         x: Tensor,
         targets: Tensor | None = None,
         keep_classes: Sequence[int] | None = None,
+        branch_keep: Sequence[Tensor | None] | None = None,
     ) -> ModelOutput:
-        """x (B, 3, H, W) normalised images. keep_classes: the masked reference (other branches zeroed)."""
-        keeps = self.keep_masks(keep_classes) if keep_classes is not None else [None] * len(self.blocks)
+        """x (B, 3, H, W) normalised images.
+
+        keep_classes: the masked reference, branches outside these classes' paths zeroed.
+        branch_keep: per block an (N,) 0/1 mask or None; overrides keep_classes (removal studies).
+        """
+        if branch_keep is not None:
+            if len(branch_keep) != len(self.blocks):
+                raise CodedResNeXtError(f"branch_keep needs {len(self.blocks)} entries, one per block")
+            keeps = list(branch_keep)
+        elif keep_classes is not None:
+            keeps = self.keep_masks(keep_classes)
+        else:
+            keeps = [None] * len(self.blocks)
         use_drop = self.training and self.p_drop > 0
         drops = self._drop_masks(x.shape[0], x.device) if use_drop else [None] * len(self.blocks)
         h = self.stem(x)  # (B, C0, H, W)
