@@ -29,9 +29,7 @@ class CodingScheme:
         n = len(self.codewords[0])
         for k, w in enumerate(self.codewords):
             if len(w) != n or set(w) - {"0", "1"}:
-                raise CodedResNeXtError(
-                    f"codeword {k} ({w!r}) must be a string of {n} characters '0'/'1'"
-                )
+                raise CodedResNeXtError(f"codeword {k} ({w!r}) must be a string of {n} characters '0'/'1'")
         weights = {w.count("1") for w in self.codewords}
         if len(weights) != 1:
             raise CodedResNeXtError(
@@ -129,3 +127,243 @@ def paper_scheme(dataset: str, label: str) -> CodingScheme:
         avail = {d: sorted(v) for d, v in tables.items()}
         raise CodedResNeXtError(f"no paper scheme {dataset!r} {label!r}; available: {avail}")
     return CodingScheme(tuple(tables[dataset][label]))
+
+
+# --- generator (paper Algorithm 1, METHOD.md section 3) ----------------------------------------
+
+MAX_CANDIDATES = 2_000_000
+"""Largest C(N, N_act) the generator enumerates; beyond it (e.g. 1000 classes on N=32) use the
+paper's shipped tables, paper_scheme('imagenet', '16/32') or paper_scheme('imagenet', '8/32')."""
+
+# Deterministic search budgets (iterations, not seconds, so a seed always gives the same scheme).
+_RESTARTS = 4  # tabu restarts on the paper's greedy code
+_ITERS = 3000  # tabu iterations per restart (fewer for big problems, see _iters)
+_RANDOM_ORDERS = 24  # extra greedy passes over seeded random word orders when the paper's fails
+_POOL = 4000  # choose from at most this many greedy-code words (a seeded subset beyond it)
+
+_BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Per-element popcount of a uint64 array (numpy >= 2 has it built in)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    b = np.ascontiguousarray(x, dtype=np.uint64).view(np.uint8).reshape(*x.shape, 8)
+    return _BYTE_POP[b].sum(-1, dtype=np.uint8)
+
+
+def _words(n: int, w: int) -> np.ndarray:
+    """All n-bit integers with exactly w ones, ascending (uint64; leftmost character = top bit).
+
+    W(m, j) = W(m-1, j) ++ (2^(m-1) | W(m-1, j-1)): the second block is all >= 2^(m-1), so the
+    concatenation stays sorted; a DP over (m, j) builds it without a Python loop over words.
+    """
+    prev = [np.zeros(1, np.uint64)] + [np.zeros(0, np.uint64)] * w  # m = 0
+    for m in range(1, n + 1):
+        top = np.uint64(1) << np.uint64(m - 1)
+        cur = [prev[0]]
+        for j in range(1, w + 1):
+            cur.append(np.concatenate([prev[j], prev[j - 1] | top]))
+        prev = cur
+    return prev[w]
+
+
+def _greedy_code(cands: np.ndarray, h_min: int) -> np.ndarray:
+    """Algorithm 1's greedy pass: keep each word (in the given order) at distance >= h_min from
+    every kept word.
+
+    Candidates are screened in chunks against the kept list (vectorised popcounts), then the
+    survivors of a chunk are resolved in order against each other.
+    """
+    if h_min <= 2:  # distinct constant-weight words are always >= 2 apart: every word is kept
+        return cands.copy()
+    kept = np.zeros(0, np.uint64)
+    i = 0
+    while i < len(cands):
+        size = int(max(256, min(2048, 2**22 // max(1, len(kept)))))
+        chunk = cands[i : i + size]
+        i += size
+        if len(kept):  # (C,) vs (M,) -> min distance (C,), kept in slices to bound memory
+            dmin = np.full(len(chunk), 255, np.uint8)
+            for s in range(0, len(kept), 4096):
+                np.minimum(dmin, _popcount(chunk[:, None] ^ kept[None, s : s + 4096]).min(1), out=dmin)
+            chunk = chunk[dmin >= h_min]
+        if not len(chunk):
+            continue
+        d = _popcount(chunk[:, None] ^ chunk[None, :])  # (S, S) survivors among themselves
+        alive = np.ones(len(chunk), bool)
+        take = []
+        for j in range(len(chunk)):
+            if alive[j]:
+                take.append(j)
+                alive &= d[j] >= h_min
+        kept = np.concatenate([kept, chunk[take]])
+    return kept
+
+
+def _to_matrix(words: np.ndarray, n: int) -> np.ndarray:
+    """(M,) uint64 -> (M, n) int64 bits, most significant bit first (leftmost character)."""
+    shifts = np.arange(n - 1, -1, -1, dtype=np.uint64)
+    return ((words[:, None] >> shifts[None, :]) & np.uint64(1)).astype(np.int64)
+
+
+def _best_sumsq(k: int, n: int, n_act: int) -> int:
+    """Smallest possible sum of squared column sums: every column at floor or ceil of K*r."""
+    q, rem = divmod(k * n_act, n)
+    return rem * (q + 1) ** 2 + (n - rem) * q * q
+
+
+def _choose_balanced(
+    mat: np.ndarray, k: int, rng: np.random.Generator, restarts: int, iters: int
+) -> tuple[np.ndarray, int]:
+    """Pick k rows of mat (M, N) with column sums as equal as possible.
+
+    With the total K*N_act fixed, minimising sum_j s_j^2 is the same as bringing every column sum
+    to the floor or ceil of the mean, so the search minimises that integer: a randomised greedy
+    start, then tabu swap search where every (remove i, add j) move is scored by one matrix
+    product. Returns (row indices, achieved sum of squares).
+    """
+    m, n = mat.shape
+    n_act = int(mat[0].sum())
+    target = _best_sumsq(k, n, n_act)
+    if m == k:
+        return np.arange(m), int((mat.sum(0) ** 2).sum())
+    worst = np.iinfo(np.int64).max
+    best_idx, best_ss = np.arange(k), worst
+    for _ in range(restarts):
+        order = rng.permutation(m)
+        sel = np.zeros(m, bool)
+        s = np.zeros(n, np.int64)  # (N,) column sums of the selection
+        for _ in range(k):  # greedy start: the word that keeps sum(s^2) smallest
+            cand = order[~sel[order]]
+            j = cand[int(np.argmin(mat[cand] @ s))]
+            sel[j] = True
+            s += mat[j]
+        ss = int((s * s).sum())
+        if ss < best_ss:
+            best_idx, best_ss = np.flatnonzero(sel), ss
+        tabu = np.zeros(m, np.int64)  # iteration until which a word may not move
+        tenure = max(2, min(k, m - k) // 4)
+        for it in range(iters):
+            if best_ss == target:
+                break
+            ins, outs = np.flatnonzero(sel), np.flatnonzero(~sel)
+            a, b = mat[ins], mat[outs]  # (k, N), (M-k, N)
+            # sum((s - a_i + b_j)^2) - sum(s^2) = 2 s.b_j - 2 s.a_i + 2 N_act - 2 a_i.b_j
+            delta = 2 * (b @ s)[None, :] - 2 * (a @ s)[:, None] + 2 * n_act - 2 * (a @ b.T)
+            allowed = (tabu[ins] <= it)[:, None] & (tabu[outs] <= it)[None, :]
+            allowed |= ss + delta < best_ss  # aspiration: a tabu move that beats the best
+            delta = np.where(allowed, delta, worst)
+            low = delta.min()
+            if low == worst:
+                break
+            ii, jj = np.nonzero(delta == low)
+            pick = int(rng.integers(len(ii)))
+            i_out, j_in = ins[ii[pick]], outs[jj[pick]]
+            sel[i_out], sel[j_in] = False, True
+            s += mat[j_in] - mat[i_out]
+            ss += int(low)
+            tabu[i_out] = tabu[j_in] = it + tenure + int(rng.integers(3))
+            if ss < best_ss:
+                best_idx, best_ss = np.flatnonzero(sel), ss
+        if best_ss == target:
+            break
+    return best_idx, best_ss
+
+
+def _iters(k: int, m: int, n: int) -> int:
+    """Tabu iterations: _ITERS for small problems, fewer when one move costs k*m*n."""
+    return int(max(200, min(_ITERS, 3e8 // max(1, k * max(1, m - k) * n))))
+
+
+def generate_scheme(
+    num_classes: int,
+    n: int,
+    n_act: int,
+    *,
+    h_min: int | None = None,
+    seed: int = 0,
+    time_limit: float = 30.0,
+) -> CodingScheme:
+    """A scheme for K classes by the paper's Algorithm 1 and rules A/B/C (METHOD.md section 3).
+
+    (A) every word has n_act ones. (B) H_min as large as possible: unless `h_min` is given, try
+    H = 2*min(n_act, n - n_act) downward in steps of 2 (constant-weight words are always an even
+    distance apart) and take the largest H whose greedy code has >= K words and admits a balanced
+    choice. (C) K words of that code with column sums as equal as possible (all equal when
+    K*n_act/n is an integer), found by tabu search.
+
+    The greedy pass first runs in the paper's order (ascending integers). That code does not
+    always admit a balanced choice (for K=10, N=10, N_act=5 at H=4 the best is max - min = 2, by
+    exhaustive search), so greedy passes over seeded random word orders follow before H is
+    lowered. Deterministic for a seed: budgets are iteration counts; `time_limit` (seconds) only
+    aborts with an error. If no H admits a balanced choice, the smallest spread wins (ties: larger
+    H); with `h_min` given, that H is kept and the spread minimised. For 1000 classes on N=32
+    use paper_scheme('imagenet', ...).
+    """
+    import math
+    import time
+
+    k = int(num_classes)
+    if k < 1 or n < 1 or not 1 <= n_act <= n:
+        raise CodedResNeXtError(
+            f"need num_classes >= 1 and 1 <= n_act <= n; got K={num_classes}, n={n}, n_act={n_act}"
+        )
+    if n > 62:
+        raise CodedResNeXtError(f"n={n} branches is more than the generator supports (62)")
+    total = math.comb(n, n_act)
+    if total < k:
+        raise CodedResNeXtError(
+            f"only C({n}, {n_act}) = {total} distinct codewords exist for {k} classes; raise n "
+            "(the number of branches) or move n_act towards n/2"
+        )
+    if total > MAX_CANDIDATES:
+        raise CodedResNeXtError(
+            f"C({n}, {n_act}) = {total} candidate words is too many to enumerate (limit "
+            f"{MAX_CANDIDATES}); for ImageNet's 1000 classes use the shipped tables, "
+            "paper_scheme('imagenet', '16/32') or paper_scheme('imagenet', '8/32')"
+        )
+    deadline = time.monotonic() + time_limit
+    cands = _words(n, n_act)  # (C(n, n_act),) ascending
+    if h_min is not None:
+        levels = [int(h_min)]
+    elif k == 1:
+        levels = [n + 1]
+    else:
+        levels = list(range(max(2, 2 * min(n_act, n - n_act)), 1, -2))
+    rng = np.random.default_rng(seed)
+    target = _best_sumsq(k, n, n_act)
+    q = (k * n_act) // n
+    best = None  # (sum of squares, -H, (K, N) matrix) of the best unbalanced choice
+    largest = 0
+    for h in levels:
+        lex = _greedy_code(cands, h)
+        largest = max(largest, len(lex))
+        orders = _RANDOM_ORDERS if h > 2 and 3 * len(lex) >= 2 * k else 0
+        for trial in range(1 + orders):
+            if time.monotonic() > deadline:
+                raise CodedResNeXtError(
+                    f"no balanced scheme for K={k}, n={n}, n_act={n_act} within time_limit="
+                    f"{time_limit} s; raise time_limit or pass a smaller h_min"
+                )
+            code = lex if trial == 0 else _greedy_code(cands[rng.permutation(len(cands))], h)
+            largest = max(largest, len(code))
+            if len(code) < k:
+                continue
+            if len(code) > max(_POOL, 2 * k):
+                code = code[np.sort(rng.choice(len(code), max(_POOL, 2 * k), replace=False))]
+            mat = _to_matrix(code, n)  # (M, N)
+            feasible = bool((mat.sum(0) >= q).all())  # else some branch is too rare in this code
+            restarts = _RESTARTS if trial == 0 else 1
+            iters = _iters(k, len(mat), n) if feasible else 0
+            idx, ss = _choose_balanced(mat, k, rng, restarts if feasible else 1, iters)
+            if ss == target:
+                return CodingScheme.from_matrix(mat[idx])
+            if best is None or (ss, -h) < best[:2]:
+                best = (ss, -h, mat[idx])
+    if best is None:
+        raise CodedResNeXtError(
+            f"the greedy code with H_min={levels[0]} has at most {largest} words for {k} classes; "
+            "lower h_min or raise n"
+        )
+    return CodingScheme.from_matrix(best[2])
