@@ -1,0 +1,72 @@
+"""codedresnext bench: latency/throughput of every graph of an export, measured interleaved."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        v = [int(x) for x in s.split(",") if x]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("expected comma-separated integers, e.g. 1,8,32") from e
+    if not v or min(v) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be >= 1")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark an export (trtexec vocabulary; JSON, Markdown, PNG)",
+        description="Throughput is in samples/s; trtexec's qps counts batches (qps x batch = "
+        "samples/s). Graphs are timed interleaved in one run; ratios use medians.",
+    )
+    p.add_argument("directory", help="export directory (manifest.json)")
+    p.add_argument("--backend", default="ort", choices=("ort", "trt", "torch"))
+    p.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="ONNX Runtime EP")
+    p.add_argument("--batch", type=_ints, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
+    p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per graph and batch")
+    p.add_argument("--duration", type=float, default=3.0, help="timed seconds per graph and batch")
+    p.add_argument("--rounds", type=int, default=5, help="interleaving slices per graph and batch")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    p.add_argument(
+        "--graphs",
+        default=None,
+        help="comma-separated graph names (default: full, masked, "
+        "subset, multi-exit and the first --max-class-graphs class graphs)",
+    )
+    p.add_argument("--max-class-graphs", type=int, default=10)
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager peer")
+    p.add_argument("--data", default=None, help="held-out images for the early-exit measurement")
+    p.add_argument("--early-exit-limit", type=int, default=1000, help="evaluation images for early exit")
+    p.add_argument("--json", default=None, help="JSON path (default OUT/bench.json)")
+    p.add_argument("--out", default=None, help="report folder (default DIR/bench)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime.bench import markdown, run_bench, write_report
+
+    report = run_bench(
+        args.directory,
+        backend=args.backend,
+        batches=args.batch,
+        warmup=args.warmup,
+        duration=args.duration,
+        graphs=args.graphs.split(",") if args.graphs else None,
+        threads=args.threads,
+        provider=args.provider,
+        torch_peer=not args.no_torch,
+        data=args.data,
+        rounds=args.rounds,
+        max_class_graphs=args.max_class_graphs,
+        early_exit_limit=args.early_exit_limit,
+        progress=not args.quiet,
+    )
+    paths = write_report(report, args.out or Path(args.directory) / "bench", json_path=args.json)
+    print(markdown(report))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

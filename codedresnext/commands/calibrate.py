@@ -1,0 +1,46 @@
+"""codedresnext calibrate: early-exit (and early-reject) thresholds on held-out data -> manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="pick early-exit / early-reject thresholds on held-out data",
+        description="Uses the TEST split of --data, shuffled (seed 0) and halved: the first half "
+        "picks thresholds, the second half reports accuracy and compute. Writes the thresholds "
+        "into DIR/manifest.json.",
+    )
+    p.add_argument("directory", help="export directory with segment (and/or reject) graphs")
+    p.add_argument(
+        "--data", required=True, help="dataset: .tar.gz / folder / official CIFAR root / .npz sample"
+    )
+    p.add_argument(
+        "--max-accuracy-loss", type=float, default=0.5, help="points vs the full graph (default 0.5)"
+    )
+    p.add_argument(
+        "--max-recall-loss", type=float, default=1.0, help="early reject: points of recall (default 1)"
+    )
+    p.add_argument("--limit", type=int, default=None, help="use at most N images per half")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtime.calibrate import calibrate_directory
+
+    res = calibrate_directory(
+        args.directory,
+        args.data,
+        max_accuracy_loss=args.max_accuracy_loss,
+        max_recall_loss=args.max_recall_loss,
+        limit=args.limit,
+        batch=args.batch,
+        threads=args.threads,
+    )
+    print(json.dumps(res, indent=2))
+    return 0

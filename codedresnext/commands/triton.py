@@ -1,0 +1,49 @@
+"""codedresnext triton: a Triton Inference Server model repository from an export."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("triton", help="write a Triton model repository (config.pbtxt per graph)")
+    p.add_argument("directory")
+    p.add_argument("--out", required=True, help="repository folder")
+    p.add_argument("--graphs", default=None, help="comma-separated graph names (default: all)")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--preferred-batch", default="8,32")
+    p.add_argument("--queue-delay-us", type=int, default=500)
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument(
+        "--engines",
+        default=None,
+        help="engines-PRECISION.json from `codedresnext build`: use "
+        "the TensorRT plans (platform tensorrt_plan) instead of ONNX",
+    )
+    p.add_argument("--gpu", action="store_true", help="instance_group KIND_GPU for ONNX models")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..runtime.triton import write_repository
+
+    engines = None
+    if args.engines:
+        d = json.loads(Path(args.engines).read_text())
+        engines = {g["name"]: Path(args.directory) / g["engine"] for g in d["graphs"]}
+    out = write_repository(
+        args.directory,
+        args.out,
+        graphs=args.graphs.split(",") if args.graphs else None,
+        engines=engines,
+        max_batch_size=args.max_batch_size,
+        preferred_batch=tuple(int(b) for b in args.preferred_batch.split(",")),
+        queue_delay_us=args.queue_delay_us,
+        instances=args.instances,
+        gpu=args.gpu,
+    )
+    print(f"wrote {len(out)} models to {args.out}")
+    return 0

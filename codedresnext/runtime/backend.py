@@ -1,0 +1,161 @@
+"""One small interface over every inference backend: load a graph, infer dicts of numpy, time it.
+
+No torch or onnxruntime at module level: a device that has only numpy and one runtime can import
+this. Backends register by name in `BACKENDS` and import their library inside `load`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailable, GraphError
+
+# ONNX tensor element types -> numpy (the subset our graphs use)
+_ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, numpy dtype and shape of one graph input/output; None marks a dynamic dimension."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": np.dtype(self.dtype).name, "shape": list(self.shape)}
+
+
+@dataclass
+class Timing:
+    """Per-call wall-clock latencies in seconds, collected by `Backend.infer` when timing is on."""
+
+    latencies_s: list[float] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.latencies_s.clear()
+
+
+class Backend:
+    """Base class: `load(path)` once, then `infer({name: array}) -> {name: array}`.
+
+    Subclasses implement `_load` and `_run`; this class validates inputs and records timing.
+    """
+
+    name = "base"
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        self.timing = Timing()
+        self.record_timing = False
+
+    # -- interface -------------------------------------------------------------------------
+    def load(self, path: str | os.PathLike, **options: Any) -> Backend:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise GraphError(f"graph file {self.path} does not exist")
+        self._load(self.path, **options)
+        return self
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run one batch; `feeds` must name every graph input with its dtype."""
+        self._check_feeds(feeds)
+        t0 = time.perf_counter()
+        out = self._run(feeds, outputs)
+        if self.record_timing:
+            self.timing.latencies_s.append(time.perf_counter() - t0)
+        return out
+
+    def info(self) -> dict:
+        """What a benchmark records about this backend (library version, providers, threads)."""
+        return {"backend": self.name}
+
+    def close(self) -> None:
+        """Release sessions/engines (optional)."""
+
+    # -- to implement ----------------------------------------------------------------------
+    def _load(self, path: Path, **options: Any) -> None:
+        raise NotImplementedError
+
+    def _run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+        missing = [s.name for s in self.inputs if s.name not in feeds]
+        if missing:
+            raise GraphError(f"missing input(s) {missing}; {self.path} takes {self.input_names}")
+        for s in self.inputs:
+            a = feeds[s.name]
+            if not isinstance(a, np.ndarray) or a.dtype != s.dtype:
+                got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+                raise GraphError(
+                    f"input {s.name!r} must be a numpy {np.dtype(s.dtype).name} array, not {got}"
+                )
+            if len(a.shape) != len(s.shape) or any(
+                d is not None and d != n for d, n in zip(s.shape, a.shape)
+            ):
+                raise GraphError(f"input {s.name!r} has shape {a.shape}; the graph expects {_fmt(s.shape)}")
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
+
+
+def onnx_io_specs(path: str | os.PathLike) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of an ONNX file, read with onnx (no runtime needed)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def spec(v) -> TensorSpec:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+        return TensorSpec(v.name, np.dtype(_ONNX_DTYPES.get(t.elem_type, np.float32)), dims)
+
+    inits = {i.name for i in model.graph.initializer}
+    return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
+
+
+BACKENDS = {
+    "ort": ("codedresnext.runtime.ort", "OrtBackend"),
+    "trt": ("codedresnext.runtime.trt", "TrtBackend"),
+    "torch": ("codedresnext.runtime.torch_backend", "TorchBackend"),
+}
+
+
+def open_backend(kind: str, path: str | os.PathLike, **options: Any) -> Backend:
+    """Load `path` on backend `kind` ('ort', 'trt', 'torch'); BackendUnavailable if not installed."""
+    import importlib
+
+    if kind not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {kind!r}; choose one of {sorted(BACKENDS)}")
+    mod, cls = BACKENDS[kind]
+    backend: Backend = getattr(importlib.import_module(mod), cls)()
+    return backend.load(path, **options)
+
+
+def require(module: str, package: str, why: str) -> Any:
+    """Import `module` or raise BackendUnavailable naming the pip package that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise BackendUnavailable(f"{why} needs the Python package {package!r}: pip install {package}") from e

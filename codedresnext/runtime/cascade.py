@@ -1,0 +1,151 @@
+"""Early-exit inference over segment graphs, with batch compaction on the host.
+
+Segments (manifest kind "segment", in order) chain stem..block i, block i+1..j, ...: each passes the
+outputs the next one takes by name ("features") and, except the last, reports its exit's class
+scores ("exit_scores", softmax(-distance) of the early decoder). A sample stops at the first exit
+whose confidence (max exit score) is above that exit's threshold; only the others run the next
+segment. Not built on ONNX/TensorRT `If` (that decides per batch, not per sample).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..artifact import OUTPUT_EXIT_SCORES, OUTPUT_LOGITS, load_manifest
+from ..errors import GraphError
+from .backend import Backend, open_backend
+from .graphs import GraphRef, prepare_batch, resolve_graph
+
+
+@dataclass
+class CascadeResult:
+    predictions: np.ndarray  # (B,) class index
+    exit_index: np.ndarray  # (B,) 0..n_exits-1 for an early exit, n_exits for the final classifier
+    confidence: np.ndarray  # (B,) max exit score (early) or max softmax of the logits (final)
+    flops: np.ndarray  # (B,) FLOPs spent on each sample (sum of the segments it ran)
+
+    def mean_flops(self) -> float:
+        return float(np.mean(self.flops)) if len(self.flops) else 0.0
+
+
+def segment_entries(manifest: dict) -> list[dict]:
+    """Segment graph entries in cascade order (entry "index"/"segment" if present, else manifest order)."""
+    segs = [g for g in manifest.get("graphs", []) if g.get("kind") == "segment"]
+    if not segs:
+        raise GraphError("no segment graphs in this export; run `codedresnext export ... --segments`")
+    if all(isinstance(g.get("index", g.get("segment")), int) for g in segs):
+        segs = sorted(segs, key=lambda g: g.get("index", g.get("segment")))
+    return segs
+
+
+class EarlyExitClassifier:
+    """Runs segment graphs in cascade; thresholds[j] belongs to exit j (the j-th segment's exit)."""
+
+    def __init__(
+        self,
+        refs: list[GraphRef],
+        *,
+        backend: str = "ort",
+        thresholds: list[float] | None = None,
+        **options: Any,
+    ) -> None:
+        if not refs:
+            raise GraphError("an early-exit cascade needs at least one segment graph")
+        self.refs = refs
+        self.segments: list[Backend] = [open_backend(backend, r.path, **options) for r in refs]
+        first = self.segments[0]
+        if len(first.inputs) != 1:
+            raise GraphError(
+                f"first segment {refs[0].path} must take one image input, has {first.input_names}"
+            )
+        if OUTPUT_LOGITS not in self.segments[-1].output_names:
+            raise GraphError(f"last segment {refs[-1].path} has no {OUTPUT_LOGITS!r} output")
+        for prev, nxt, r in zip(self.segments, self.segments[1:], refs[1:]):
+            missing = [n for n in nxt.input_names if n not in prev.output_names]
+            if missing:
+                raise GraphError(
+                    f"segment {r.name} needs {missing}, which the previous segment does not output"
+                )
+        # exits: every segment but the last that outputs exit scores
+        self.exit_segments = [
+            i for i, s in enumerate(self.segments[:-1]) if OUTPUT_EXIT_SCORES in s.output_names
+        ]
+        n = len(self.exit_segments)
+        if thresholds is None:
+            thresholds = [
+                r.entry.get("exit_threshold", float("inf")) for r in (refs[i] for i in self.exit_segments)
+            ]
+        if len(thresholds) != n:
+            raise GraphError(f"{len(thresholds)} thresholds given for {n} exits")
+        self.thresholds = [float(t) for t in thresholds]
+        self.segment_flops = [float(r.flops) if r.flops is not None else np.nan for r in refs]
+
+    @classmethod
+    def from_directory(cls, directory: str | os.PathLike, **kw: Any) -> EarlyExitClassifier:
+        refs = [resolve_graph(directory, g["name"]) for g in segment_entries(load_manifest(directory))]
+        return cls(refs, **kw)
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.exit_segments)
+
+    def _first_feed(self, x: Any) -> dict[str, np.ndarray]:
+        spec = self.segments[0].inputs[0]
+        return {spec.name: prepare_batch(x, spec.name, spec.shape, self.refs[0].preprocessing)}
+
+    def predict(self, x: Any) -> CascadeResult:
+        """Per-sample early exit with batch compaction: each segment runs only on the live samples."""
+        feed = self._first_feed(x)
+        B = next(iter(feed.values())).shape[0]
+        preds = np.full(B, -1, np.int64)
+        exit_idx = np.full(B, self.num_exits, np.int64)
+        conf = np.zeros(B, np.float32)
+        flops = np.zeros(B, np.float64)
+        live = np.arange(B)  # original indices of the samples still running
+        for si, seg in enumerate(self.segments):
+            out = seg.infer({n: feed[n] for n in seg.input_names})
+            flops[live] += self.segment_flops[si]
+            if si == len(self.segments) - 1:
+                logits = out[OUTPUT_LOGITS]
+                preds[live] = logits.argmax(1)
+                conf[live] = _softmax(logits).max(1)
+                break
+            stop = np.zeros(len(live), bool)
+            if si in self.exit_segments:
+                j = self.exit_segments.index(si)
+                scores = out[OUTPUT_EXIT_SCORES]
+                c = scores.max(1)
+                stop = c > self.thresholds[j]
+                preds[live[stop]] = scores[stop].argmax(1)
+                exit_idx[live[stop]] = j
+                conf[live[stop]] = c[stop]
+            keep = ~stop
+            live = live[keep]
+            if len(live) == 0:
+                break
+            nxt = self.segments[si + 1]
+            feed = {n: np.ascontiguousarray(out[n][keep]) for n in nxt.input_names}  # host compaction
+        return CascadeResult(preds, exit_idx, conf, flops)
+
+    def run_all(self, x: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        """Every segment on every sample: ([exit scores (B, K) per exit], final logits (B, K))."""
+        feed = self._first_feed(x)
+        exits = []
+        for si, seg in enumerate(self.segments):
+            out = seg.infer({n: feed[n] for n in seg.input_names})
+            if si in self.exit_segments:
+                exits.append(out[OUTPUT_EXIT_SCORES])
+            if si == len(self.segments) - 1:
+                return exits, out[OUTPUT_LOGITS]
+            feed = out
+        raise AssertionError("unreachable")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)

@@ -1,0 +1,161 @@
+"""Triton Inference Server model repository: REPO/<graph>/config.pbtxt + REPO/<graph>/1/model.onnx|plan.
+
+Dims in config.pbtxt exclude the batch dimension because max_batch_size > 0 (Triton then batches
+requests itself: dynamic_batching). I/O specs come from the graph file (the manifest's names/dtypes
+are checked against it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_path, write_text
+from ..artifact import load_manifest
+from ..errors import GraphError
+from .backend import TensorSpec, onnx_io_specs
+
+TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL",
+}
+PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "plan": ("tensorrt_plan", "model.plan")}
+
+
+def _model_name(name: str) -> str:
+    """Triton model names become directory names: keep letters, digits, '_', '-', '.'."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def config_pbtxt(
+    name: str,
+    platform: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    *,
+    max_batch_size: int,
+    preferred_batch: list[int],
+    queue_delay_us: int,
+    instances: int,
+    kind: str = "KIND_CPU",
+) -> str:
+    def tensors(specs: list[TensorSpec]) -> str:
+        items = []
+        for s in specs:
+            if s.shape and s.shape[0] is not None:
+                raise GraphError(
+                    f"{name}: tensor {s.name!r} has a fixed batch {s.shape[0]}; re-export with a "
+                    "dynamic batch dimension for Triton batching"
+                )
+            dims = ", ".join(str(d if d is not None else -1) for d in s.shape[1:])
+            dt = TRITON_DTYPES.get(np.dtype(s.dtype).name)
+            if dt is None:
+                raise GraphError(f"{name}: no Triton type for {s.dtype} ({s.name})")
+            items.append(f'  {{\n    name: "{s.name}"\n    data_type: {dt}\n    dims: [ {dims} ]\n  }}')
+        return ",\n".join(items)
+
+    prefs = ", ".join(str(b) for b in preferred_batch if b <= max_batch_size)
+    return (
+        f'name: "{name}"\nplatform: "{platform}"\nmax_batch_size: {max_batch_size}\n'
+        f"input [\n{tensors(inputs)}\n]\noutput [\n{tensors(outputs)}\n]\n"
+        f"dynamic_batching {{\n  preferred_batch_size: [ {prefs} ]\n"
+        f"  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
+        f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]\n"
+    )
+
+
+def write_repository(
+    directory: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    graphs: list[str] | None = None,
+    engines: dict[str, str | os.PathLike] | None = None,
+    max_batch_size: int = 32,
+    preferred_batch: tuple[int, ...] = (8, 32),
+    queue_delay_us: int = 500,
+    instances: int = 1,
+    gpu: bool = False,
+) -> list[Path]:
+    """Write one Triton model per graph (ONNX by default; a TensorRT plan where `engines` names one)."""
+    directory, out = Path(directory), Path(out)
+    manifest = load_manifest(directory)
+    entries = manifest["graphs"]
+    if graphs:
+        known = {g["name"] for g in entries}
+        unknown = [n for n in graphs if n not in known]
+        if unknown:
+            raise GraphError(f"no graph(s) {unknown} in the manifest; available: {sorted(known)}")
+        entries = [g for g in entries if g["name"] in graphs]
+    engines = engines or {}
+    if max_batch_size < 1:
+        raise GraphError("max_batch_size must be >= 1 (Triton batching needs a dynamic batch dimension)")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for g in entries:
+        src = directory / g["file"]
+        inputs, outputs = onnx_io_specs(src)
+        _check_manifest_io(g, inputs, outputs)
+        fmt = "plan" if g["name"] in engines else "onnx"
+        platform, fname = PLATFORMS[fmt]
+        model = _model_name(g["name"])
+        mdir = out / model
+        (mdir / "1").mkdir(parents=True, exist_ok=True)
+        with atomic_path(mdir / "1" / fname) as tmp:
+            shutil.copyfile(engines.get(g["name"], src), tmp)
+        cfg = config_pbtxt(
+            model,
+            platform,
+            inputs,
+            outputs,
+            max_batch_size=max_batch_size,
+            preferred_batch=list(preferred_batch),
+            queue_delay_us=queue_delay_us,
+            instances=instances,
+            kind="KIND_GPU" if (gpu or fmt == "plan") else "KIND_CPU",
+        )
+        write_text(mdir / "config.pbtxt", cfg)
+        written.append(mdir)
+    return written
+
+
+def _check_manifest_io(entry: dict, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    """The manifest's I/O names (when listed) must be the graph's real ones."""
+    for key, specs in (("inputs", inputs), ("outputs", outputs)):
+        listed = entry.get(key)
+        if not listed:
+            continue
+        names = [s["name"] if isinstance(s, dict) else str(s) for s in listed]
+        if sorted(names) != sorted(s.name for s in specs):
+            raise GraphError(
+                f"manifest {key} of {entry['name']} {names} differ from the graph's "
+                f"{[s.name for s in specs]}; re-export"
+            )
+
+
+def parse_config(text: str) -> dict:
+    """Minimal parser for the config.pbtxt subset written here (tests and users checking a repo)."""
+    out: dict = {"input": [], "output": []}
+    m = re.search(r'^name:\s*"([^"]+)"', text, re.M)
+    out["name"] = m and m.group(1)
+    m = re.search(r'^platform:\s*"([^"]+)"', text, re.M)
+    out["platform"] = m and m.group(1)
+    m = re.search(r"^max_batch_size:\s*(\d+)", text, re.M)
+    out["max_batch_size"] = int(m.group(1)) if m else None
+    out["dynamic_batching"] = bool(re.search(r"^dynamic_batching\s*\{", text, re.M))
+    for section in ("input", "output"):
+        m = re.search(rf"^{section} \[\n(.*?)\n\]", text, re.M | re.S)
+        if not m:
+            continue
+        for blk in re.finditer(r'name:\s*"([^"]+)"\s*data_type:\s*(\w+)\s*dims:\s*\[([^\]]*)\]', m.group(1)):
+            dims = [int(d) for d in blk.group(3).replace(" ", "").split(",") if d]
+            out[section].append({"name": blk.group(1), "data_type": blk.group(2), "dims": dims})
+    return out

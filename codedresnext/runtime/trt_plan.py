@@ -1,0 +1,170 @@
+"""TensorRT build planning that needs no TensorRT: version branching, precision, profiles, cache keys.
+
+Kept apart from trt.py so that it is tested on machines without TensorRT (the version number is an
+argument, so tests inject 10.x or 11.x and check the branching without pretending to build).
+
+- TensorRT 10 (JetPack 6): weakly typed networks allowed; fp16 = BuilderFlag.FP16 on the fp32 graph,
+  int8 = BuilderFlag.INT8 on a Q/DQ graph (explicit quantization; no implicit calibration).
+- TensorRT 11+: networks are strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED), the
+  precision builder flags are gone, so precision comes from the graph: fp16 needs the FP16 ONNX that
+  `export --fp16` writes, int8 needs Q/DQ nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BackendUnavailable, GraphError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def trt_major(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError as e:
+        raise BackendUnavailable(f"cannot parse the TensorRT version {version!r}") from e
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How to build: strongly typed or not, and which BuilderFlag names to set."""
+
+    precision: str
+    strongly_typed: bool
+    builder_flags: tuple[str, ...]
+
+
+def graph_precision(path: str | os.PathLike) -> str:
+    """'int8' if the graph has Q/DQ nodes, 'fp16' if its weights are float16, else 'fp32'."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops:
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def plan_precision(precision: str, *, trt_version: str, graph: str) -> PrecisionPlan:
+    """Choose network creation and builder flags for `precision` on TensorRT `trt_version`.
+
+    `graph` is graph_precision() of the ONNX file to build. Raises GraphError (saying which export
+    to use) where the wanted precision cannot come from this graph on this TensorRT.
+    """
+    if precision not in PRECISIONS:
+        raise GraphError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    major = trt_major(trt_version)
+    if major < 10:
+        raise BackendUnavailable(f"TensorRT {trt_version} is too old; install TensorRT 10 or newer")
+    if precision == "int8" and graph != "int8":
+        raise GraphError(
+            "int8 needs a graph with Q/DQ nodes (explicit quantization); implicit INT8 calibration "
+            "is not supported (removed in TensorRT 11). Quantize the ONNX first, e.g. with NVIDIA "
+            "ModelOpt, then build it with --precision int8"
+        )
+    if graph == "int8" and precision != "int8":
+        raise GraphError("this graph has Q/DQ nodes: build it with --precision int8")
+    if major >= 11:
+        if precision == "fp16" and graph != "fp16":
+            raise GraphError(
+                f"TensorRT {trt_version} builds strongly typed networks only (no FP16 builder flag): "
+                "fp16 needs the FP16 graph; run `codedresnext export ... --fp16` and build that"
+            )
+        if precision == "fp32" and graph == "fp16":
+            raise GraphError("this graph is FP16: build it with --precision fp16 (or use the fp32 export)")
+        return PrecisionPlan(precision, True, ())
+    # TensorRT 10: an FP16 (or Q/DQ) graph carries its own types -> strongly typed; else flags
+    if graph == "fp16":
+        if precision != "fp16":
+            raise GraphError("this graph is FP16: build it with --precision fp16 (or use the fp32 export)")
+        return PrecisionPlan(precision, True, ())
+    flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",)}[precision]
+    return PrecisionPlan(precision, False, flags)
+
+
+def profile_shapes(
+    inputs: list[tuple[str, tuple[int | None, ...]]], *, min_batch: int, opt_batch: int, max_batch: int
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(min, opt, max) shapes per input: the batch (first, dynamic) dimension varies, the rest are fixed."""
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise GraphError(f"need 1 <= min <= opt <= max batch, got {min_batch}/{opt_batch}/{max_batch}")
+    out = {}
+    for name, shape in inputs:
+        if any(d is None or d <= 0 for d in shape[1:]):
+            raise GraphError(
+                f"input {name!r} has dynamic non-batch dimensions {shape}; re-export with a fixed size"
+            )
+        rest = tuple(int(d) for d in shape[1:])
+        out[name] = ((min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
+    return out
+
+
+def engine_cache_key(
+    *,
+    graph_sha256: str,
+    precision: str,
+    compute_capability: str,
+    trt_version: str,
+    profile: tuple[int, int, int],
+) -> str:
+    """Engines are not portable: the key changes with the graph, precision, GPU arch and TensorRT."""
+    payload = json.dumps(
+        {
+            "graph": graph_sha256,
+            "precision": precision,
+            "sm": compute_capability,
+            "trt": trt_version,
+            "profile": list(profile),
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    sm = compute_capability.replace(".", "")
+    batch = "_".join(str(b) for b in profile)
+    return f"{graph_sha256[:12]}-{precision}-sm{sm}-trt{trt_version}-b{batch}-{digest}"
+
+
+def engine_cache_path(cache_dir: str | os.PathLike, key: str) -> Path:
+    return Path(cache_dir) / f"{key}.plan"
+
+
+def gpu_compute_capability() -> str:
+    """'8.7' style compute capability of GPU 0 (nvidia-smi, else torch); BackendUnavailable if none."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()
+            )
+            if out and out[0].strip():
+                return out[0].strip()
+        except (subprocess.SubprocessError, OSError):
+            pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return f"{major}.{minor}"
+    except ImportError:
+        pass
+    if Path("/etc/nv_tegra_release").exists():  # Jetson without nvidia-smi: Orin is sm 8.7
+        return "8.7"
+    raise BackendUnavailable("no NVIDIA GPU found (nvidia-smi/torch.cuda): TensorRT needs one")
