@@ -104,7 +104,7 @@ def _stem(inp: str, out: str, uint8: bool) -> tuple[list, dict]:
 
 
 def build_graphs(w: dict, size: int = 32) -> dict[str, tuple[onnx.ModelProto, str, list[str]]]:
-    """{name: (model, kind, classes)} for full, masked, class, subset, multi-exit, segments, reject, frames."""
+    """{name: (model, kind, classes)}: full, masked, class, subset, multi-exit, segments, reject, frames."""
     pre = {"mean": list(MEAN), "std": list(STD), "size": size, "layout": "NCHW", "dtype": "float32"}
     img = _vi("images", TensorProto.FLOAT, ["batch", 3, size, size])
     frames = _vi("frames", TensorProto.UINT8, ["batch", size, size, 3])
@@ -292,7 +292,7 @@ def make_export(directory: Path, seed: int = 0) -> Path:
         "full_uint8": sum(SEG_FLOPS),
     }
     entries = []
-    for i, (name, (model, kind, classes)) in enumerate(build_graphs(w).items()):
+    for name, (model, kind, classes) in build_graphs(w).items():
         path = directory / f"{name}.onnx"
         onnx.save(model, path)
         params = int(sum(np.prod(t.dims) for t in model.graph.initializer))

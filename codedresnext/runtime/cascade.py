@@ -32,13 +32,31 @@ class CascadeResult:
         return float(np.mean(self.flops)) if len(self.flops) else 0.0
 
 
-def segment_entries(manifest: dict) -> list[dict]:
-    """Segment graph entries in cascade order (entry "index"/"segment" if present, else manifest order)."""
-    segs = [g for g in manifest.get("graphs", []) if g.get("kind") == "segment"]
+def segment_entries(manifest: dict, precision: str = "fp32") -> list[dict]:
+    """Segment graph entries in cascade order: the manifest's "segments" order if given (fp32), else
+    the entries' segment index, else manifest order. precision "fp16" picks the `_fp16` variants."""
+    segs = [
+        g
+        for g in manifest.get("graphs", [])
+        if g.get("kind") == "segment" and g.get("precision", "fp32") == precision
+    ]
     if not segs:
-        raise GraphError("no segment graphs in this export; run `codedresnext export ... --segments`")
-    if all(isinstance(g.get("index", g.get("segment")), int) for g in segs):
-        segs = sorted(segs, key=lambda g: g.get("index", g.get("segment")))
+        raise GraphError(
+            f"no {precision} segment graphs in this export; run `codedresnext export ... --segments`"
+            + (" --fp16" if precision == "fp16" else "")
+        )
+    order = (manifest.get("segments") or {}).get("order")
+    if order and precision == "fp32":
+        by_name = {g["name"]: g for g in segs}
+        if set(order) <= set(by_name):
+            return [by_name[n] for n in order]
+
+    def index(g: dict):
+        seg = g.get("segment")
+        return g.get("index", seg.get("index") if isinstance(seg, dict) else seg)
+
+    if all(isinstance(index(g), int) for g in segs):
+        segs = sorted(segs, key=index)
     return segs
 
 
@@ -85,8 +103,11 @@ class EarlyExitClassifier:
         self.segment_flops = [float(r.flops) if r.flops is not None else np.nan for r in refs]
 
     @classmethod
-    def from_directory(cls, directory: str | os.PathLike, **kw: Any) -> EarlyExitClassifier:
-        refs = [resolve_graph(directory, g["name"]) for g in segment_entries(load_manifest(directory))]
+    def from_directory(
+        cls, directory: str | os.PathLike, *, precision: str = "fp32", **kw: Any
+    ) -> EarlyExitClassifier:
+        entries = segment_entries(load_manifest(directory), precision)
+        refs = [resolve_graph(directory, g["name"]) for g in entries]
         return cls(refs, **kw)
 
     @property

@@ -160,10 +160,16 @@ class RejectDetector:
         """The reject pair of `class_name` in an export directory (two graphs of kind "reject")."""
         from ..artifact import load_manifest
 
+        manifest = load_manifest(directory)
+        for r in manifest.get("reject") or []:  # the exporter's pair list: {"class", "a", "b", ...}
+            if r.get("class") == class_name and r.get("a") and r.get("b"):
+                return cls(r["a"], r["b"], directory=directory, **kw)
         pair = [
             g
-            for g in load_manifest(directory)["graphs"]
-            if g.get("kind") == "reject" and class_name in (g.get("classes") or [])
+            for g in manifest["graphs"]
+            if g.get("kind") == "reject"
+            and g.get("precision", "fp32") == "fp32"
+            and class_name in (g.get("classes") or [])
         ]
         a = [g for g in pair if OUTPUT_REJECT in _names(g.get("outputs"))]
         b = [g for g in pair if OUTPUT_LOGITS in _names(g.get("outputs"))]

@@ -111,7 +111,7 @@ def prepare_batch(
         else tuple(d for d in input_shape[2:4] if d is not None)
     )
     hw = f"{size[0]}x{size[1]}" if len(size) == 2 else "HxW"
-    if x.ndim == 3:
+    if x.ndim == 3 and 3 in (x.shape[0], x.shape[-1]):  # one HWC or CHW image
         raise GraphError(f"got one image of shape {x.shape}; pass a batch (add a leading axis: x[None])")
     if x.ndim != 4:
         raise GraphError(

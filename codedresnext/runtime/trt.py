@@ -20,6 +20,7 @@ from .._io import sha256_file, write_bytes, write_json
 from ..errors import GraphError
 from .backend import Backend, TensorSpec, onnx_io_specs, require
 from .trt_plan import (
+    choose_source,
     engine_cache_key,
     engine_cache_path,
     gpu_compute_capability,
@@ -203,7 +204,11 @@ def build_directory(
 
     directory = Path(directory)
     manifest = load_manifest(directory)
-    entries = [g for g in manifest["graphs"] if graphs is None or g["name"] in graphs]
+    entries = [
+        g
+        for g in manifest["graphs"]
+        if ((g["name"] in graphs) if graphs else g.get("precision", "fp32") == "fp32")
+    ]
     if graphs:
         unknown = set(graphs) - {g["name"] for g in entries}
         if unknown:
@@ -212,6 +217,8 @@ def build_directory(
                 f"{[g['name'] for g in manifest['graphs']]}"
             )
     cache_dir = Path(cache_dir or directory / "engines")
+    trt = _trt()
+    by_name = {g["name"]: g for g in manifest["graphs"]}
     results = []
     try:
         from tqdm import tqdm
@@ -220,7 +227,7 @@ def build_directory(
     except ImportError:
         it = entries
     for g in it:
-        src = directory / (g.get("fp16_file") if precision == "fp16" and g.get("fp16_file") else g["file"])
+        src = directory / choose_source(g, by_name, precision, trt.__version__)["file"]
         plan, info = build_engine(src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild)
         results.append(
             {

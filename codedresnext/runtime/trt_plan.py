@@ -89,6 +89,23 @@ def plan_precision(precision: str, *, trt_version: str, graph: str) -> Precision
     return PrecisionPlan(precision, False, flags)
 
 
+def choose_source(entry: dict, graphs: dict[str, dict], precision: str, trt_version: str) -> dict:
+    """Which manifest graph to build for `entry` at `precision`.
+
+    fp16 on TensorRT 11+ must use the FP16 graph (`NAME_fp16`, precision "fp16"); on TensorRT 10 the
+    fp32 graph with the FP16 builder flag is the JetPack-proven path, so the fp32 graph is built.
+    """
+    if precision == "fp16" and trt_major(trt_version) >= 11:
+        sib = graphs.get(f"{entry['name']}_fp16")
+        if sib is None or sib.get("precision") != "fp16":
+            raise GraphError(
+                f"TensorRT {trt_version} needs the FP16 graph of {entry['name']!r} (strongly typed networks "
+                "only); re-export with `codedresnext export ... --fp16`"
+            )
+        return sib
+    return entry
+
+
 def profile_shapes(
     inputs: list[tuple[str, tuple[int | None, ...]]], *, min_batch: int, opt_batch: int, max_batch: int
 ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
