@@ -1,0 +1,191 @@
+"""`bench`: JSON schema, ratios, Markdown and PNG on a synthetic export and on a real tiny export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_runtime_graphs import make_export
+
+from codedresnext.errors import GraphError
+from codedresnext.runtime.bench import add_ratios, markdown, run_bench, select_graphs, write_report
+
+LAT_KEYS = {"min", "mean", "median", "p90", "p95", "p99"}
+
+
+def _check_schema(report: dict, batches: list[int]) -> None:
+    assert isinstance(report["graphs"], list) and report["graphs"]
+    for g in report["graphs"]:
+        assert {"name", "kind", "params", "flops", "results"} <= set(g)
+        assert [r["batch"] for r in g["results"]] == batches
+        for r in g["results"]:
+            lat = r["latency_ms"]
+            assert set(lat) >= LAT_KEYS
+            assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["p95"] <= lat["p99"]
+            assert lat["min"] <= lat["mean"]
+            assert r["iterations"] >= 1
+            # samples/s = batch x calls / time spent in calls
+            assert r["throughput_sps"] == pytest.approx(r["batch"] * 1e3 / lat["mean"], rel=1e-6)
+    env = report["env"]
+    for key in ("onnxruntime", "numpy", "python", "cpu", "threads", "timestamp_utc", "note"):
+        assert key in env
+    assert "qps" in env["note"]
+
+
+def test_bench_json_schema_on_synthetic_export(tmp_path):
+    d = make_export(tmp_path / "e")
+    rep = run_bench(d, batches=[1, 4], warmup=0.01, duration=0.05, rounds=2, threads=1, progress=False)
+    _check_schema(rep, [1, 4])
+    kinds = {g["name"]: g["kind"] for g in rep["graphs"]}
+    # image-input graphs only; segments/part B (features input) are not benchmarked standalone
+    assert "segment1" not in kinds and "reject_cat_b" not in kinds and "segment0" not in kinds
+    assert kinds["full"] == "full" and kinds["masked_cat"] == "masked" and kinds["class_cat"] == "class"
+    assert any("no source.pt" in n for n in rep["notes"])
+    full = next(g for g in rep["graphs"] if g["kind"] == "full")
+    assert all(r["speedup_vs_full"] == pytest.approx(1.0) for r in full["results"])
+    cat = next(g for g in rep["graphs"] if g["name"] == "class_cat")
+    assert cat["flop_ratio_vs_full"] == pytest.approx(1600 / 800)
+    assert rep["env"]["threads"] == 1
+    assert all(g["backend_info"]["intra_op_threads"] == 1 for g in rep["graphs"])
+    paths = write_report(rep, tmp_path / "out")
+    data = json.loads(paths["json"].read_text())
+    _check_schema(data, [1, 4])
+    md = paths["markdown"].read_text()
+    assert "| class_cat | class |" in md and "samples/s" in md
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratio_arithmetic():
+    def g(name, kind, flops, med):
+        return {
+            "name": name,
+            "kind": kind,
+            "flops": flops,
+            "results": [{"batch": 32, "latency_ms": {"median": med}, "throughput_sps": 32e3 / med}],
+        }
+
+    graphs = [g("full", "full", 200.0, 10.0), g("c", "class", 100.0, 5.5), g("m", "masked", 200.0, 10.0)]
+    add_ratios(graphs)
+    c = graphs[1]["results"][0]
+    assert c["speedup_vs_full"] == pytest.approx(10 / 5.5)
+    assert c["speedup_over_flop_ratio"] == pytest.approx((10 / 5.5) / 2.0)
+    assert graphs[2]["results"][0]["speedup_vs_full"] == pytest.approx(1.0)
+
+
+def test_select_graphs():
+    m = {
+        "graphs": [
+            {"name": "full", "kind": "full"},
+            {"name": "full_fp16", "kind": "full", "precision": "fp16"},
+        ]
+        + [{"name": f"class_{i}", "kind": "class"} for i in range(5)]
+    }
+    names = [g["name"] for g in select_graphs(m, None, 2)]
+    assert names == ["full", "class_0", "class_1"]
+    assert [g["name"] for g in select_graphs(m, ["class_4"], 2)] == ["class_4"]
+    with pytest.raises(GraphError, match="available"):
+        select_graphs(m, ["nope"], 2)
+
+
+def test_bench_early_exit_with_real_images(tmp_path, cifar10_tgz):
+    from codedresnext.runtime.calibrate import calibrate_directory
+
+    d = make_export(tmp_path / "e")
+    calibrate_directory(d, cifar10_tgz, limit=200, threads=1)
+    rep = run_bench(
+        d,
+        batches=[8],
+        warmup=0.01,
+        duration=0.05,
+        rounds=1,
+        threads=1,
+        graphs=["full"],
+        data=str(cifar10_tgz),
+        early_exit_limit=200,
+        progress=False,
+    )
+    ee = rep["early_exit"]
+    assert ee["calibrated"] and ee["samples"] == 200
+    assert 0 < ee["mean_flops_per_sample"] <= ee["full_flops"]
+    assert ee["compute_saved"] == pytest.approx(1 - ee["mean_flops_per_sample"] / ee["full_flops"])
+    assert sum(ee["exit_fractions"]) == pytest.approx(1.0)
+    assert ee["throughput_sps"] > 0 and "Early exit" in markdown(rep)
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    export = pytest.importorskip("codedresnext.export")
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("tiny") / "export"
+    export.export_graphs(
+        out=out,
+        preset="tiny",
+        classes=["cat", "dog"],
+        masked=True,
+        segments=True,
+        progress=False,
+        verify=False,
+    )
+    return out
+
+
+def test_bench_cli_on_a_real_tiny_export(tiny_export, tmp_path):
+    """The real command on the exporter's tiny preset: table with ratios, both peers, JSON file."""
+    js = tmp_path / "b.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "codedresnext.cli",
+            "bench",
+            str(tiny_export),
+            "--batch",
+            "1,4",
+            "--warmup",
+            "0.01",
+            "--duration",
+            "0.1",
+            "--rounds",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(js),
+            "--quiet",
+            "--out",
+            str(tmp_path / "rep"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(js.read_text())
+    _check_schema(rep, [1, 4])
+    kinds = {g["kind"] for g in rep["graphs"]}
+    assert {"full", "class", "masked", "peer-torch"} <= kinds
+    peer = next(g for g in rep["graphs"] if g["kind"] == "peer-torch")
+    assert peer["backend_info"]["threads"] == 1
+    cls = [g for g in rep["graphs"] if g["kind"] == "class"]
+    assert all(g["flop_ratio_vs_full"] > 1.0 for g in cls)  # pruned graphs do fewer FLOPs
+    assert "ort_over_torch_full" in rep["goals"] and "class_speedup_over_flop_ratio" in rep["goals"]
+    assert "| full | full |" in r.stdout and (tmp_path / "rep" / "bench.png").is_file()
+
+
+def test_bench_peer_torch_matches_ort_full(tiny_export, real_images):
+    """The PyTorch peer computes the same function as the full ONNX graph (so the comparison is fair)."""
+    from codedresnext.runtime import open_backend
+
+    x = (real_images.images[:8].astype(np.float32) / 255 - (0.4914, 0.4822, 0.4465)) / (
+        0.2023,
+        0.1994,
+        0.2010,
+    )
+    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)
+    a = open_backend("ort", Path(tiny_export) / "full.onnx", threads=1).infer({"images": x})["logits"]
+    b = open_backend("torch", Path(tiny_export) / "source.pt", threads=1).infer({"images": x})["logits"]
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
