@@ -7,7 +7,9 @@ device without PyTorch can read schemes from ONNX metadata and prune graphs.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -139,7 +141,10 @@ paper's shipped tables, paper_scheme('imagenet', '16/32') or paper_scheme('image
 _RESTARTS = 4  # tabu restarts on the paper's greedy code
 _ITERS = 3000  # tabu iterations per restart (fewer for big problems, see _iters)
 _RANDOM_ORDERS = 24  # extra greedy passes over seeded random word orders when the paper's fails
+_ORDER_WORK = 200_000  # up to 8x more random orders while orders * C(N, N_act) stays below this
 _POOL = 4000  # choose from at most this many greedy-code words (a seeded subset beyond it)
+_STALL = 500  # end a restart after this many tabu iterations without a new best
+_EXHAUSTIVE = 20_000  # try every K-subset when there are at most this many
 
 _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -219,15 +224,21 @@ def _choose_balanced(
     """Pick k rows of mat (M, N) with column sums as equal as possible.
 
     With the total K*N_act fixed, minimising sum_j s_j^2 is the same as bringing every column sum
-    to the floor or ceil of the mean, so the search minimises that integer: a randomised greedy
-    start, then tabu swap search where every (remove i, add j) move is scored by one matrix
-    product. Returns (row indices, achieved sum of squares).
+    to the floor or ceil of the mean, so the search minimises that integer: exhaustively when
+    C(M, k) is small, else a randomised greedy start, then tabu swap search where every
+    (remove i, add j) move is scored by one matrix product. Returns (row indices, sum of squares).
     """
     m, n = mat.shape
     n_act = int(mat[0].sum())
     target = _best_sumsq(k, n, n_act)
-    if m == k:
-        return np.arange(m), int((mat.sum(0) ** 2).sum())
+    if math.comb(m, k) <= _EXHAUSTIVE:  # small: try every choice (exact, first best wins)
+        combos = np.array(list(itertools.combinations(range(m), k)), dtype=np.int64)  # (C, k)
+        sums = np.zeros((len(combos), n), np.int64)
+        for j in range(k):
+            sums += mat[combos[:, j]]
+        ss = (sums * sums).sum(1)
+        best = int(np.argmin(ss))
+        return combos[best], int(ss[best])
     worst = np.iinfo(np.int64).max
     best_idx, best_ss = np.arange(k), worst
     for _ in range(restarts):
@@ -244,8 +255,9 @@ def _choose_balanced(
             best_idx, best_ss = np.flatnonzero(sel), ss
         tabu = np.zeros(m, np.int64)  # iteration until which a word may not move
         tenure = max(2, min(k, m - k) // 4)
+        last_gain = 0
         for it in range(iters):
-            if best_ss == target:
+            if best_ss == target or it - last_gain > _STALL:
                 break
             ins, outs = np.flatnonzero(sel), np.flatnonzero(~sel)
             a, b = mat[ins], mat[outs]  # (k, N), (M-k, N)
@@ -265,7 +277,7 @@ def _choose_balanced(
             ss += int(low)
             tabu[i_out] = tabu[j_in] = it + tenure + int(rng.integers(3))
             if ss < best_ss:
-                best_idx, best_ss = np.flatnonzero(sel), ss
+                best_idx, best_ss, last_gain = np.flatnonzero(sel), ss, it
         if best_ss == target:
             break
     return best_idx, best_ss
@@ -291,7 +303,7 @@ def generate_scheme(
     H = 2*min(n_act, n - n_act) downward in steps of 2 (constant-weight words are always an even
     distance apart) and take the largest H whose greedy code has >= K words and admits a balanced
     choice. (C) K words of that code with column sums as equal as possible (all equal when
-    K*n_act/n is an integer), found by tabu search.
+    K*n_act/n is an integer): every K-subset when there are few, else tabu swap search.
 
     The greedy pass first runs in the paper's order (ascending integers). That code does not
     always admit a balanced choice (for K=10, N=10, N_act=5 at H=4 the best is max - min = 2, by
@@ -301,7 +313,6 @@ def generate_scheme(
     H); with `h_min` given, that H is kept and the spread minimised. For 1000 classes on N=32
     use paper_scheme('imagenet', ...).
     """
-    import math
     import time
 
     k = int(num_classes)
@@ -339,7 +350,9 @@ def generate_scheme(
     for h in levels:
         lex = _greedy_code(cands, h)
         largest = max(largest, len(lex))
-        orders = _RANDOM_ORDERS if h > 2 and 3 * len(lex) >= 2 * k else 0
+        orders = 0
+        if h > 2 and 3 * len(lex) >= 2 * k:  # more orders when a greedy pass is cheap
+            orders = int(np.clip(_ORDER_WORK // len(cands), _RANDOM_ORDERS, 8 * _RANDOM_ORDERS))
         for trial in range(1 + orders):
             if time.monotonic() > deadline:
                 raise CodedResNeXtError(
