@@ -154,4 +154,14 @@ def test_calibrate_directory_writes_thresholds(tmp_path, cifar10_tgz):
     assert m["calibration"]["early_exit"]["max_accuracy_loss"] == 0.5
     casc = EarlyExitClassifier.from_directory(d, threads=1)  # picks the calibrated thresholds up
     assert casc.thresholds == [ee["thresholds"]["segment0"], ee["thresholds"]["segment1"]]
-    assert "cat" in summary["early_reject"]["thresholds"]
+    rej = summary["early_reject"]["classes"]["cat"]
+    assert (
+        m["graphs"][[g["name"] for g in m["graphs"]].index("reject_cat_a")]["reject_threshold"]
+        == rej["reject_threshold"]
+    )
+    ev = rej["evaluation"]
+    assert ev["positives"] + ev["negatives"] == 300
+    assert 0.0 <= ev["negatives_rejected"] <= 1.0
+    # rejected negatives cost part A only (1000 FLOPs), the rest A + B (1300)
+    assert ev["mean_flops_negative"] == pytest.approx(1000 + 300 * (1 - ev["negatives_rejected"]))
+    assert ev["recall_with_reject"] <= ev["recall"]

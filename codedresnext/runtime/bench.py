@@ -434,6 +434,9 @@ def run_bench(
         )
     elif has_segments:
         notes.append("early exit not measured: pass --data (held-out images) to measure accuracy and compute")
+    rej = (manifest.get("calibration") or {}).get("early_reject")
+    if rej:
+        report["early_reject"] = rej  # measured by `codedresnext calibrate` on the evaluation half
     return report
 
 
@@ -501,6 +504,26 @@ def markdown(report: dict) -> str:
             f"- throughput at batch {e['batch']}: {e['throughput_sps']:.1f} samples/s vs "
             f"{e['no_exit_throughput_sps']:.1f} without exits ({e['speedup_vs_no_exit']:.2f}x)",
         ]
+    if "early_reject" in report:
+        r = report["early_reject"]
+        lines += [
+            "",
+            f"## Early reject (evaluation half; reject threshold for <= {r['max_recall_loss']} point "
+            "recall loss on the calibration half)",
+            "",
+            "| class | recall | recall with reject | negatives rejected | negatives compute vs class graph |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for cls, v in r["classes"].items():
+            e = v["evaluation"]
+
+            def pct(x):
+                return "" if x is None else f"{100 * x:.1f}%"
+
+            lines.append(
+                f"| {cls} | {pct(e['recall'])} | {pct(e['recall_with_reject'])} | "
+                f"{pct(e['negatives_rejected'])} | {pct(e['negative_compute_vs_class_graph'])} |"
+            )
     for n in report.get("notes", []):
         lines.append(f"- note: {n}")
     return "\n".join(lines) + "\n"

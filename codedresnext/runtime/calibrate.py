@@ -110,6 +110,54 @@ def calibrate_reject_threshold(
     return float(lost_if[allowed])  # reject only distances strictly above the (allowed+1)-th largest
 
 
+def f1_optimal_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Logit threshold maximising F1 (decision: score > threshold)."""
+    order = np.argsort(-scores)
+    s, y = scores[order], positive[order].astype(np.float64)
+    tp = np.cumsum(y)
+    k = np.arange(1, len(s) + 1)
+    f1 = 2 * tp / (k + y.sum())
+    i = int(np.argmax(f1))
+    return float((s[i] + s[i + 1]) / 2) if i + 1 < len(s) else float(s[i] - 1e-6)
+
+
+def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """Part A and part B on every image (no early stop): distances and the detector's logits."""
+    res = [det.run(images[i : i + batch], with_b_for_all=True) for i in range(0, len(images), batch)]
+    return {
+        "distance": np.concatenate([r.distance for r in res]),
+        "scores": np.concatenate([r.all_scores for r in res]),
+    }
+
+
+def evaluate_reject(
+    det: Any, images: np.ndarray, positive: np.ndarray, batch: int, class_flops: float | None = None
+) -> dict:
+    """Recall without/with early reject, negatives rejected and compute spent on negatives."""
+    out = run_reject(det, images, batch)
+    rejected = out["distance"] > det.reject_threshold
+    detected = out["scores"] > det.threshold
+    fa, fb = det.flops_a, det.flops_b
+    neg = ~positive
+    rec0 = float(np.mean(detected[positive])) if positive.any() else None
+    rec1 = float(np.mean((detected & ~rejected)[positive])) if positive.any() else None
+    mean_neg = float(np.mean(np.where(rejected[neg], fa, fa + fb))) if (fa and fb and neg.any()) else None
+    return {
+        "positives": int(positive.sum()),
+        "negatives": int(neg.sum()),
+        "recall": rec0,
+        "recall_with_reject": rec1,
+        "recall_loss_points": None if rec0 is None else 100.0 * (rec0 - rec1),
+        "negatives_rejected": float(np.mean(rejected[neg])) if neg.any() else None,
+        "positives_rejected": float(np.mean(rejected[positive])) if positive.any() else None,
+        "mean_flops_negative": mean_neg,
+        "pair_flops": (fa + fb) if fa and fb else None,
+        "class_graph_flops": class_flops,
+        "negative_compute_vs_class_graph": mean_neg / class_flops if mean_neg and class_flops else None,
+        "negative_compute_vs_pair": mean_neg / (fa + fb) if mean_neg and fa and fb else None,
+    }
+
+
 def heldout_split(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     return perm[: n // 2], perm[n // 2 :]
@@ -192,25 +240,41 @@ def calibrate_directory(
         }
     if "reject" in kinds:
         rej = {}
-        for cls in sorted(
-            {c for g in manifest["graphs"] if g.get("kind") == "reject" for c in g.get("classes", [])}
-        ):
+        classes = {c for g in manifest["graphs"] if g.get("kind") == "reject" for c in g.get("classes", [])}
+        for cls in sorted(classes):
             det = RejectDetector.from_directory(directory, cls, backend=backend, threads=threads)
-            if det.threshold is None:
-                continue  # untrained export: no decision threshold to keep the recall of
-            k = list(cal.class_names).index(cls) if cls in cal.class_names else None
-            if k is None:
+            if cls not in cal.class_names:
                 raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
-            pos = cal.images[cal.labels == k]
-            res = [det.run(pos[i : i + batch], with_b_for_all=True) for i in range(0, len(pos), batch)]
-            dist = np.concatenate([r.distance for r in res])
-            detected = np.concatenate([r.all_scores for r in res]) > det.threshold
-            t = calibrate_reject_threshold(dist, detected, max_recall_loss=max_recall_loss)
+            k = list(cal.class_names).index(cls)
+            c_out = run_reject(det, cal.images, batch)
+            source = "manifest"
+            if det.threshold is None:  # no fitted decision threshold (untrained export): F1-optimal here
+                det.threshold = f1_optimal_threshold(c_out["scores"], cal.labels == k)
+                source = "F1-optimal on the calibration half"
+            pos = cal.labels == k
+            detected = c_out["scores"][pos] > det.threshold
+            t = calibrate_reject_threshold(c_out["distance"][pos], detected, max_recall_loss=max_recall_loss)
+            det.reject_threshold = t
             for g in manifest["graphs"]:
                 if g.get("kind") == "reject" and cls in g.get("classes", []):
                     g["reject_threshold"] = t
-            rej[cls] = t
-        summary["early_reject"] = {"thresholds": rej, "max_recall_loss": max_recall_loss}
+            class_flops = next(
+                (
+                    g.get("flops")
+                    for g in manifest["graphs"]
+                    if g.get("kind") == "class"
+                    and g.get("classes") == [cls]
+                    and g.get("precision", "fp32") == "fp32"
+                ),
+                None,
+            )
+            rej[cls] = {
+                "reject_threshold": t,
+                "decision_threshold": det.threshold,
+                "decision_threshold_source": source,
+                "evaluation": evaluate_reject(det, ev.images, ev.labels == k, batch, class_flops),
+            }
+        summary["early_reject"] = {"classes": rej, "max_recall_loss": max_recall_loss}
     if "early_exit" not in summary and "early_reject" not in summary:
         raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
     manifest["calibration"] = summary
