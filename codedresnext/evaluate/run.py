@@ -1,0 +1,224 @@
+"""`codedresnext evaluate`: every number of the report from one checkpoint, then the files.
+
+Cost (why the defaults): the class paths cost one pass per class over every image set, so the
+threshold-fitting training subset defaults to 2,000 images (200 per CIFAR-10 class) and the
+removal study to 2,000 test images; the test set itself is used whole unless --limit is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._io import sha256_file, write_bytes, write_json, write_text
+from ..data import ArrayDataset, load_dataset, load_npz_images
+from ..errors import CodedResNeXtError, DataError
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str
+    data: str
+    out: str
+    graphs: str | None = None  # export directory: detector logits from its class graphs
+    ood: str | None = None  # .npz (load_npz_images) or a dataset path (its test split)
+    removal_block: int = -1  # coded block index (counting coded blocks only); -1 = last
+    limit: int | None = None  # stratified test subset
+    train_limit: int | None = 2000  # stratified training subset for the thresholds; None = all
+    removal_limit: int | None = 2000  # stratified test subset for the removal study; None = all
+    removal_draws: int = 3
+    positive_fraction: float = 0.1
+    flip_tta: bool = False  # full-model accuracy only; detectors are scored as they ship
+    seed: int = 0
+    batch_size: int = 250
+    download: bool = False
+    write_thresholds: bool = True  # into the --graphs export
+    check_samples: int = 200  # test images on which ONNX is compared with the PyTorch masked model
+    progress: bool = True
+
+
+def _ood(path: str, size: tuple[int, ...]) -> ArrayDataset:
+    ds = load_npz_images(path) if str(path).endswith(".npz") else load_dataset(path, "test")
+    if ds.images.shape[1:] != size:
+        raise DataError(
+            f"OOD images are {ds.images.shape[1:]} but the model's test images are {size}; "
+            "pass an OOD set of the same image size"
+        )
+    return ds
+
+
+def _check_classes(ds: ArrayDataset, names: tuple[str, ...], what: str) -> None:
+    if len(ds.class_names) != len(names):
+        raise DataError(
+            f"{what} has {len(ds.class_names)} classes but the checkpoint has {len(names)}; "
+            "pass the dataset the model was trained on"
+        )
+    if tuple(ds.class_names) != tuple(names):
+        raise DataError(
+            f"{what} classes {list(ds.class_names)[:5]}... differ from the checkpoint's "
+            f"{list(names)[:5]}...; pass the dataset the model was trained on"
+        )
+
+
+def compute(cfg: EvalConfig) -> tuple[dict, dict]:
+    """All metrics (JSON-ready) and the arrays the figures need."""
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..model import early_decode
+    from .binary import detector_metrics, summarise
+    from .energy import codeword_agreement, mean_energy_per_class
+    from .inference import run_passes
+    from .removal import removal_curves
+    from .sampling import stratified_subset
+
+    t0 = time.time()
+    model, _ = load_checkpoint(cfg.checkpoint)
+    model.eval().to(memory_format=torch.channels_last)
+    mc = model.cfg
+    names = tuple(mc.class_names)
+    test = load_dataset(cfg.data, "test", download=cfg.download)
+    _check_classes(test, names, f"{cfg.data} (test)")
+    test = test.subset(stratified_subset(test.labels, cfg.limit, cfg.seed))
+    train = load_dataset(cfg.data, "train", download=cfg.download)
+    _check_classes(train, names, f"{cfg.data} (train)")
+    train = train.subset(stratified_subset(train.labels, cfg.train_limit, cfg.seed + 1))
+    ood = _ood(cfg.ood, test.images.shape[1:]) if cfg.ood else None
+    kw = {"batch_size": cfg.batch_size, "progress": cfg.progress}
+    torch_paths = cfg.graphs is None
+
+    res = run_passes(
+        model, test, full=True, class_paths=torch_paths, flip_tta=cfg.flip_tta, desc="test", **kw
+    )
+    m: dict = {
+        "checkpoint": str(cfg.checkpoint),
+        "checkpoint_sha256": sha256_file(cfg.checkpoint),
+        "model": mc.name,
+        "classes": list(names),
+        "data": str(cfg.data),
+        "ood": cfg.ood,
+        "graphs": cfg.graphs,
+        "test_samples": len(test),
+        "train_samples": len(train),
+        "ood_samples": len(ood) if ood is not None else 0,
+        "flip_tta": cfg.flip_tta,
+        "accuracy": float(np.mean(res["logits"].argmax(1) == test.labels)),
+    }
+    if cfg.flip_tta:
+        m["accuracy_no_tta"] = float(np.mean(res["logits_plain"].argmax(1) == test.labels))
+    coded = model.coded_blocks
+    words = [model.blocks[b].codewords.cpu() for b in coded]
+    m["early_decoder_blocks"] = coded
+    m["early_decoder_accuracy"] = [
+        float((early_decode(torch.from_numpy(e), w).argmin(1).numpy() == test.labels).mean())
+        for e, w in zip(res["energies"], words)
+    ]
+    mean_e = [mean_energy_per_class(e, test.labels, mc.num_classes) for e in res["energies"]]
+    m["energy"] = {
+        "blocks": coded,
+        "codeword_agreement": [codeword_agreement(e, w.numpy()) for e, w in zip(mean_e, words)],
+        "mean_energy": [np.round(e, 5).tolist() for e in mean_e],
+    }
+
+    sets = {"train": train.images, "test": test.images}
+    if ood is not None:
+        sets["ood"] = ood.images
+    if torch_paths:
+        binary = {"test": res["binary"]}
+        binary["train"] = run_passes(model, train, full=False, desc="train subset", **kw)["binary"]
+        if ood is not None:
+            binary["ood"] = run_passes(model, ood, full=False, desc="OOD", **kw)["binary"]
+        m["detector_source"] = "PyTorch masked model"
+    else:
+        from .graphs import check_same_checkpoint, class_graphs, onnx_class_logits
+
+        graphs = class_graphs(cfg.graphs, names)
+        check_same_checkpoint(next(iter(graphs.values())), cfg.checkpoint)
+        binary = onnx_class_logits(graphs, sets, mean=mc.mean, std=mc.std, **kw)
+        n = min(cfg.check_samples, len(test))
+        ref = run_passes(model, test.subset(np.arange(n)), full=False, **kw)["binary"]
+        m["onnx_max_abs_diff_vs_torch"] = float(np.abs(ref - binary["test"][:n]).max())
+        m["detector_source"] = f"ONNX Runtime, class graphs in {cfg.graphs}"
+    rows = detector_metrics(
+        names,
+        binary["train"],
+        train.labels,
+        binary["test"],
+        test.labels,
+        binary.get("ood"),
+        positive_fraction=cfg.positive_fraction,
+        seed=cfg.seed,
+    )
+    m.update(summarise(rows))
+    m["per_class"] = rows
+
+    if coded:
+        rem_set = test.subset(stratified_subset(test.labels, cfg.removal_limit, cfg.seed + 2))
+        try:
+            m["removal"] = removal_curves(
+                model, rem_set, coded_index=cfg.removal_block, draws=cfg.removal_draws, seed=cfg.seed, **kw
+            )
+        except ValueError as e:
+            raise CodedResNeXtError(f"--removal-block: {e}") from e
+    m["settings"] = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress",)}
+    m["seconds"] = round(time.time() - t0, 1)
+    arrays = {
+        "binary": binary,
+        "test_labels": test.labels,
+        "mean_energy": mean_e,
+        "codewords": [w.numpy() for w in words],
+    }
+    return m, arrays
+
+
+def write_outputs(out: str | Path, m: dict, arrays: dict) -> dict[str, bytes]:
+    """metrics.json, the PNG figures, summary.md and report.html (each written atomically)."""
+    from . import plots
+    from .report import html_report, markdown
+
+    out = Path(out)
+    b = arrays["binary"]
+    pngs = {
+        "pr_scatter.png": plots.pr_scatter(m["per_class"]),
+        "logit_histograms.png": plots.logit_histograms(
+            m["per_class"], b["test"], arrays["test_labels"], b.get("ood")
+        ),
+    }
+    if m["early_decoder_accuracy"]:
+        pngs["early_decoders.png"] = plots.early_decoders(
+            m["early_decoder_accuracy"], m["early_decoder_blocks"], m["accuracy"]
+        )
+        pngs["energy_heatmap.png"] = plots.energy_heatmap(
+            arrays["mean_energy"], arrays["codewords"], m["early_decoder_blocks"], tuple(m["classes"])
+        )
+    if m.get("removal"):
+        pngs["removal.png"] = plots.removal(m["removal"])
+    for name, data in pngs.items():
+        write_bytes(out / name, data)
+    write_json(out / "metrics.json", m)
+    write_text(out / "summary.md", markdown(m, list(pngs)))
+    write_text(out / "report.html", html_report(m, pngs))
+    return pngs
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Compute, write DIR/{metrics.json, summary.md, report.html, *.png}; store the thresholds in
+    the --graphs export (manifest + graph metadata) so the runtime's detectors use them."""
+    m, arrays = compute(cfg)
+    if cfg.graphs and cfg.write_thresholds:
+        from ..thresholds import write_thresholds
+
+        thr = {r["class"]: r["threshold"] for r in m["per_class"]}
+        src = {
+            "criterion": "max F1 on training samples",
+            "train_samples": m["train_samples"],
+            "checkpoint_sha256": m["checkpoint_sha256"],
+            "data": m["data"],
+        }
+        m["thresholds_written_to"] = write_thresholds(cfg.graphs, thr, source=src)
+    write_outputs(cfg.out, m, arrays)
+    return m
