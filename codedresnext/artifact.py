@@ -27,6 +27,7 @@ META_PREPROCESSING = "codedresnext.preprocessing"  # {"mean", "std", "size", "la
 META_CHECKPOINT_SHA256 = "codedresnext.checkpoint_sha256"
 META_UNTRAINED = "codedresnext.untrained"  # true for `export --preset` random weights
 META_EXITS = "codedresnext.exits"  # multi-exit / segment exit descriptions
+META_GRAPH = "codedresnext.graph"  # what this graph computes: block range, kept branches, precision
 
 KINDS = ("full", "class", "subset", "multi-exit", "segment", "masked", "reject")
 
@@ -36,6 +37,7 @@ INPUT_UINT8 = "frames"  # uint8 (batch, H, W, 3) RGB, preprocessing inside the g
 OUTPUT_LOGITS = "logits"  # (batch, K) full, (batch, k) class/subset
 OUTPUT_FEATURES = "features"  # segment hand-over tensor
 OUTPUT_EXIT_SCORES = "exit_scores"  # (batch, K) softmax(-distance) of an early decoder
+OUTPUT_REJECT_DISTANCE = "reject_distance"  # (batch, 1) ||v - w_k|| at the reject block (early reject)
 
 
 def exit_scores_name(j: int) -> str:

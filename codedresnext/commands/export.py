@@ -1,0 +1,136 @@
+"""codedresnext export: verified ONNX graphs (full, per-class, subsets, masked, multi-exit, segments,
+early-reject pairs, FP16 twins) + manifest.json from a checkpoint or a preset's random weights."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _names(s: str) -> list[str]:
+    return [n.strip() for n in s.split(",") if n.strip()]
+
+
+def _cuts(s: str) -> list[int]:
+    try:
+        return [int(c) for c in s.split(",") if c.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("expected block indices such as 2,5") from e
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export verified ONNX graphs and a manifest",
+        description="Export a checkpoint (or --preset random weights) to ONNX: full.onnx plus the graphs "
+        "asked for, each verified with ONNX Runtime against PyTorch. Writes DIR atomically: if any graph "
+        "exceeds --tolerance nothing is written.",
+    )
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (.pt) written by `codedresnext train`")
+    p.add_argument("--preset", help="export random weights of this preset instead (marked untrained)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --preset weights and random test inputs")
+    p.add_argument(
+        "--out", required=True, help="output directory (created; must be empty unless --overwrite)"
+    )
+    p.add_argument("--classes", help="'all' or NAME,NAME: one binary graph per class")
+    p.add_argument(
+        "--subset",
+        action="append",
+        type=_names,
+        default=[],
+        metavar="NAME,NAME",
+        help="one graph for the union of these classes' paths (repeatable)",
+    )
+    p.add_argument(
+        "--multi-exit", action="store_true", help="full graph + early decoder outputs per coded block"
+    )
+    p.add_argument(
+        "--segments",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_cuts,
+        metavar="CUTS",
+        help="segment graphs; cuts after blocks CUTS (default: after every coded stage)",
+    )
+    p.add_argument(
+        "--masked",
+        action="store_true",
+        help="also the paper's masked per-class graphs (full size, zeroed branches)",
+    )
+    p.add_argument(
+        "--reject-block",
+        type=int,
+        default=None,
+        metavar="J",
+        help="early-reject pairs (part a: stem..block J + distance, part b: rest) per class",
+    )
+    p.add_argument(
+        "--uint8-input",
+        action="store_true",
+        help="graphs take uint8 (batch,H,W,3) 'frames' with preprocessing inside",
+    )
+    p.add_argument("--fp16", action="store_true", help="also an FP16 twin (float32 I/O) of every graph")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs error on logits (default 1e-4)")
+    p.add_argument("--fp16-tolerance", type=float, default=5e-2, help="max abs error for FP16 graphs")
+    p.add_argument(
+        "--images",
+        help="real images for verification: .npz/.npy (uint8 NHWC) or an image "
+        "tree/.tar.gz (default: ../shared/datasets/cifar10-jpeg.tar.gz if present)",
+    )
+    p.add_argument(
+        "--no-verify", action="store_true", help="skip ONNX Runtime verification (not recommended)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import CodedResNeXtError
+    from ..export import export_graphs
+
+    if (args.checkpoint is None) == (args.preset is None):
+        raise CodedResNeXtError("give a checkpoint path or --preset NAME (one of them)")
+    classes = None
+    if args.classes:
+        classes = "all" if args.classes == "all" else _names(args.classes)
+    m = export_graphs(
+        out=args.out,
+        checkpoint=args.checkpoint,
+        preset=args.preset,
+        seed=args.seed,
+        classes=classes,
+        subsets=args.subset,
+        multi_exit=args.multi_exit,
+        segments=args.segments,
+        masked=args.masked,
+        reject_block=args.reject_block,
+        uint8=args.uint8_input,
+        fp16=args.fp16,
+        opset=args.opset,
+        tolerance=args.tolerance,
+        fp16_tolerance=args.fp16_tolerance,
+        images=args.images,
+        verify=not args.no_verify,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    worst = max(
+        (
+            g["verification"]["max_abs"]
+            for g in m["graphs"]
+            if "verification" in g and "max_abs" in g["verification"]
+        ),
+        default=None,
+    )
+    for g in m["graphs"]:
+        v = g.get("verification", {})
+        errs = [v[k]["max_abs"] for k in ("random", "images") if "max_abs" in v.get(k, {})]
+        err = f"max abs err {max(errs):.2e}" if errs else "not verified"
+        print(f"{g['file']:<40} {g['kind']:<10} params {g['params']:>10,}  FLOPs {g['flops']:>14,}  {err}")
+    print(
+        f"wrote {len(m['graphs'])} graphs + manifest.json to {args.out}"
+        + (f" (worst error {worst:.2e})" if worst is not None else "")
+    )
+    return 0

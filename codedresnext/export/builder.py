@@ -1,0 +1,370 @@
+"""Build any of our ONNX graphs directly with onnx.helper from a config + BN-folded weights.
+
+numpy + onnx only (no torch): the exporter calls it with weights folded from a checkpoint, the
+pruner with weights read back from full.onnx. Every node and initializer has a stable name derived
+from the block index ("block3/reduce", "block3/gram"), so graphs are byte-identical for the same
+weights. A block whose kept branches are given is *physically* pruned: reduce / 3x3 / Gram rows and
+expand columns of the other branches are sliced away and `group` is the kept count, while the energy
+normalisation still divides by the full N (METHOD.md section 5).
+
+Coded block, as ONNX (B = batch, C = c_out, nk = kept branches, d = width):
+    h  = Relu(Conv3x3_g(Relu(Conv1x1(x))))                     (B, nk*d, H', W')
+    e  = Relu(ReduceSum_d(Reshape(ReduceSum_hw(h * Conv1x1_g(h, Gram))))) / (C H' W')   (B, nk)
+    n2 = ReduceSum(e) / N + eps                                 (B, 1), N = ALL branches
+    y  = Conv1x1(h, W_expand * bn_scale) / sqrt(n2) + bn_bias    (B, C, H', W')
+    out = Relu(y + shortcut(x))
+Energies and normalisation are float32 even in an FP16 graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .. import __version__
+from ..artifact import (
+    INPUT_FLOAT,
+    INPUT_UINT8,
+    OUTPUT_EXIT_SCORES,
+    OUTPUT_FEATURES,
+    OUTPUT_LOGITS,
+    OUTPUT_REJECT_DISTANCE,
+    exit_energies_name,
+    exit_scores_name,
+)
+from ..config import ModelConfig
+from ..errors import CodedResNeXtError
+from . import names
+from .layout import BlockGeom, block_layout
+
+F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """What one graph computes. `keep[i]` = kept branches of block i (None = all)."""
+
+    kind: str
+    keep: tuple[tuple[int, ...] | None, ...]
+    rows: tuple[int, ...] = ()  # classifier rows (classes) in output order
+    masked: bool = False  # keep applied as a constant 0/1 Mul; nothing sliced (the paper's way)
+    start: int = 0  # first block; > 0 means the input is "features"
+    stop: int | None = None  # one past the last block; None = all blocks + head
+    exits: bool = False  # multi-exit: exit{j}_scores / exit{j}_energies for every coded block
+    segment_exit: bool = False  # "exit_scores" of the last block in range (if coded)
+    reject: tuple[int, int] | None = None  # (block, class): all branches for "reject_distance"
+    uint8: bool = False  # "frames" uint8 NHWC input with preprocessing inside
+    fp16: bool = False  # FP16 compute, float32 inputs/outputs
+
+
+class _Graph:
+    """Collects nodes and initializers with unique, stable names."""
+
+    def __init__(self, fp16: bool) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self.act = np.float16 if fp16 else np.float32
+        self.fp16 = fp16
+
+    def const(self, name: str, arr: np.ndarray) -> str:
+        if name in self.inits:
+            raise CodedResNeXtError(f"internal: initializer {name} defined twice")
+        self.inits[name] = numpy_helper.from_array(np.ascontiguousarray(arr), name)
+        return name
+
+    def shared(self, name: str, arr: np.ndarray) -> str:
+        if name not in self.inits:
+            self.const(name, arr)
+        return name
+
+    def op(self, op: str, inputs: Sequence[str], name: str, out: str | None = None, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, list(inputs), [out or name], name=name, **attrs))
+        return out or name
+
+    def cast(self, x: str, to: int, name: str) -> str:
+        return self.op("Cast", [x], name, to=to)
+
+    def to_f32(self, x: str, name: str) -> str:
+        return self.cast(x, F32, name) if self.fp16 else x
+
+    def to_act(self, x: str, name: str) -> str:
+        return self.cast(x, F16, name) if self.fp16 else x
+
+    def conv(
+        self,
+        x: str,
+        name: str,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        *,
+        wname: str,
+        bname: str | None,
+        stride: int = 1,
+        group: int = 1,
+        dtype=None,
+        out: str | None = None,
+    ) -> str:
+        dtype = dtype or self.act
+        k = weight.shape[-1]
+        ins = [x, self.const(wname, weight.astype(dtype))]
+        if bias is not None:
+            ins.append(self.const(bname, bias.astype(dtype)))
+        return self.op(
+            "Conv",
+            ins,
+            name,
+            out,
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[k // 2] * 4,
+            group=group,
+            dilations=[1, 1],
+        )
+
+
+def _channels(branches: Sequence[int], width: int) -> np.ndarray:
+    return np.concatenate([np.arange(n * width, (n + 1) * width) for n in branches]).astype(np.int64)
+
+
+def _i64(*v: int) -> np.ndarray:
+    return np.array(v, dtype=np.int64)
+
+
+def _decoder(g: _Graph, en: str, words: np.ndarray, b: BlockGeom, prefix: str) -> str:
+    """(B, N) normalised energies -> (B, K') distances ||v - w_k||, v = en * N_act / N."""
+    v = g.op(
+        "Mul", [en, g.const(f"{prefix}/rescale", np.array(b.active / b.branches, np.float32))], f"{prefix}/v"
+    )
+    v3 = g.op("Unsqueeze", [v, g.shared("const/axes_1", _i64(1))], f"{prefix}/v3")  # (B, 1, N)
+    diff = g.op("Sub", [v3, g.const(f"{prefix}/codewords", words.astype(np.float32))], f"{prefix}/diff")
+    sq = g.op("Mul", [diff, diff], f"{prefix}/sq")
+    ss = g.op("ReduceSum", [sq, g.shared("const/axes_2", _i64(2))], f"{prefix}/sum", keepdims=0)
+    return g.op("Sqrt", [ss], f"{prefix}/distance")  # (B, K')
+
+
+def _scores(g: _Graph, dist: str, prefix: str, out: str) -> str:
+    neg = g.op("Neg", [dist], f"{prefix}/neg")
+    return g.op("Softmax", [neg], f"{prefix}/softmax", out, axis=1)
+
+
+def _block(
+    g: _Graph,
+    cfg: ModelConfig,
+    b: BlockGeom,
+    W: Mapping[str, np.ndarray],
+    x: str,
+    keep: tuple[int, ...] | None,
+    spec: GraphSpec,
+    outputs: list[tuple[str, tuple]],
+) -> tuple[str, str | None]:
+    """Emit block b on input x; returns (output, normalised energies (B, nk) float32 or None)."""
+    i, d, N = b.index, b.width, b.branches
+    p = f"block{i}"
+    reject = spec.reject is not None and spec.reject[0] == i
+    kept = tuple(range(N)) if keep is None else keep
+    computed = tuple(range(N)) if (spec.masked or reject or keep is None) else kept
+    ch = _channels(computed, d)
+    nc = len(computed)
+    h = g.conv(
+        x,
+        f"{p}/reduce",
+        W[names.w(i, "reduce")][ch],
+        W[names.b(i, "reduce")][ch],
+        wname=names.w(i, "reduce"),
+        bname=names.b(i, "reduce"),
+    )
+    h = g.op("Relu", [h], f"{p}/reduce_relu")
+    h = g.conv(
+        h,
+        f"{p}/conv",
+        W[names.w(i, "conv")][ch],
+        W[names.b(i, "conv")][ch],
+        wname=names.w(i, "conv"),
+        bname=names.b(i, "conv"),
+        stride=b.stride,
+        group=nc,
+    )
+    h = g.op("Relu", [h], f"{p}/conv_relu")  # (B, nc*d, H', W')
+    if b.projection:
+        sc = g.conv(
+            x,
+            f"{p}/shortcut",
+            W[names.w(i, "shortcut")],
+            W[names.b(i, "shortcut")],
+            wname=names.w(i, "shortcut"),
+            bname=names.b(i, "shortcut"),
+            stride=b.stride,
+        )
+    else:
+        sc = x
+    if not b.coded:
+        y = g.conv(
+            h,
+            f"{p}/expand",
+            W[names.w(i, "expand")],
+            W[names.b(i, "expand")],
+            wname=names.w(i, "expand"),
+            bname=names.b(i, "expand"),
+        )
+        s = g.op("Add", [y, sc], f"{p}/residual")
+        return g.op("Relu", [s], f"{p}/out"), None
+    if spec.masked and keep is not None:
+        mask = np.zeros((1, N * d, 1, 1), g.act)
+        mask[0, _channels(kept, d)] = 1
+        h = g.op("Mul", [h, g.const(f"{p}/keep_mask", mask)], f"{p}/masked")
+    # energies in float32: (B, nc)
+    hf = g.to_f32(h, f"{p}/h_f32")
+    gh = g.conv(
+        hf,
+        f"{p}/gram_conv",
+        W[names.gram(i)][ch],
+        None,
+        wname=names.gram(i),
+        bname=None,
+        group=nc,
+        dtype=np.float32,
+    )
+    prod = g.op("Mul", [hf, gh], f"{p}/h_gram_h")
+    s = g.op("ReduceSum", [prod, g.shared("const/axes_hw", _i64(2, 3))], f"{p}/sum_hw", keepdims=0)
+    s = g.op("Reshape", [s, g.const(f"{p}/branch_shape", _i64(-1, nc, d))], f"{p}/per_branch")
+    e = g.op("ReduceSum", [s, g.shared("const/axes_2", _i64(2))], f"{p}/sum_d", keepdims=0)
+    e = g.op("Relu", [e], f"{p}/clamp")
+    scale = np.array(b.c_out * b.size_out * b.size_out, np.float32)
+    e = g.op("Div", [e, g.const(f"{p}/energy_scale", scale)], f"{p}/energy")  # (B, nc) raw energies
+    n_full = g.const(f"{p}/branches", np.array(N, np.float32))  # always the FULL N
+    eps = g.shared("const/energy_eps", np.array(cfg.energy_eps, np.float32))
+
+    def normalise(e: str, tag: str) -> tuple[str, str]:
+        tot = g.op("ReduceSum", [e, g.shared("const/axes_1", _i64(1))], f"{p}/{tag}sum", keepdims=1)
+        n2 = g.op("Div", [tot, n_full], f"{p}/{tag}mean")
+        n2 = g.op("Add", [n2, eps], f"{p}/{tag}norm2")  # (B, 1)
+        return n2, g.op("Div", [e, n2], f"{p}/{tag}energies")  # (B, n) sums to N when n = N
+
+    if reject:
+        _, en_all = normalise(e, "all_")
+        k = spec.reject[1]
+        dist = _decoder(g, en_all, b.codewords[k : k + 1], b, f"{p}/reject")
+        g.op("Identity", [dist], f"{p}/reject_out", OUTPUT_REJECT_DISTANCE)
+        outputs.append((OUTPUT_REJECT_DISTANCE, (1,)))
+        if kept != computed:  # continue on the class path only
+            pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
+            e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)
+            chpos = g.const(f"{p}/kept_channels", _channels(kept, d))
+            h = g.op("Gather", [h, chpos], f"{p}/kept_h", axis=1)
+        computed = kept
+    n2, en = normalise(e, "")
+    ch_out = _channels(computed, d)
+    we = W[names.w(i, "expand")][:, ch_out]
+    y = g.conv(h, f"{p}/expand", we, None, wname=names.w(i, "expand"), bname=None)
+    y = g.to_f32(y, f"{p}/expand_f32")
+    sq = g.op("Sqrt", [n2], f"{p}/norm")
+    sq = g.op("Reshape", [sq, g.shared("const/shape_b111", _i64(-1, 1, 1, 1))], f"{p}/norm4")
+    y = g.op("Div", [y, sq], f"{p}/normalised")
+    bias = W[names.b(i, "expand")].reshape(-1, 1, 1).astype(np.float32)
+    y = g.op("Add", [y, g.const(names.b(i, "expand"), bias)], f"{p}/bn")
+    y = g.to_act(y, f"{p}/bn_act")
+    s = g.op("Add", [y, sc], f"{p}/residual")
+    return g.op("Relu", [s], f"{p}/out"), en
+
+
+def _value_info(name: str, elem: int, shape: Sequence[int]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, ["batch", *shape])
+
+
+def build_graph(
+    cfg: ModelConfig,
+    weights: Mapping[str, np.ndarray],
+    spec: GraphSpec,
+    *,
+    metadata: Mapping[str, str],
+    opset: int = 17,
+    graph_name: str = "codedresnext",
+) -> onnx.ModelProto:
+    """Build the graph `spec` describes; `weights` are float32 BN-folded arrays under names.*."""
+    if opset < 17:
+        raise CodedResNeXtError(f"opset {opset} is too old; use 17 or newer")
+    layout = block_layout(cfg)
+    stop = len(layout) if spec.stop is None else spec.stop
+    if not 0 <= spec.start < stop <= len(layout) or len(spec.keep) != len(layout):
+        raise CodedResNeXtError(f"invalid block range {spec.start}..{stop} for {len(layout)} blocks")
+    head = spec.stop is None
+    coded_index = {bi: j for j, bi in enumerate(cfg.coded_blocks)}
+    g = _Graph(spec.fp16)
+    inputs: list[onnx.ValueInfoProto] = []
+    outputs: list[tuple[str, tuple]] = []
+    if spec.start == 0:
+        S = cfg.input_size
+        if spec.uint8:
+            inputs.append(helper.make_tensor_value_info(INPUT_UINT8, TensorProto.UINT8, ["batch", S, S, 3]))
+            x = g.cast(INPUT_UINT8, F32, "pre/cast")
+            x = g.op("Transpose", [x], "pre/nchw", perm=[0, 3, 1, 2])
+            std, mean = np.asarray(cfg.std, np.float64), np.asarray(cfg.mean, np.float64)
+            scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(1, 3, 1, 1)
+            offset = (-mean / std).astype(np.float32).reshape(1, 3, 1, 1)
+            x = g.op("Mul", [x, g.const("pre/scale", scale)], "pre/scale_mul")
+            x = g.op("Add", [x, g.const("pre/offset", offset)], "pre/normalised")
+        else:
+            inputs.append(_value_info(INPUT_FLOAT, F32, (3, S, S)))
+            x = INPUT_FLOAT
+        x = g.to_act(x, "pre/to_act")
+        x = g.conv(
+            x,
+            "stem/conv",
+            weights[names.STEM_W],
+            weights[names.STEM_B],
+            wname=names.STEM_W,
+            bname=names.STEM_B,
+            stride=2 if cfg.stem == "imagenet" else 1,
+        )
+        x = g.op("Relu", [x], "stem/relu")
+        if cfg.stem == "imagenet":
+            x = g.op("MaxPool", [x], "stem/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    else:
+        b0 = layout[spec.start]
+        inputs.append(_value_info(OUTPUT_FEATURES, F32, (b0.c_in, b0.size_in, b0.size_in)))
+        x = g.to_act(OUTPUT_FEATURES, "features_act")
+    en = None
+    for b in layout[spec.start : stop]:
+        x, en = _block(g, cfg, b, weights, x, spec.keep[b.index], spec, outputs)
+        if spec.exits and en is not None:
+            j = coded_index[b.index]
+            dist = _decoder(g, en, b.codewords, b, f"block{b.index}/exit")
+            _scores(g, dist, f"block{b.index}/exit", exit_scores_name(j))
+            g.op("Identity", [en], f"block{b.index}/exit_energies", exit_energies_name(j))
+            outputs += [(exit_scores_name(j), (cfg.num_classes,)), (exit_energies_name(j), (b.branches,))]
+    last = layout[stop - 1]
+    if head:
+        pooled = g.op("GlobalAveragePool", [x], "head/pool")
+        f = g.op("Flatten", [pooled], "head/flatten", axis=1)
+        f = g.to_f32(f, "head/f32")
+        fc = weights[names.FC_W][list(spec.rows)].astype(np.float32)
+        g.op("Gemm", [f, g.const(names.FC_W, fc)], "head/fc", OUTPUT_LOGITS, transB=1)
+        outputs.insert(0, (OUTPUT_LOGITS, (len(spec.rows),)))
+    else:
+        xf = g.to_f32(x, "features_f32")
+        g.op("Identity", [xf], "features_out", OUTPUT_FEATURES)
+        outputs.append((OUTPUT_FEATURES, (last.c_out, last.size_out, last.size_out)))
+    if spec.segment_exit and en is not None:
+        if spec.keep[last.index] is not None and not spec.masked:
+            raise CodedResNeXtError("segment exits need all branches of their last block")
+        dist = _decoder(g, en, last.codewords, last, f"block{last.index}/exit")
+        _scores(g, dist, f"block{last.index}/exit", OUTPUT_EXIT_SCORES)
+        outputs.append((OUTPUT_EXIT_SCORES, (cfg.num_classes,)))
+    graph = helper.make_graph(
+        g.nodes,
+        graph_name,
+        inputs,
+        [_value_info(n, F32, s) for n, s in outputs],
+        initializer=list(g.inits.values()),
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(
+        graph, opset_imports=opsets, producer_name="codedresnext", producer_version=__version__
+    )
+    model.ir_version = helper.find_min_ir_version_for(opsets)
+    helper.set_model_props(model, dict(metadata))
+    return model

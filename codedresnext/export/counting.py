@@ -1,0 +1,67 @@
+"""Parameters and FLOPs counted from an ONNX graph (onnx + numpy only).
+
+params ("pytorch_equivalent"): every `*.weight` initializer element, plus TWO per element of every
+`*.bias` (each bias is a folded BatchNorm, i.e. its gamma and beta). Not counted: BN running
+statistics (buffers in PyTorch), the Gram matrices (derived from the expand weights), masks and
+shape constants. For the full graph this equals `count_parameters(model)`; for a pruned graph it
+is the PyTorch parameter count of the kept path (layout.analytic_params).
+
+flops: 2 x multiply-accumulates of Conv and Gemm/MatMul nodes for ONE sample (batch = 1);
+element-wise ops, pooling and reductions are not counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import names
+
+PARAMS_DEFINITION = (
+    "PyTorch-equivalent parameters of the computed path: conv/fc weights + BN gamma and beta of the "
+    "kept channels (2 per folded conv bias); excludes BN running stats and the derived Gram matrices"
+)
+FLOPS_DEFINITION = (
+    "2 x multiply-accumulates of Conv and Gemm/MatMul per sample (batch 1); other ops not counted"
+)
+
+
+def count_params(model) -> int:
+    n = 0
+    for t in model.graph.initializer:
+        if names.is_parameter(t.name):
+            numel = int(np.prod(t.dims)) if len(t.dims) else 1
+            n += numel * (2 if t.name.endswith(".bias") else 1)
+    return n
+
+
+def count_initializer_elements(model) -> int:
+    """Raw number of stored initializer elements (what the file actually holds)."""
+    return sum(int(np.prod(t.dims)) if len(t.dims) else 1 for t in model.graph.initializer)
+
+
+def count_flops(model) -> dict:
+    """{"macs", "flops"} per sample, from shape-inferred Conv/Gemm shapes (batch set to 1)."""
+    import onnx
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    shapes: dict[str, list[int]] = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    for t in model.graph.initializer:
+        shapes[t.name] = list(t.dims)
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            w = shapes[node.input[1]]
+            out = shapes[node.output[0]]
+            macs += int(np.prod(out[1:])) * int(np.prod(w[1:]))
+        elif node.op_type in ("Gemm", "MatMul"):
+            a, b = shapes[node.input[0]], shapes[node.input[1]]
+            trans_b = any(
+                at.name == "transB" and onnx.helper.get_attribute_value(at) for at in node.attribute
+            )
+            n_out = b[0] if trans_b else b[-1]
+            macs += int(np.prod(a[1:])) * n_out
+    return {"macs": macs, "flops": 2 * macs}

@@ -1,0 +1,87 @@
+"""The codedresnext.* metadata written into every graph (numpy/json only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from ..artifact import (
+    META_CHECKPOINT_SHA256,
+    META_CLASSES,
+    META_EXITS,
+    META_FORMAT,
+    META_GRAPH,
+    META_KIND,
+    META_MODEL_CONFIG,
+    META_PREPROCESSING,
+    META_UNTRAINED,
+)
+from ..config import ModelConfig
+from .builder import GraphSpec
+
+
+def preprocessing(cfg: ModelConfig, uint8: bool) -> dict:
+    """How to feed the graph: raw uint8 NHWC frames, or float NCHW normalised with mean/std."""
+    return {
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "size": cfg.input_size,
+        "layout": "NHWC" if uint8 else "NCHW",
+        "dtype": "uint8" if uint8 else "float32",
+        "in_graph": uint8,  # True: the graph does /255, mean/std and HWC->CHW itself
+        "input": "frames" if uint8 else "images",
+    }
+
+
+def exits_info(cfg: ModelConfig, spec: GraphSpec) -> list[dict]:
+    """Which coded blocks report an early decoder in this graph, and under which output names."""
+    from ..artifact import OUTPUT_EXIT_SCORES, exit_energies_name, exit_scores_name
+
+    n = len(spec.keep)
+    stop = n if spec.stop is None else spec.stop
+    out = []
+    for j, bi in enumerate(cfg.coded_blocks):
+        if not spec.start <= bi < stop:
+            continue
+        if spec.exits:
+            out.append(
+                {"exit": j, "block": bi, "scores": exit_scores_name(j), "energies": exit_energies_name(j)}
+            )
+        elif spec.segment_exit and bi == stop - 1:
+            out.append({"exit": j, "block": bi, "scores": OUTPUT_EXIT_SCORES})
+    return out
+
+
+def graph_metadata(
+    cfg: ModelConfig,
+    spec: GraphSpec,
+    *,
+    checkpoint_sha256: str,
+    untrained: bool,
+    opset: int,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, str]:
+    names = list(class_names) if class_names is not None else [cfg.class_names[k] for k in spec.rows]
+    graph = {
+        "kind": spec.kind,
+        "start_block": spec.start,
+        "stop_block": len(spec.keep) if spec.stop is None else spec.stop,
+        "head": spec.stop is None,
+        "keep": [None if k is None else list(k) for k in spec.keep],
+        "masked": spec.masked,
+        "reject": None if spec.reject is None else {"block": spec.reject[0], "class": spec.reject[1]},
+        "precision": "fp16" if spec.fp16 else "fp32",
+        "opset": opset,
+    }
+    meta = {
+        META_FORMAT: "1",
+        META_MODEL_CONFIG: cfg.to_dict(),
+        META_KIND: spec.kind,
+        META_CLASSES: names,
+        META_PREPROCESSING: preprocessing(cfg, spec.uint8),
+        META_CHECKPOINT_SHA256: checkpoint_sha256,
+        META_UNTRAINED: untrained,
+        META_EXITS: exits_info(cfg, spec),
+        META_GRAPH: graph,
+    }
+    return {k: json.dumps(v, sort_keys=True) for k, v in meta.items()}

@@ -1,0 +1,30 @@
+"""Stable, deterministic initializer names (one place, shared by builder, pruner and counters).
+
+Folded weights live under these names in every graph, so the pruner finds a block's tensors by
+name and two exports of one checkpoint are byte-identical.
+"""
+
+from __future__ import annotations
+
+STEM_W, STEM_B = "stem/conv.weight", "stem/conv.bias"
+FC_W = "head/fc.weight"  # (K, C): row k = class k
+
+
+def w(block: int, part: str) -> str:
+    """part in reduce|conv|expand|shortcut: BN-folded conv weight."""
+    return f"block{block}/{part}.weight"
+
+
+def b(block: int, part: str) -> str:
+    """Bias of a BN-folded conv (stands for that BN's gamma and beta)."""
+    return f"block{block}/{part}.bias"
+
+
+def gram(block: int) -> str:
+    """(N*d, d, 1, 1) per-branch Gram matrices W_n^T W_n of the unfolded expand weight."""
+    return f"block{block}/gram"
+
+
+def is_parameter(name: str) -> bool:
+    """Initializers that are model parameters (weights/biases), not derived constants."""
+    return name.endswith(".weight") or name.endswith(".bias")

@@ -1,0 +1,82 @@
+"""Operator allowlist: ops TensorRT's ONNX parser supports (onnx/onnx-tensorrt docs/operators.md,
+TensorRT 10, opsets 9-20), restricted to plain, well-trodden ones. Every graph we write is checked
+against it, so a TensorRT build never meets an op it cannot parse. onnx only."""
+
+from __future__ import annotations
+
+from ..errors import GraphError
+
+TRT_ALLOWED_OPS = frozenset(
+    {
+        "Abs",
+        "Add",
+        "ArgMax",
+        "ArgMin",
+        "AveragePool",
+        "BatchNormalization",
+        "Cast",
+        "Clip",
+        "Concat",
+        "Constant",
+        "Conv",
+        "Div",
+        "Exp",
+        "Flatten",
+        "Gather",
+        "Gemm",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Identity",
+        "LeakyRelu",
+        "Log",
+        "MatMul",
+        "Max",
+        "MaxPool",
+        "Min",
+        "Mul",
+        "Neg",
+        "Pow",
+        "Reciprocal",
+        "ReduceMax",
+        "ReduceMean",
+        "ReduceMin",
+        "ReduceSum",
+        "Relu",
+        "Reshape",
+        "Shape",
+        "Sigmoid",
+        "Slice",
+        "Softmax",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Tanh",
+        "TopK",
+        "Transpose",
+        "Unsqueeze",
+    }
+)
+MIN_OPSET, MAX_OPSET = 17, 20  # opset >= 17 asked for; TensorRT 10 parses up to 20
+
+
+def check_ops(model) -> set[str]:
+    """Raise GraphError naming any op outside the allowlist; return the set of ops used."""
+    used = {n.op_type for n in model.graph.node}
+    bad = {n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")} | (used - TRT_ALLOWED_OPS)
+    if bad:
+        raise GraphError(f"graph uses ops outside the TensorRT allowlist: {sorted(bad)}")
+    return used
+
+
+def check_graph(model) -> None:
+    """onnx.checker (full_check, which runs strict shape inference) + allowlist + opset range."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise GraphError(f"generated graph fails onnx.checker: {e}") from e
+    check_ops(model)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise GraphError(f"opset {opset} outside {MIN_OPSET}..{MAX_OPSET}")

@@ -1,0 +1,78 @@
+"""PyTorch reference outputs for any GraphSpec (torch): what ONNX Runtime must reproduce.
+
+Runs the model's own blocks (`CodedBlock.forward(h, keep)`, the code `model(x, keep_classes=...)`
+uses), so pruned graphs are checked against the masked reference. The output of the blocks before
+the first coded block does not depend on the kept classes and is cached across graphs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .builder import GraphSpec
+
+
+class Reference:
+    def __init__(self, model, images: np.ndarray) -> None:
+        """images: (B, 3, H, W) float32, normalised."""
+        import torch
+
+        self.model = model.eval()
+        self.x = torch.from_numpy(images)
+        first = min(model.coded_blocks, default=len(model.blocks))
+        with torch.no_grad():
+            h = model.stem(self.x)
+            self.prefix = [h]
+            for blk in model.blocks[:first]:
+                h, _ = blk(h)
+                self.prefix.append(h)  # prefix[i] = input of block i
+
+    def __call__(self, spec: GraphSpec) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """-> (graph input: images or features at spec.start, {output name: expected array})."""
+        import torch
+
+        from ..artifact import (
+            OUTPUT_EXIT_SCORES,
+            OUTPUT_FEATURES,
+            OUTPUT_LOGITS,
+            OUTPUT_REJECT_DISTANCE,
+            exit_energies_name,
+            exit_scores_name,
+        )
+        from ..model import early_decode
+
+        m = self.model
+        n = len(m.blocks)
+        stop = n if spec.stop is None else spec.stop
+        coded_index = {bi: j for j, bi in enumerate(m.coded_blocks)}
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            i0 = len(self.prefix) - 1
+            h = self.prefix[min(i0, spec.start) if spec.start > 0 else i0]
+            i_from = min(i0, spec.start) if spec.start > 0 else i0
+            feed = self.x if spec.start == 0 else None
+            e = None
+            for i in range(i_from, stop):
+                if i == spec.start and spec.start > 0:
+                    feed = h
+                blk = m.blocks[i]
+                keep = None
+                if spec.keep[i] is not None:
+                    keep = torch.zeros(blk.branches)
+                    keep[list(spec.keep[i])] = 1
+                if spec.reject is not None and spec.reject[0] == i:
+                    _, e_all = blk(h, None)
+                    k = spec.reject[1]
+                    out[OUTPUT_REJECT_DISTANCE] = early_decode(e_all, blk.codewords[k : k + 1])
+                h, e = blk(h, keep)
+                if spec.exits and e is not None and i >= spec.start:
+                    j = coded_index[i]
+                    out[exit_scores_name(j)] = torch.softmax(-early_decode(e, blk.codewords), 1)
+                    out[exit_energies_name(j)] = e
+            if spec.stop is None:
+                out[OUTPUT_LOGITS] = m.fc(h.mean((2, 3)))[:, list(spec.rows)]
+            else:
+                out[OUTPUT_FEATURES] = h
+            if spec.segment_exit and e is not None:
+                out[OUTPUT_EXIT_SCORES] = torch.softmax(-early_decode(e, m.blocks[stop - 1].codewords), 1)
+        return feed.numpy(), {k: v.float().numpy() for k, v in out.items()}

@@ -1,0 +1,79 @@
+"""GraphSpec factories for every graph kind (numpy only; shared by exporter and pruner)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..config import ModelConfig
+from ..errors import CodedResNeXtError
+from .builder import GraphSpec
+from .layout import block_layout, keep_branches
+
+
+def full_spec(cfg: ModelConfig, **kw) -> GraphSpec:
+    n = len(block_layout(cfg))
+    return GraphSpec("full", (None,) * n, rows=tuple(range(cfg.num_classes)), **kw)
+
+
+def multi_exit_spec(cfg: ModelConfig, **kw) -> GraphSpec:
+    if not cfg.coded_blocks:
+        raise CodedResNeXtError("this model has no coded blocks, so no early exits; use the full graph")
+    n = len(block_layout(cfg))
+    return GraphSpec("multi-exit", (None,) * n, rows=tuple(range(cfg.num_classes)), exits=True, **kw)
+
+
+def path_spec(cfg: ModelConfig, classes: Sequence[int], *, masked: bool = False, **kw) -> GraphSpec:
+    """Physically pruned (or, masked=True, zero-masked) path of `classes`, one logit per class."""
+    keep = tuple(keep_branches(block_layout(cfg), classes))
+    kind = "masked" if masked else ("class" if len(classes) == 1 else "subset")
+    return GraphSpec(kind, keep, rows=tuple(classes), masked=masked, **kw)
+
+
+def default_cuts(cfg: ModelConfig) -> list[int]:
+    """Cut after the last block of every coded stage (except the network's last block)."""
+    cuts, i = [], -1
+    for s in cfg.stages:
+        i += s.depth
+        if s.coded and i < sum(st.depth for st in cfg.stages) - 1:
+            cuts.append(i)
+    if not cuts:
+        raise CodedResNeXtError(
+            "no coded stage ends before the last block, so there is no default cut; give block indices "
+            "with --segments 2,5"
+        )
+    return cuts
+
+
+def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | None = None, **kw) -> list[GraphSpec]:
+    """Segments [0..c0], [c0+1..c1], ..., [..end + head]; cut c = index of a segment's last block."""
+    n = len(block_layout(cfg))
+    cuts = default_cuts(cfg) if cuts is None else sorted(set(int(c) for c in cuts))
+    if not cuts or cuts[0] < 0 or cuts[-1] >= n - 1:
+        raise CodedResNeXtError(f"segment cuts must be block indices in 0..{n - 2}, got {list(cuts)}")
+    bounds = [0, *(c + 1 for c in cuts), n]
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out.append(
+            GraphSpec(
+                "segment",
+                (None,) * n,
+                rows=tuple(range(cfg.num_classes)),
+                start=a,
+                stop=None if b == n else b,
+                segment_exit=True,
+                **kw,
+            )
+        )
+    return out
+
+
+def reject_specs(cfg: ModelConfig, k: int, block: int, **kw) -> tuple[GraphSpec, GraphSpec]:
+    """Early reject for class k at coded block `block`: part A (stem..block) and part B (rest)."""
+    layout = block_layout(cfg)
+    if not 0 <= block < len(layout) - 1 or not layout[block].coded:
+        coded = [i for i in cfg.coded_blocks if i < len(layout) - 1]
+        raise CodedResNeXtError(f"--reject-block must be a coded block index before the last block: {coded}")
+    keep = tuple(keep_branches(layout, [k]))
+    a = GraphSpec("reject", keep, rows=(k,), stop=block + 1, reject=(block, k), **kw)
+    b = GraphSpec("reject", keep, rows=(k,), start=block + 1, **kw)
+    return a, b
