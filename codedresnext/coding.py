@@ -145,6 +145,8 @@ _ORDER_WORK = 200_000  # up to 8x more random orders while orders * C(N, N_act) 
 _POOL = 4000  # choose from at most this many greedy-code words (a seeded subset beyond it)
 _STALL = 500  # end a restart after this many tabu iterations without a new best
 _EXHAUSTIVE = 20_000  # try every K-subset when there are at most this many
+_REPAIR_GAP = 8  # try a double-swap repair once sum(s^2) is within this of the optimum
+_REPAIR_POOL = 800  # unselected words considered by the double-swap repair
 
 _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -218,6 +220,60 @@ def _best_sumsq(k: int, n: int, n_act: int) -> int:
     return rem * (q + 1) ** 2 + (n - rem) * q * q
 
 
+def _balanced_targets(s: np.ndarray, q: int, rem: int) -> list[np.ndarray]:
+    """Balanced column-sum vectors (rem columns at q+1, the rest at q) nearest to s (at most 32)."""
+    if rem == 0:
+        return [np.full(len(s), q, np.int64)]
+    order = np.argsort(-s, kind="stable")
+    v = s[order[rem - 1]]
+    forced = [int(j) for j in order if s[j] > v]
+    ties = [int(j) for j in order if s[j] == v]
+    out = []
+    for extra in itertools.islice(itertools.combinations(ties, rem - len(forced)), 32):
+        t = np.full(len(s), q, np.int64)
+        t[forced + list(extra)] = q + 1
+        out.append(t)
+    return out
+
+
+def _pair_repair(
+    mat: np.ndarray, sel: np.ndarray, s: np.ndarray, q: int, rem: int, rng: np.random.Generator
+) -> tuple[list[int], list[int]] | None:
+    """Two words out, two in, landing exactly on a balanced column-sum vector; None if none found.
+
+    In a code with H_min >= 4 one swap changes >= 4 column sums, so the last +-1 of an almost
+    balanced choice often needs a double swap: b1 + b2 - a1 - a2 = t - s. Pair sums are vectors
+    in {0,1,2}^N, encoded base 3 as integers and matched with a sorted search.
+    """
+    n = mat.shape[1]
+    if n > 39:  # 3^N must fit in int64
+        return None
+    ins, outs = np.flatnonzero(sel), np.flatnonzero(~sel)
+    if len(ins) < 2 or len(outs) < 2:
+        return None
+    if len(outs) > _REPAIR_POOL:
+        outs = np.sort(rng.choice(outs, _REPAIR_POOL, replace=False))
+    base = 3 ** np.arange(n, dtype=np.int64)
+    i0, i1 = np.triu_indices(len(outs), 1)
+    key_in = (mat[outs[i0]] + mat[outs[i1]]) @ base  # (P_in,) codes of b1 + b2
+    order = np.argsort(key_in, kind="stable")
+    key_sorted = key_in[order]
+    o0, o1 = np.triu_indices(len(ins), 1)
+    pair_out = mat[ins[o0]] + mat[ins[o1]]  # (P_out, N) a1 + a2
+    for t in _balanced_targets(s, q, rem):
+        need = pair_out + (t - s)[None, :]  # what b1 + b2 must be
+        ok = np.flatnonzero(((need >= 0) & (need <= 2)).all(1))
+        if not len(ok):
+            continue
+        keys = need[ok] @ base
+        pos = np.minimum(np.searchsorted(key_sorted, keys), len(key_sorted) - 1)
+        hit = np.flatnonzero(key_sorted[pos] == keys)
+        if len(hit):
+            a, b = ok[hit[0]], order[pos[hit[0]]]
+            return [int(ins[o0[a]]), int(ins[o1[a]])], [int(outs[i0[b]]), int(outs[i1[b]])]
+    return None
+
+
 def _choose_balanced(
     mat: np.ndarray, k: int, rng: np.random.Generator, restarts: int, iters: int
 ) -> tuple[np.ndarray, int]:
@@ -231,6 +287,7 @@ def _choose_balanced(
     m, n = mat.shape
     n_act = int(mat[0].sum())
     target = _best_sumsq(k, n, n_act)
+    q, rem = divmod(k * n_act, n)
     if math.comb(m, k) <= _EXHAUSTIVE:  # small: try every choice (exact, first best wins)
         combos = np.array(list(itertools.combinations(range(m), k)), dtype=np.int64)  # (C, k)
         sums = np.zeros((len(combos), n), np.int64)
@@ -253,6 +310,9 @@ def _choose_balanced(
         ss = int((s * s).sum())
         if ss < best_ss:
             best_idx, best_ss = np.flatnonzero(sel), ss
+            if ss - target <= _REPAIR_GAP and (fix := _pair_repair(mat, sel, s, q, rem, rng)):
+                sel[fix[0]], sel[fix[1]] = False, True
+                return np.flatnonzero(sel), int((mat[sel].sum(0) ** 2).sum())
         tabu = np.zeros(m, np.int64)  # iteration until which a word may not move
         tenure = max(2, min(k, m - k) // 4)
         last_gain = 0
@@ -278,6 +338,9 @@ def _choose_balanced(
             tabu[i_out] = tabu[j_in] = it + tenure + int(rng.integers(3))
             if ss < best_ss:
                 best_idx, best_ss, last_gain = np.flatnonzero(sel), ss, it
+                if ss - target <= _REPAIR_GAP and (fix := _pair_repair(mat, sel, s, q, rem, rng)):
+                    sel[fix[0]], sel[fix[1]] = False, True
+                    return np.flatnonzero(sel), int((mat[sel].sum(0) ** 2).sum())
         if best_ss == target:
             break
     return best_idx, best_ss

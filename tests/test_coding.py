@@ -15,8 +15,13 @@ from hypothesis import strategies as st
 
 from codedresnext.coding import (
     CodingScheme,
+    _balanced_targets,
+    _best_sumsq,
+    _choose_balanced,
     _greedy_code,
+    _pair_repair,
     _popcount,
+    _to_matrix,
     _words,
     generate_scheme,
     paper_scheme,
@@ -176,6 +181,45 @@ def test_greedy_code_matches_literal_algorithm_1(n, w, h):
         if bin(v).count("1") == w and all(bin(v ^ u).count("1") >= h for u in kept):
             kept.append(v)
     assert _greedy_code(_words(n, w), h).tolist() == kept
+
+
+def test_balanced_targets_nearest_to_current_sums():
+    assert _balanced_targets(np.array([4, 2, 2, 2, 0]), 2, 0)[0].tolist() == [2, 2, 2, 2, 2]
+    got = [t.tolist() for t in _balanced_targets(np.array([3, 3, 2, 2, 1]), 2, 1)]
+    assert got == [[3, 2, 2, 2, 2], [2, 3, 2, 2, 2]]  # the +1 goes to one of the largest columns
+    got = [t.tolist() for t in _balanced_targets(np.array([4, 3, 2, 1, 1]), 2, 1)]
+    assert got == [[3, 2, 2, 2, 2]]
+
+
+def test_double_swap_repair_restores_balance():
+    """H_min 6 code: single swaps move >= 6 column sums; the repair finds the 2-out/2-in fix."""
+    k, n, n_act = 150, 20, 8
+    mat = _to_matrix(_greedy_code(_words(n, n_act), 6), n)  # (411, 20)
+    target = _best_sumsq(k, n, n_act)
+    idx, ss = _choose_balanced(mat, k, np.random.default_rng(0), 1, 3000)
+    assert ss == target and len(set(idx.tolist())) == k
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        sel = np.zeros(len(mat), bool)
+        sel[idx] = True
+        sel[rng.choice(np.flatnonzero(sel), 2, replace=False)] = False
+        sel[rng.choice(np.flatnonzero(~sel & ~np.isin(np.arange(len(mat)), idx)), 2, replace=False)] = True
+        s = mat[sel].sum(0)
+        assert int((s * s).sum()) > target
+        fix = _pair_repair(mat, sel, s, k * n_act // n, 0, rng)
+        assert fix is not None
+        (a1, a2), (b1, b2) = fix
+        assert sel[[a1, a2]].all() and not sel[[b1, b2]].any()
+        sel[[a1, a2]], sel[[b1, b2]] = False, True
+        assert sel.sum() == k and (mat[sel].sum(0) == k * n_act // n).all()
+
+
+def test_generator_balances_beyond_the_paper_cases():
+    """150 classes on N=20, 8 active: H_min 8 gives only 130 greedy words, H_min 6 balances."""
+    s = generate_scheme(150, 20, 8)
+    assert s.min_distance() == 6
+    assert (s.column_sums() == 60).all()
+    assert len(set(s.codewords)) == 150
 
 
 def test_popcount_fallback_without_numpy_bitwise_count(monkeypatch):
