@@ -36,6 +36,8 @@ INPUT_FLOAT = "images"  # float32 (batch, 3, H, W), normalised with mean/std
 INPUT_UINT8 = "frames"  # uint8 (batch, H, W, 3) RGB, preprocessing inside the graph
 OUTPUT_LOGITS = "logits"  # (batch, K) full, (batch, k) class/subset
 OUTPUT_FEATURES = "features"  # segment hand-over tensor
+# A middle segment (features in AND out) cannot reuse one name for both (ONNX SSA): its input is this.
+INPUT_FEATURES_MIDDLE = "features_in"
 OUTPUT_EXIT_SCORES = "exit_scores"  # (batch, K) softmax(-distance) of an early decoder
 OUTPUT_REJECT_DISTANCE = "reject_distance"  # (batch, 1) ||v - w_k|| at the reject block (early reject)
 

@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__
 from ..artifact import (
+    INPUT_FEATURES_MIDDLE,
     INPUT_FLOAT,
     INPUT_UINT8,
     OUTPUT_EXIT_SCORES,
@@ -325,8 +326,9 @@ def build_graph(
             x = g.op("MaxPool", [x], "stem/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
     else:
         b0 = layout[spec.start]
-        inputs.append(_value_info(OUTPUT_FEATURES, F32, (b0.c_in, b0.size_in, b0.size_in)))
-        x = g.to_act(OUTPUT_FEATURES, "features_act")
+        in_name = OUTPUT_FEATURES if head else INPUT_FEATURES_MIDDLE  # SSA: a name is input or output
+        inputs.append(_value_info(in_name, F32, (b0.c_in, b0.size_in, b0.size_in)))
+        x = g.to_act(in_name, "features_act")
     en = None
     for b in layout[spec.start : stop]:
         x, en = _block(g, cfg, b, weights, x, spec.keep[b.index], spec, outputs)

@@ -1,0 +1,304 @@
+"""Graph-level exporter tests on the tiny preset: pruned == masked reference, counts, every kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from export_helpers import make_model, preprocess, run, torch_logits
+
+from codedresnext.artifact import read_metadata
+from codedresnext.export import builder, specs
+from codedresnext.export.counting import count_flops, count_params
+from codedresnext.export.layout import analytic_params, block_layout, keep_branches
+from codedresnext.export.meta import graph_metadata
+from codedresnext.export.ops import TRT_ALLOWED_OPS, check_graph
+from codedresnext.export.pruner import derive, load_full_graph, prune
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import torch
+
+    torch.set_num_threads(1)
+    return make_model("tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def full(tiny):
+    from codedresnext.export.fold import fold_weights
+
+    cfg = tiny.cfg
+    spec = specs.full_spec(cfg)
+    meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
+    return builder.build_graph(cfg, fold_weights(tiny), spec, metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def fg(full):
+    return load_full_graph(full)
+
+
+@pytest.fixture(scope="module")
+def inputs(real_images, tiny):
+    """4 fresh random normalised images + 16 real CIFAR-10 test images (normalised)."""
+    rnd = np.random.default_rng(7).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    real = preprocess(real_images.images[:16], tiny.cfg)
+    return {"random": rnd, "real": real}
+
+
+def _check(model_proto):
+    check_graph(model_proto)  # checker full_check + allowlist + opset
+    onnx.shape_inference.infer_shapes(model_proto, check_type=True, strict_mode=True)
+
+
+def test_full_graph_matches_pytorch(tiny, full, inputs):
+    _check(full)
+    for x in inputs.values():
+        got = run(full, {"images": x})["logits"]
+        np.testing.assert_allclose(got, torch_logits(tiny, x), rtol=0, atol=TOL)
+    assert count_params(full) == sum(p.numel() for p in tiny.parameters())
+
+
+def test_every_class_graph_equals_masked_reference(tiny, fg, inputs):
+    cfg = tiny.cfg
+    layout = block_layout(cfg)
+    for k, name in enumerate(cfg.class_names):
+        g = prune(fg, [name])
+        _check(g)
+        for x in inputs.values():
+            got = run(g, {"images": x})["logits"]
+            assert got.shape == (len(x), 1)
+            np.testing.assert_allclose(got, torch_logits(tiny, x, [k]), rtol=0, atol=TOL)
+        keep = keep_branches(layout, [k])
+        # physically pruned: every coded block's convs hold only the kept branches
+        inits = {t.name: tuple(t.dims) for t in g.graph.initializer}
+        groups = {n.name: a.i for n in g.graph.node for a in n.attribute if a.name == "group"}
+        for b, kb in zip(layout, keep):
+            if b.coded:
+                nk = len(kb)
+                assert nk == b.active
+                assert inits[f"block{b.index}/reduce.weight"] == (nk * b.width, b.c_in, 1, 1)
+                assert inits[f"block{b.index}/conv.weight"] == (nk * b.width, b.width, 3, 3)
+                assert inits[f"block{b.index}/gram"] == (nk * b.width, b.width, 1, 1)
+                assert inits[f"block{b.index}/expand.weight"] == (b.c_out, nk * b.width, 1, 1)
+                assert groups[f"block{b.index}/conv"] == nk == groups[f"block{b.index}/gram_conv"]
+        assert inits["head/fc.weight"] == (1, layout[-1].c_out)
+        assert read_metadata(g)["codedresnext.classes"] == [name]
+
+
+def _torch_path_params(model, classes) -> int:
+    """Independent count from the PyTorch modules: parameters of the kept channels only."""
+    total = 0
+    masks = model.keep_masks(classes)
+    for name, p in model.named_parameters():
+        if name.startswith("fc."):
+            total += p.shape[1] * len(classes)
+            continue
+        if not name.startswith("blocks."):
+            total += p.numel()
+            continue
+        i = int(name.split(".")[1])
+        blk, mask = model.blocks[i], masks[i]
+        if (
+            mask is None
+            or ".shortcut." in name
+            or name.endswith(f"{i}.bn.weight")
+            or name.endswith(f"{i}.bn.bias")
+        ):
+            total += p.numel()
+            continue
+        frac = int(mask.sum().item()) / blk.branches  # kept share of the branch channels
+        total += round(p.numel() * frac)
+    return total
+
+
+def test_param_counts_equal_analytic_and_pytorch(tiny, fg):
+    cfg = tiny.cfg
+    layout = block_layout(cfg)
+    for k in range(cfg.num_classes):
+        g = prune(fg, [k])
+        n = count_params(g)
+        assert n == analytic_params(cfg, keep_branches(layout, [k]), 1) == _torch_path_params(tiny, [k])
+    g = prune(fg, ["cat", "dog", "ship"])
+    assert count_params(g) == _torch_path_params(tiny, [3, 5, 8])
+
+
+def test_flops_counted_from_graph(tiny, full, fg):
+    cfg = tiny.cfg
+    macs = 3 * 9 * cfg.stem_channels * 32 * 32
+    for b in block_layout(cfg):
+        p_in, p_out = b.size_in**2, b.size_out**2
+        nd = b.branches * b.width
+        macs += p_in * b.c_in * nd + p_out * nd * b.width * 9 + p_out * nd * b.c_out
+        macs += p_out * nd * b.width if b.coded else 0  # Gram conv of the energies
+        macs += p_out * b.c_in * b.c_out if b.projection else 0
+    macs += cfg.num_classes * block_layout(cfg)[-1].c_out
+    assert count_flops(full) == {"macs": macs, "flops": 2 * macs}
+    assert count_flops(prune(fg, ["cat"]))["macs"] < 0.7 * macs
+
+
+def test_subset_union_of_paths_in_chosen_order(tiny, fg, inputs):
+    for names in (["dog", "cat"], ["airplane", "truck", "frog"]):
+        idx = [tiny.cfg.class_names.index(n) for n in names]
+        g = prune(fg, names)
+        _check(g)
+        assert read_metadata(g)["codedresnext.classes"] == names
+        for x in inputs.values():
+            got = run(g, {"images": x})["logits"]
+            np.testing.assert_allclose(got, torch_logits(tiny, x, idx), rtol=0, atol=TOL)
+
+
+def test_masked_graph_computes_everything_and_matches(tiny, fg, full, inputs):
+    g = derive(fg, specs.path_spec(tiny.cfg, [2], masked=True))
+    _check(g)
+    assert any(n.op_type == "Mul" and n.name.endswith("/masked") for n in g.graph.node)
+    assert count_flops(g)["macs"] == count_flops(full)["macs"] - tiny.cfg.num_classes * 256 + 256
+    x = inputs["real"]
+    np.testing.assert_allclose(run(g, {"images": x})["logits"], torch_logits(tiny, x, [2]), rtol=0, atol=TOL)
+
+
+def test_multi_exit_matches_pytorch_early_decoders(tiny, fg, inputs):
+    import torch
+
+    from codedresnext.model import early_decode
+
+    g = derive(fg, specs.multi_exit_spec(tiny.cfg))
+    _check(g)
+    x = inputs["real"]
+    out = run(g, {"images": x})
+    with torch.no_grad():
+        ref = tiny(torch.from_numpy(x))
+    np.testing.assert_allclose(out["logits"], ref.logits.numpy(), rtol=0, atol=TOL)
+    assert len(ref.energies) == len(tiny.coded_blocks) == 4
+    for j, (e, bi) in enumerate(zip(ref.energies, tiny.coded_blocks)):
+        scores = torch.softmax(-early_decode(e, tiny.blocks[bi].codewords), 1).numpy()
+        np.testing.assert_allclose(out[f"exit{j}_scores"], scores, rtol=0, atol=TOL)
+        np.testing.assert_allclose(out[f"exit{j}_energies"], e.numpy(), rtol=0, atol=TOL)
+        np.testing.assert_allclose(out[f"exit{j}_energies"].sum(1), tiny.blocks[bi].branches, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cuts", [None, [0, 3], [2]])
+def test_chained_segments_equal_full_graph(tiny, fg, full, inputs, cuts):
+    segs = specs.segment_specs(tiny.cfg, cuts)
+    assert len(segs) == (2 if cuts is None else len(cuts) + 1)  # default: after coded stage 1 (block 2)
+    x = inputs["random"]
+    feats = x
+    for i, sp in enumerate(segs):
+        g = derive(fg, sp)
+        _check(g)
+        in_name = "images" if i == 0 else ("features" if i + 1 == len(segs) else "features_in")
+        assert g.graph.input[0].name == in_name
+        out = run(g, {in_name: feats})
+        if i + 1 < len(segs):
+            feats = out["features"]
+            assert "logits" not in out
+    np.testing.assert_array_equal(out["logits"], run(full, {"images": x})["logits"])
+
+
+def test_segment_exit_scores_match_pytorch(tiny, fg, inputs):
+    import torch
+
+    from codedresnext.model import early_decode
+
+    seg0 = derive(fg, specs.segment_specs(tiny.cfg)[0])
+    x = inputs["real"]
+    out = run(seg0, {"images": x})
+    with torch.no_grad():
+        e = tiny(torch.from_numpy(x)).energies[1]  # block 2 = the second coded block
+        ref = torch.softmax(-early_decode(e, tiny.blocks[2].codewords), 1).numpy()
+    np.testing.assert_allclose(out["exit_scores"], ref, rtol=0, atol=TOL)
+
+
+def test_reject_pair_equals_class_graph(tiny, fg, inputs):
+    import torch
+
+    from codedresnext.model import early_decode
+
+    k, j = 4, 1
+    a_spec, b_spec = specs.reject_specs(tiny.cfg, k, j)
+    a, b = derive(fg, a_spec), derive(fg, b_spec)
+    _check(a)
+    _check(b)
+    x = inputs["real"]
+    oa = run(a, {"images": x})
+    ob = run(b, {"features": oa["features"]})
+    np.testing.assert_allclose(ob["logits"], run(prune(fg, [k]), {"images": x})["logits"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ob["logits"], torch_logits(tiny, x, [k]), rtol=0, atol=TOL)
+    with torch.no_grad():  # block 1 (first coded block) with all branches: the full model's energies
+        e = tiny(torch.from_numpy(x)).energies[0]
+        dist = early_decode(e, tiny.blocks[1].codewords[k : k + 1]).numpy()
+    np.testing.assert_allclose(oa["reject_distance"], dist, rtol=0, atol=TOL)
+    with pytest.raises(Exception, match="coded block"):
+        specs.reject_specs(tiny.cfg, k, 0)  # block 0 is plain
+
+
+def test_uint8_graph_equals_preprocessing_plus_float_graph(tiny, fg, full, real_images):
+    g = derive(fg, specs.path_spec(tiny.cfg, [3], uint8=True))
+    _check(g)
+    frames = real_images.images[:16]
+    assert g.graph.input[0].name == "frames"
+    got = run(g, {"frames": frames})["logits"]
+    want = run(prune(fg, [3]), {"images": preprocess(frames, tiny.cfg)})["logits"]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    gf = derive(fg, specs.full_spec(tiny.cfg, uint8=True))
+    np.testing.assert_allclose(
+        run(gf, {"frames": frames})["logits"],
+        run(full, {"images": preprocess(frames, tiny.cfg)})["logits"],
+        rtol=0,
+        atol=1e-5,
+    )
+
+
+def test_fp16_graph_parity(tiny, fg, full, inputs):
+    from onnx import TensorProto
+
+    x = inputs["real"]
+    for spec, ref in (
+        (specs.full_spec(tiny.cfg, fp16=True), run(full, {"images": x})["logits"]),
+        (specs.path_spec(tiny.cfg, [6], fp16=True), torch_logits(tiny, x, [6])),
+    ):
+        g = derive(fg, spec)
+        _check(g)
+        assert g.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+        assert g.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+        types = {t.name: t.data_type for t in g.graph.initializer}
+        assert types["block3/conv.weight"] == TensorProto.FLOAT16
+        assert types["block3/gram"] == TensorProto.FLOAT  # energies stay float32
+        got = run(g, {"images": x})["logits"]
+        err = np.abs(got - ref).max()
+        assert err <= 5e-2 * max(1.0, np.abs(ref).max()), err
+        assert err > 0  # really computed in half precision
+
+
+def test_allowlist_covers_only_trt_ops(fg, tiny):
+    used = set()
+    for sp in (
+        specs.multi_exit_spec(tiny.cfg, uint8=True, fp16=True),
+        *specs.reject_specs(tiny.cfg, 0, 1),
+        specs.path_spec(tiny.cfg, [0], masked=True),
+    ):
+        used |= {n.op_type for n in derive(fg, sp).graph.node}
+    assert used <= TRT_ALLOWED_OPS
+    assert {"Conv", "ReduceSum", "Softmax", "Gather", "Cast", "Transpose", "Gemm"} <= used
+    bad = prune(fg, ["cat"])
+    bad.graph.node[0].op_type = "NonMaxSuppression"
+    with pytest.raises(Exception, match="allowlist|checker"):
+        check_graph(bad)
+
+
+def test_graphs_are_deterministic(tiny, fg):
+    from codedresnext.export.fold import fold_weights
+
+    cfg = tiny.cfg
+    spec = specs.full_spec(cfg)
+    meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
+    a = builder.build_graph(cfg, fold_weights(tiny), spec, metadata=meta).SerializeToString()
+    b = builder.build_graph(cfg, fold_weights(tiny), spec, metadata=meta).SerializeToString()
+    assert a == b
+    assert (
+        prune(fg, ["cat"]).SerializeToString()
+        == prune(load_full_graph(onnx.load_from_string(a)), ["cat"]).SerializeToString()
+    )
