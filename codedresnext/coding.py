@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -140,8 +141,8 @@ paper's shipped tables, paper_scheme('imagenet', '16/32') or paper_scheme('image
 # Deterministic search budgets (iterations, not seconds, so a seed always gives the same scheme).
 _RESTARTS = 4  # tabu restarts on the paper's greedy code
 _ITERS = 3000  # tabu iterations per restart (fewer for big problems, see _iters)
-_RANDOM_ORDERS = 24  # extra greedy passes over seeded random word orders when the paper's fails
-_ORDER_WORK = 200_000  # up to 8x more random orders while orders * C(N, N_act) stays below this
+_RANDOM_ORDERS = 192  # at most this many greedy passes over seeded random word orders per H ...
+_ORDER_WORK = 2_000_000  # ... and fewer (>= 4) when orders * C(N, N_act) would exceed this
 _POOL = 4000  # choose from at most this many greedy-code words (a seeded subset beyond it)
 _STALL = 500  # end a restart after this many tabu iterations without a new best
 _EXHAUSTIVE = 20_000  # try every K-subset when there are at most this many
@@ -152,22 +153,26 @@ _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
-    """Per-element popcount of a uint64 array (numpy >= 2 has it built in)."""
+    """Per-element popcount of an unsigned integer array (numpy >= 2 has it built in)."""
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x)
-    b = np.ascontiguousarray(x, dtype=np.uint64).view(np.uint8).reshape(*x.shape, 8)
+    x = np.ascontiguousarray(x)
+    b = x.view(np.uint8).reshape(*x.shape, x.dtype.itemsize)
     return _BYTE_POP[b].sum(-1, dtype=np.uint8)
 
 
 def _words(n: int, w: int) -> np.ndarray:
-    """All n-bit integers with exactly w ones, ascending (uint64; leftmost character = top bit).
+    """All n-bit integers with exactly w ones, ascending; leftmost character = top bit.
+
+    uint32 when n <= 32 (half the memory traffic in the greedy pass), else uint64.
 
     W(m, j) = W(m-1, j) ++ (2^(m-1) | W(m-1, j-1)): the second block is all >= 2^(m-1), so the
     concatenation stays sorted; a DP over (m, j) builds it without a Python loop over words.
     """
-    prev = [np.zeros(1, np.uint64)] + [np.zeros(0, np.uint64)] * w  # m = 0
+    dt = np.uint32 if n <= 32 else np.uint64
+    prev = [np.zeros(1, dt)] + [np.zeros(0, dt)] * w  # m = 0
     for m in range(1, n + 1):
-        top = np.uint64(1) << np.uint64(m - 1)
+        top = dt(1) << dt(m - 1)
         cur = [prev[0]]
         for j in range(1, w + 1):
             cur.append(np.concatenate([prev[j], prev[j - 1] | top]))
@@ -175,7 +180,7 @@ def _words(n: int, w: int) -> np.ndarray:
     return prev[w]
 
 
-def _greedy_code(cands: np.ndarray, h_min: int) -> np.ndarray:
+def _greedy_code(cands: np.ndarray, h_min: int, deadline: float = math.inf) -> np.ndarray:
     """Algorithm 1's greedy pass: keep each word (in the given order) at distance >= h_min from
     every kept word.
 
@@ -184,9 +189,11 @@ def _greedy_code(cands: np.ndarray, h_min: int) -> np.ndarray:
     """
     if h_min <= 2:  # distinct constant-weight words are always >= 2 apart: every word is kept
         return cands.copy()
-    kept = np.zeros(0, np.uint64)
+    kept = np.zeros(0, cands.dtype)
     i = 0
     while i < len(cands):
+        if time.monotonic() > deadline:
+            raise TimeoutError
         size = int(max(256, min(2048, 2**22 // max(1, len(kept)))))
         chunk = cands[i : i + size]
         i += size
@@ -200,18 +207,17 @@ def _greedy_code(cands: np.ndarray, h_min: int) -> np.ndarray:
         d = _popcount(chunk[:, None] ^ chunk[None, :])  # (S, S) survivors among themselves
         alive = np.ones(len(chunk), bool)
         take = []
-        for j in range(len(chunk)):
-            if alive[j]:
-                take.append(j)
-                alive &= d[j] >= h_min
+        while alive[j := int(alive.argmax())]:  # first survivor still alive, in order
+            take.append(j)
+            alive &= d[j] >= h_min  # also clears j itself (distance 0)
         kept = np.concatenate([kept, chunk[take]])
     return kept
 
 
 def _to_matrix(words: np.ndarray, n: int) -> np.ndarray:
-    """(M,) uint64 -> (M, n) int64 bits, most significant bit first (leftmost character)."""
-    shifts = np.arange(n - 1, -1, -1, dtype=np.uint64)
-    return ((words[:, None] >> shifts[None, :]) & np.uint64(1)).astype(np.int64)
+    """(M,) unsigned ints -> (M, n) int64 bits, most significant bit first (leftmost character)."""
+    shifts = np.arange(n - 1, -1, -1, dtype=words.dtype)
+    return ((words[:, None] >> shifts[None, :]) & words.dtype.type(1)).astype(np.int64)
 
 
 def _best_sumsq(k: int, n: int, n_act: int) -> int:
@@ -376,8 +382,6 @@ def generate_scheme(
     H); with `h_min` given, that H is kept and the spread minimised. For 1000 classes on N=32
     use paper_scheme('imagenet', ...).
     """
-    import time
-
     k = int(num_classes)
     if k < 1 or n < 1 or not 1 <= n_act <= n:
         raise CodedResNeXtError(
@@ -410,33 +414,36 @@ def generate_scheme(
     q = (k * n_act) // n
     best = None  # (sum of squares, -H, (K, N) matrix) of the best unbalanced choice
     largest = 0
-    for h in levels:
-        lex = _greedy_code(cands, h)
-        largest = max(largest, len(lex))
-        orders = 0
-        if h > 2 and 3 * len(lex) >= 2 * k:  # more orders when a greedy pass is cheap
-            orders = int(np.clip(_ORDER_WORK // len(cands), _RANDOM_ORDERS, 8 * _RANDOM_ORDERS))
-        for trial in range(1 + orders):
-            if time.monotonic() > deadline:
-                raise CodedResNeXtError(
-                    f"no balanced scheme for K={k}, n={n}, n_act={n_act} within time_limit="
-                    f"{time_limit} s; raise time_limit or pass a smaller h_min"
-                )
-            code = lex if trial == 0 else _greedy_code(cands[rng.permutation(len(cands))], h)
-            largest = max(largest, len(code))
-            if len(code) < k:
-                continue
-            if len(code) > max(_POOL, 2 * k):
-                code = code[np.sort(rng.choice(len(code), max(_POOL, 2 * k), replace=False))]
-            mat = _to_matrix(code, n)  # (M, N)
-            feasible = bool((mat.sum(0) >= q).all())  # else some branch is too rare in this code
-            restarts = _RESTARTS if trial == 0 else 1
-            iters = _iters(k, len(mat), n) if feasible else 0
-            idx, ss = _choose_balanced(mat, k, rng, restarts if feasible else 1, iters)
-            if ss == target:
-                return CodingScheme.from_matrix(mat[idx])
-            if best is None or (ss, -h) < best[:2]:
-                best = (ss, -h, mat[idx])
+    try:
+        for h in levels:
+            lex = _greedy_code(cands, h, deadline)
+            largest = max(largest, len(lex))
+            orders = 0
+            if h > 2 and 3 * len(lex) >= 2 * k:  # more orders when a greedy pass is cheap
+                orders = int(np.clip(_ORDER_WORK // len(cands), 4, _RANDOM_ORDERS))
+            for trial in range(1 + orders):
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                code = lex if trial == 0 else _greedy_code(cands[rng.permutation(len(cands))], h, deadline)
+                largest = max(largest, len(code))
+                if len(code) < k:
+                    continue
+                if len(code) > max(_POOL, 2 * k):
+                    code = code[np.sort(rng.choice(len(code), max(_POOL, 2 * k), replace=False))]
+                mat = _to_matrix(code, n)  # (M, N)
+                feasible = bool((mat.sum(0) >= q).all())  # else some branch is too rare in this code
+                restarts = _RESTARTS if trial == 0 else 1
+                iters = _iters(k, len(mat), n) if feasible else 0
+                idx, ss = _choose_balanced(mat, k, rng, restarts if feasible else 1, iters)
+                if ss == target:
+                    return CodingScheme.from_matrix(mat[idx])
+                if best is None or (ss, -h) < best[:2]:
+                    best = (ss, -h, mat[idx])
+    except TimeoutError:
+        raise CodedResNeXtError(
+            f"no balanced scheme for K={k}, n={n}, n_act={n_act} within time_limit={time_limit} s; "
+            "raise time_limit, pass a smaller h_min, or use fewer branches n"
+        ) from None
     if best is None:
         raise CodedResNeXtError(
             f"the greedy code with H_min={levels[0]} has at most {largest} words for {k} classes; "

@@ -226,8 +226,12 @@ def test_popcount_fallback_without_numpy_bitwise_count(monkeypatch):
     x = np.array([0, 1, 0xFF, 2**62 + 3, 2**64 - 1], dtype=np.uint64)
     expected = [0, 1, 8, 3, 64]
     assert _popcount(x).tolist() == expected
+    x32 = np.array([0, 1, 0xFF, 2**31 + 3, 2**32 - 1], dtype=np.uint32)
+    expected32 = [0, 1, 8, 3, 32]
+    assert _popcount(x32).tolist() == expected32
     monkeypatch.delattr(np, "bitwise_count", raising=False)
     assert _popcount(x).tolist() == expected
+    assert _popcount(x32).tolist() == expected32
 
 
 @settings(max_examples=40, deadline=None)
