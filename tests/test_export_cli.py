@@ -106,7 +106,8 @@ def test_export_is_deterministic(exported, ckpt, tmp_path):
 def _no_torch_run(args: list[str]) -> subprocess.CompletedProcess:
     prelude = (
         "import sys; sys.modules['torch'] = None\n"
-        "try:\n    import torch\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('torch importable')\n"
+        "try:\n    import torch\nexcept ImportError:\n    pass\n"
+        "else:\n    raise SystemExit('torch importable')\n"
         "from codedresnext.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m])\n"
