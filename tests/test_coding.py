@@ -158,6 +158,11 @@ def test_generator_refuses_imagenet_size_and_points_to_tables():
         generate_scheme(1000, 32, 16)
 
 
+def test_generator_time_limit_is_a_clear_error():
+    with pytest.raises(CodedResNeXtError, match="within time_limit=0.0 s; raise time_limit"):
+        generate_scheme(100, 22, 11, time_limit=0.0)
+
+
 @pytest.mark.parametrize("args", [(0, 10, 5), (10, 10, 0), (10, 10, 11), (10, 0, 0)])
 def test_generator_rejects_bad_sizes(args):
     with pytest.raises(CodedResNeXtError, match="1 <= n_act <= n"):
