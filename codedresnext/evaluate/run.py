@@ -81,6 +81,12 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
     model.eval().to(memory_format=torch.channels_last)
     mc = model.cfg
     names = tuple(mc.class_names)
+    n_coded = len(model.coded_blocks)
+    if n_coded and not -n_coded <= cfg.removal_block < n_coded:
+        raise CodedResNeXtError(
+            f"--removal-block {cfg.removal_block} out of range: the model has {n_coded} "
+            f"coded blocks (0..{n_coded - 1}, or -1 for the last)"
+        )
     test = load_dataset(cfg.data, "test", download=cfg.download)
     _check_classes(test, names, f"{cfg.data} (test)")
     test = test.subset(stratified_subset(test.labels, cfg.limit, cfg.seed))
@@ -158,12 +164,9 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
 
     if coded:
         rem_set = test.subset(stratified_subset(test.labels, cfg.removal_limit, cfg.seed + 2))
-        try:
-            m["removal"] = removal_curves(
-                model, rem_set, coded_index=cfg.removal_block, draws=cfg.removal_draws, seed=cfg.seed, **kw
-            )
-        except ValueError as e:
-            raise CodedResNeXtError(f"--removal-block: {e}") from e
+        m["removal"] = removal_curves(
+            model, rem_set, coded_index=cfg.removal_block, draws=cfg.removal_draws, seed=cfg.seed, **kw
+        )
     m["settings"] = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("progress",)}
     m["seconds"] = round(time.time() - t0, 1)
     arrays = {
