@@ -32,13 +32,26 @@ def save_checkpoint(path: str | os.PathLike, model: CodedResNeXt, **extra: Any) 
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint's dict (torch.load with weights_only=True), or a CheckpointError saying why not."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}. It is corrupt or not a torch file.") from e
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        UnicodeDecodeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {first}. It is corrupt, truncated or not a codedresnext "
+            "checkpoint (only plain tensors and containers are loaded: weights_only=True)."
+        ) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a codedresnext checkpoint (no '{FORMAT}' marker); "
@@ -52,9 +65,11 @@ def load_checkpoint(
 ) -> tuple[CodedResNeXt, dict]:
     """Rebuild the model a checkpoint was trained as; `expect` guards against another architecture."""
     state = read_checkpoint(path)
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("model_config"), dict):
+        raise CheckpointError(f"{path} lacks its weights or model config; it is damaged, use another one")
     try:
         cfg = ModelConfig.from_dict(state["model_config"])
-    except (CodedResNeXtError, TypeError, KeyError) as e:
+    except (CodedResNeXtError, TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid model config: {e}") from e
     if expect is not None and _arch(expect) != _arch(cfg):
         raise CheckpointError(

@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -187,7 +188,9 @@ def _decode_file(f: Path, size: int | None) -> np.ndarray:
             from torchvision.io import ImageReadMode, decode_image
 
             data = torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8)
-            return decode_image(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+            with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders (PIL fallback)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return decode_image(data, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
         except (RuntimeError, ValueError, ImportError):
             pass  # formats torchvision lacks (BMP, PPM) or odd files: PIL below
     from PIL import Image

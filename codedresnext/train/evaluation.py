@@ -65,8 +65,9 @@ def classifier_metrics(model: CodedResNeXt, ds: ArrayDataset, **kw) -> dict:
     for b, e in zip(coded, pred["energies"]):
         e = torch.from_numpy(e)
         words = b.codewords.cpu()
-        out["coding_loss"].append(float(coding_loss(e, words[labels], b.ratio,
-                                                    model.cfg.loss_power, model.cfg.loss_threshold)))
+        out["coding_loss"].append(
+            float(coding_loss(e, words[labels], b.ratio, model.cfg.loss_power, model.cfg.loss_threshold))
+        )
         dist = early_decode(e, words)
         out["early_decoder_accuracy"].append(float((dist.argmin(1) == labels).float().mean()))
     return out
