@@ -7,7 +7,6 @@ non-trivial BatchNorm statistics keeps these tests fast; images are real CIFAR-1
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import subprocess
@@ -294,81 +293,14 @@ def test_evaluate_cli_errors_are_clear(tmp_path, ckpt, tree, cifar100_npz):
 # --- the ONNX path ---------------------------------------------------------------------------
 
 
-class _MaskedClassGraph(torch.nn.Module):
-    """Class k's masked path with the keep masks and the fc row as buffers (swapped per class)."""
-
-    def __init__(self, model: CodedResNeXt) -> None:
-        super().__init__()
-        self.model = model
-        for i, b in enumerate(model.blocks):
-            if b.coded:  # distinct values so the exporter does not merge the initializers
-                self.register_buffer(f"keep{i}", torch.rand(b.branches) + i)
-        self.register_buffer("row", torch.zeros(1, model.fc.in_features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.model.stem(x)
-        for i, b in enumerate(self.model.blocks):
-            h, _ = b(h, getattr(self, f"keep{i}") if b.coded else None)
-        return h.mean((2, 3)) @ self.row.t()  # (B, 1)
-
-
-def masked_export(model: CodedResNeXt, ckpt: Path, out: Path) -> Path:
-    """A stand-in export (manifest + one class graph per class) built from the masked model."""
-    import onnx
-    from onnx import numpy_helper
-
-    buf = io.BytesIO()
-    torch.onnx.export(
-        _MaskedClassGraph(model),
-        torch.zeros(2, 3, 32, 32),
-        buf,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        dynamo=False,
-        opset_version=17,
-        do_constant_folding=False,
-    )
-    out.mkdir()
-    graphs = []
-    for k, name in enumerate(model.cfg.class_names):
-        g = onnx.load_from_string(buf.getvalue())
-        masks = model.keep_masks([k])
-        values = {f"keep{i}": masks[i].numpy() for i, b in enumerate(model.blocks) if b.coded}
-        values["row"] = model.fc.weight.detach()[k : k + 1].numpy()
-        for init in g.graph.initializer:
-            if init.name in values:
-                init.CopyFrom(numpy_helper.from_array(values.pop(init.name).astype(np.float32), init.name))
-        assert not values, f"initializers not found: {list(values)}"
-        meta = {
-            artifact.META_FORMAT: "1",
-            artifact.META_KIND: "class",
-            artifact.META_CLASSES: [name],
-            artifact.META_CHECKPOINT_SHA256: sha256_file(ckpt),
-        }
-        for key, v in meta.items():
-            p = g.metadata_props.add()
-            p.key, p.value = key, json.dumps(v)
-        onnx.save(g, str(out / f"class_{name}.onnx"))
-        graphs.append(
-            {
-                "name": f"class_{name}",
-                "file": f"class_{name}.onnx",
-                "kind": "class",
-                "classes": [name],
-                "sha256": sha256_file(out / f"class_{name}.onnx"),
-            }
-        )
-    artifact.save_manifest(out, {"classes": list(model.cfg.class_names), "graphs": graphs})
-    return out
-
-
 def test_onnx_detector_metrics_equal_pytorch_and_thresholds_are_written(tmp_path, ckpt, tree, ood_npz, model):
     from codedresnext.evaluate.graphs import check_same_checkpoint
     from codedresnext.evaluate.run import EvalConfig, compute, evaluate
+    from codedresnext.export.exporter import export_graphs
     from codedresnext.thresholds import read_thresholds
 
-    export = masked_export(model, ckpt, tmp_path / "export")
+    export = tmp_path / "export"  # the real exporter: physically pruned class graphs
+    export_graphs(out=export, checkpoint=ckpt, classes="all", verify=False, progress=False)
     common = dict(
         checkpoint=str(ckpt),
         data=str(tree),

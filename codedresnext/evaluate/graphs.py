@@ -22,7 +22,8 @@ def class_graphs(export_dir: str | os.PathLike, class_names: tuple[str, ...]) ->
     export_dir = Path(export_dir)
     manifest = artifact.load_manifest(export_dir)
     found: dict[str, Path] = {}
-    for g in manifest.get("graphs", []):
+    graphs = sorted(manifest.get("graphs", []), key=lambda g: g.get("precision") == "fp16")  # fp32 first
+    for g in graphs:
         if g.get("kind") == "class" and len(g.get("classes", [])) == 1:
             found.setdefault(g["classes"][0], export_dir / g["file"])
     missing = [c for c in class_names if c not in found]

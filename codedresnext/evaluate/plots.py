@@ -30,19 +30,16 @@ def pr_scatter(per_class: list[dict]) -> bytes:
     r = [c["recall"] for c in per_class]
     p = [c["precision"] for c in per_class]
     ax.scatter(r, p, label="test (in-distribution negatives)", color="tab:blue", zorder=3)
+    vals = r + p
     if per_class and "ood_recall" in per_class[0]:
-        ax.scatter(
-            [c["ood_recall"] for c in per_class],
-            [c["ood_precision"] for c in per_class],
-            marker="x",
-            label="OOD negatives",
-            color="tab:red",
-            zorder=3,
-        )
+        ro = [c["ood_recall"] for c in per_class]
+        po = [c["ood_precision"] for c in per_class]
+        ax.scatter(ro, po, marker="x", label="OOD negatives", color="tab:red", zorder=3)
+        vals += ro + po
     if len(per_class) <= 20:
         for c, x, y in zip(per_class, r, p):
             ax.annotate(c["class"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    lo = min([0.5, *r, *p]) - 0.02
+    lo = max(0.0, min([0.5, *vals]) - 0.05)
     ax.set(
         xlim=(lo, 1.01),
         ylim=(lo, 1.01),
@@ -51,7 +48,7 @@ def pr_scatter(per_class: list[dict]) -> bytes:
         title="Per-class binary detectors (threshold: max F1 on train)",
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.9)
     return _png(fig)
 
 
