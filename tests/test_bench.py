@@ -38,7 +38,9 @@ def _check_schema(report: dict, batches: list[int]) -> None:
 
 def test_bench_json_schema_on_synthetic_export(tmp_path):
     d = make_export(tmp_path / "e")
-    rep = run_bench(d, batches=[1, 4], warmup=0.01, duration=0.05, rounds=2, threads=1, progress=False)
+    rep = run_bench(
+        d, batches=[1, 4], warmup=0.01, duration=0.05, rounds=2, threads=1, min_iterations=1, progress=False
+    )
     _check_schema(rep, [1, 4])
     kinds = {g["name"]: g["kind"] for g in rep["graphs"]}
     # image-input graphs only; segments/part B (features input) are not benchmarked standalone
@@ -60,19 +62,27 @@ def test_bench_json_schema_on_synthetic_export(tmp_path):
 
 
 def test_ratio_arithmetic():
-    def g(name, kind, flops, med):
+    def g(name, kind, flops, med, mn):
         return {
             "name": name,
             "kind": kind,
             "flops": flops,
-            "results": [{"batch": 32, "latency_ms": {"median": med}, "throughput_sps": 32e3 / med}],
+            "results": [
+                {"batch": 32, "latency_ms": {"median": med, "min": mn}, "throughput_sps": 32e3 / med}
+            ],
         }
 
-    graphs = [g("full", "full", 200.0, 10.0), g("c", "class", 100.0, 5.5), g("m", "masked", 200.0, 10.0)]
+    graphs = [
+        g("full", "full", 200.0, 10.0, 9.0),
+        g("c", "class", 100.0, 5.5, 4.5),
+        g("m", "masked", 200.0, 10.0, 9.0),
+    ]
     add_ratios(graphs)
     c = graphs[1]["results"][0]
     assert c["speedup_vs_full"] == pytest.approx(10 / 5.5)
     assert c["speedup_over_flop_ratio"] == pytest.approx((10 / 5.5) / 2.0)
+    assert c["speedup_vs_full_min"] == pytest.approx(2.0)
+    assert c["speedup_over_flop_ratio_min"] == pytest.approx(1.0)
     assert graphs[2]["results"][0]["speedup_vs_full"] == pytest.approx(1.0)
 
 
@@ -104,6 +114,7 @@ def test_bench_early_exit_with_real_images(tmp_path, cifar10_tgz):
         rounds=1,
         threads=1,
         graphs=["full"],
+        min_iterations=1,
         data=str(cifar10_tgz),
         early_exit_limit=200,
         progress=False,
@@ -151,6 +162,8 @@ def test_bench_cli_on_a_real_tiny_export(tiny_export, tmp_path):
             "0.1",
             "--rounds",
             "1",
+            "--min-iterations",
+            "2",
             "--threads",
             "1",
             "--json",

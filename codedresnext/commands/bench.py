@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per graph and batch")
     p.add_argument("--duration", type=float, default=3.0, help="timed seconds per graph and batch")
     p.add_argument("--rounds", type=int, default=5, help="interleaving slices per graph and batch")
+    p.add_argument(
+        "--min-iterations", type=int, default=10, help="at least this many calls per graph and batch"
+    )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument(
         "--graphs",
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         max_class_graphs=args.max_class_graphs,
         early_exit_limit=args.early_exit_limit,
+        min_iterations=args.min_iterations,
         progress=not args.quiet,
     )
     paths = write_report(report, args.out or Path(args.directory) / "bench", json_path=args.json)

@@ -102,7 +102,7 @@ def build_engine(
     if serialized is None:
         raise GraphError(f"TensorRT failed to build {onnx_path} ({precision}); see the log above")
     write_bytes(out, bytes(serialized))
-    write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    write_bytes(timing_path, bytes(timing.serialize()))
     write_json(out.with_suffix(".json"), {**info, "graph": str(onnx_path)})
     return out, {**info, "cached": False}
 
