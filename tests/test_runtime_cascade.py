@@ -165,3 +165,14 @@ def test_calibrate_directory_writes_thresholds(tmp_path, cifar10_tgz):
     # rejected negatives cost part A only (1000 FLOPs), the rest A + B (1300)
     assert ev["mean_flops_negative"] == pytest.approx(1000 + 300 * (1 - ev["negatives_rejected"]))
     assert ev["recall_with_reject"] <= ev["recall"]
+
+
+def test_calibrate_refuses_an_export_without_segments(tmp_path):
+    import json
+
+    d = make_export(tmp_path / "e")
+    m = json.loads((d / "manifest.json").read_text())
+    m["graphs"] = [g for g in m["graphs"] if g["kind"] not in ("segment", "reject")]
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(GraphError, match="export with --segments"):
+        calibrate_directory(d, tmp_path / "no-data-needed.tgz")

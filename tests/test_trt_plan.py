@@ -207,3 +207,23 @@ def test_tensorrt_build_and_compare(tmp_path):
     be = TrtBackend().load(plan)
     out = be.infer({"images": np.zeros((3, 3, 16, 16), np.float32)})
     assert out["logits"].shape == (3, 4)
+
+
+def test_build_cli_without_tensorrt_says_what_to_install(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    from test_runtime_graphs import make_export
+
+    d = make_export(tmp_path / "e")
+    r = subprocess.run(
+        [sys.executable, "-m", "codedresnext.cli", "build", str(d), "--precision", "fp16"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert "pip install tensorrt" in r.stderr

@@ -201,10 +201,12 @@ def calibrate_directory(
 
     directory = Path(directory)
     manifest = load_manifest(directory)
+    kinds = {g.get("kind") for g in manifest["graphs"]}
+    if not {"segment", "reject"} & kinds:
+        raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
     split = load_heldout(data, limit=limit)
     cal, ev = split["calibration"], split["evaluation"]
     summary: dict[str, Any] = {"data": str(data), "split": split["description"]}
-    kinds = {g.get("kind") for g in manifest["graphs"]}
     if "segment" in kinds:
         casc = EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads)
         if any(np.isnan(casc.segment_flops)):
