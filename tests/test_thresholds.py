@@ -118,3 +118,20 @@ def test_disagreeing_manifest_is_detected(export_dir):
     artifact.save_manifest(export_dir, m)
     with pytest.raises(GraphError, match="differ"):
         read_thresholds(export_dir)
+
+
+def test_runtime_detector_uses_the_written_thresholds(export_dir):
+    from codedresnext.runtime.detector import Detector, SubsetDetector
+
+    write_thresholds(export_dir, {"cat": 0.25, "dog": -1.5, "frog": 3.0})
+    det = Detector(export_dir, "class_dog")
+    assert det.threshold == pytest.approx(-1.5)
+    x = np.random.default_rng(1).normal(size=(64, 3, 4, 4)).astype(np.float32)
+    score = det.score(x)
+    np.testing.assert_array_equal(det.decide(x), score > np.float32(-1.5))
+    assert 0 < det.decide(x).sum() < 64  # the threshold really splits this batch
+    sub = SubsetDetector(export_dir, "subset_cat_frog")
+    np.testing.assert_allclose(sub.thresholds, [0.25, 3.0])
+    # also from the graph file alone (metadata), without the manifest entry
+    (export_dir / "manifest.json").unlink()
+    assert Detector(export_dir / "class_cat.onnx").threshold == pytest.approx(0.25)
