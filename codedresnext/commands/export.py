@@ -78,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="real images for verification: .npz/.npy (uint8 NHWC) or an image "
         "tree/.tar.gz (default: ../shared/datasets/cifar10-jpeg.tar.gz if present)",
     )
+    p.add_argument("--verify-batch", type=int, default=4, help="random inputs per verification (default 4)")
+    p.add_argument("--verify-images", type=int, default=16, help="real images per verification (default 16)")
     p.add_argument(
         "--no-verify", action="store_true", help="skip ONNX Runtime verification (not recommended)"
     )
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         fp16_tolerance=args.fp16_tolerance,
         images=args.images,
         verify=not args.no_verify,
+        batch=args.verify_batch,
+        image_count=args.verify_images,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )

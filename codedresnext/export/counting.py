@@ -39,12 +39,16 @@ def count_initializer_elements(model) -> int:
     return sum(int(np.prod(t.dims)) if len(t.dims) else 1 for t in model.graph.initializer)
 
 
-def count_flops(model) -> dict:
-    """{"macs", "flops"} per sample, from shape-inferred Conv/Gemm shapes (batch set to 1)."""
+def count_flops(model, inferred=None) -> dict:
+    """{"macs", "flops"} per sample, from shape-inferred Conv/Gemm shapes (batch set to 1).
+
+    `inferred`: the model after onnx shape inference, if the caller has it (ops.check_graph).
+    """
     import onnx
     from onnx import shape_inference
 
-    inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    if inferred is None:
+        inferred = shape_inference.infer_shapes(model, strict_mode=False)
     shapes: dict[str, list[int]] = {}
     for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         dims = v.type.tensor_type.shape.dim

@@ -261,6 +261,7 @@ def export_graphs(
     images: str | os.PathLike | None = None,
     verify: bool = True,
     batch: int = 4,
+    image_count: int = 16,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -270,6 +271,7 @@ def export_graphs(
     e.g. in tests) is the source. classes: "all" or class names -> one binary graph per class;
     subsets: lists of class names -> one graph each; segments: True for the default cuts or block
     indices to cut after; reject_block: block index for early-reject pairs (classes default to all).
+    batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
     """
     import torch
     from tqdm import tqdm
@@ -291,7 +293,12 @@ def export_graphs(
         uint8=uint8,
         fp16=fp16,
     )
-    real, real_desc = load_real_images(images, cfg.input_size) if verify else (None, "not verified")
+    if not verify:
+        real, real_desc = None, "not verified"
+    elif image_count <= 0:
+        real, real_desc = None, "none: 0 real images asked for"
+    else:
+        real, real_desc = load_real_images(images, cfg.input_size, image_count)
     tmp = _prepare_out(out, overwrite)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the reference batches are small; threads only contend on small hosts
@@ -326,10 +333,10 @@ def export_graphs(
         entries, failures = [], []
         for pg in tqdm(plan, desc="export", unit="graph", disable=not progress):
             model_proto = full_model if pg.name == "full" else derive(fg, pg.spec, opset=opset)
-            check_graph(model_proto)
             data = model_proto.SerializeToString()
+            inferred = check_graph(model_proto, data)
             (tmp / f"{pg.name}.onnx").write_bytes(data)
-            entry = _entry(cfg, pg, model_proto, data)
+            entry = _entry(cfg, pg, model_proto, data, inferred)
             if verify:
                 tol = fp16_tolerance if pg.spec.fp16 else tolerance
                 sess = ort_session(data)
@@ -395,10 +402,10 @@ def _commit(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _entry(cfg, pg: PlannedGraph, model, data: bytes) -> dict:
+def _entry(cfg, pg: PlannedGraph, model, data: bytes, inferred) -> dict:
     spec = pg.spec
     ins, outs = _io_specs(model)
-    fl = count_flops(model)
+    fl = count_flops(model, inferred)
     params = count_params(model)
     computed = spec.keep if not (spec.masked or spec.reject) else None
     entry = {

@@ -68,15 +68,23 @@ def check_ops(model) -> set[str]:
     return used
 
 
-def check_graph(model) -> None:
-    """onnx.checker (full_check, which runs strict shape inference) + allowlist + opset range."""
-    import onnx
+def check_graph(model, data: bytes | None = None):
+    """onnx.checker + strict, type-checked shape inference (what check_model(full_check=True) runs)
+    + op allowlist + opset range. Returns the shape-inferred model (counting.count_flops reuses it).
 
+    `data`: the model's serialized bytes when the caller already has them (saves a serialization).
+    """
+    import onnx
+    from onnx import shape_inference
+
+    data = model.SerializeToString() if data is None else data
     try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as e:
-        raise GraphError(f"generated graph fails onnx.checker: {e}") from e
+        onnx.checker.check_model(data)
+        inferred = shape_inference.infer_shapes(data, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, shape_inference.InferenceError) as e:
+        raise GraphError(f"generated graph fails onnx.checker / shape inference: {e}") from e
     check_ops(model)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise GraphError(f"opset {opset} outside {MIN_OPSET}..{MAX_OPSET}")
+    return inferred

@@ -1,0 +1,150 @@
+"""Export-time benchmark: all 100 per-class graphs of the cifar100 preset (goal: <= 60 s, 2-core CPU).
+
+Runs `codedresnext export --preset cifar100 --classes all` as a subprocess and times it end to end
+(interpreter start, torch import, random init, BN fold, full graph, 100 ONNX -> ONNX prunes, each
+checked with onnx.checker + strict shape inference + the TensorRT op allowlist, params/FLOPs counted,
+sha256, files and manifest written atomically):
+  1. without verification (--no-verify): the 60 s goal;
+  2. with verification, reduced (--verify-batch 1 --verify-images 1): each graph run by ONNX Runtime
+     and compared with the masked PyTorch reference (informational; the reference forward passes
+     dominate);
+  3. the torch-free library path alone: load full.onnx once + prune 100 classes + serialize + write.
+Writes benchmarks/results/export_time.json and .md.
+
+    .venv/bin/python benchmarks/export_time.py [--preset cifar100] [--skip-verified]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+GOAL_S = 60.0
+
+
+def _show(cmd: list[str]) -> str:
+    """The command as a user types it (temp output dir shown as DIR)."""
+    out = []
+    for i, a in enumerate(cmd[3:]):
+        out.append("DIR" if i and cmd[3:][i - 1] == "--out" else a)
+    return " ".join(["codedresnext", *out])
+
+
+def _run(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    return dt
+
+
+def _prune_only(full: Path, out_dir: Path) -> dict:
+    """Library path without torch: load full.onnx once, prune every class, serialize, write."""
+    from codedresnext.export.pruner import load_full_graph, prune
+
+    t0 = time.perf_counter()
+    fg = load_full_graph(full)
+    t1 = time.perf_counter()
+    for name in fg.cfg.class_names:
+        (out_dir / f"{name}.onnx").write_bytes(prune(fg, [name]).SerializeToString())
+    t2 = time.perf_counter()
+    return {
+        "load_full_s": round(t1 - t0, 3),
+        "prune_all_s": round(t2 - t1, 3),
+        "per_class_ms": round(1000 * (t2 - t1) / len(fg.cfg.class_names), 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cifar100")
+    ap.add_argument("--skip-verified", action="store_true", help="skip the (slow) verified run")
+    args = ap.parse_args()
+    exe = [
+        sys.executable,
+        "-m",
+        "codedresnext.cli",
+        "export",
+        "--preset",
+        args.preset,
+        "--classes",
+        "all",
+        "--quiet",
+    ]
+    res: dict = {"preset": args.preset, "goal_s": GOAL_S, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="export-bench-") as tmp:
+        tmp = Path(tmp)
+        cmd = [*exe, "--out", str(tmp / "noverify"), "--no-verify"]
+        res["runs"]["no_verify"] = {"command": _show(cmd), "wall_s": round(_run(cmd), 2)}
+        manifest = json.loads((tmp / "noverify" / "manifest.json").read_text())
+        graphs = manifest["graphs"]
+        res["graphs"] = len(graphs)
+        res["class_graphs"] = sum(g["kind"] == "class" for g in graphs)
+        res["bytes_written"] = sum(g["bytes"] for g in graphs)
+        res["class_params"] = sorted({g["params"] for g in graphs if g["kind"] == "class"})
+        res["full_params"] = graphs[0]["params"]
+        if not args.skip_verified:
+            cmd = [*exe, "--out", str(tmp / "verify"), "--verify-batch", "1", "--verify-images", "1"]
+            res["runs"]["verify_1_random_1_image"] = {"command": _show(cmd), "wall_s": round(_run(cmd), 2)}
+        (tmp / "pruned").mkdir()
+        res["runs"]["library_prune_only"] = _prune_only(tmp / "noverify" / "full.onnx", tmp / "pruned")
+    res["meets_goal"] = res["runs"]["no_verify"]["wall_s"] <= GOAL_S
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    res["machine"] = {
+        "cpus": os.cpu_count(),
+        "loadavg_1min": load,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    res["script"] = "benchmarks/export_time.py " + " ".join(sys.argv[1:])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "export_time.json").write_text(json.dumps(res, indent=2) + "\n")
+    lines = [
+        f"# Export time: all {res['class_graphs']} per-class graphs of `{args.preset}`",
+        "",
+        f"Goal <= {GOAL_S:.0f} s on a 2-core CPU. Machine: {res['machine']['cpus']} CPUs, 1-min load "
+        f"{load if load is None else round(load, 2)} at the time (other jobs running inflate the numbers).",
+        "",
+        "| run | what is included | wall time (s) |",
+        "|---|---|---|",
+        f"| `{res['runs']['no_verify']['command']}` | process start, torch import, fold, full + "
+        f"{res['class_graphs']} pruned graphs, checker + shape inference + allowlist, params/FLOPs, sha256, "
+        f"files + manifest | {res['runs']['no_verify']['wall_s']} |",
+    ]
+    if "verify_1_random_1_image" in res["runs"]:
+        r = res["runs"]["verify_1_random_1_image"]
+        lines.append(
+            f"| `{r['command']}` | the above + ONNX Runtime vs masked PyTorch reference per graph "
+            f"(1 random input, 1 real image) | {r['wall_s']} |"
+        )
+    p = res["runs"]["library_prune_only"]
+    lines += [
+        f"| library, no torch: `load_full_graph` + `prune` x{res['class_graphs']} + serialize + write | "
+        f"pruning alone ({p['per_class_ms']} ms per class) | "
+        f"{round(p['load_full_s'] + p['prune_all_s'], 2)} |",
+        "",
+        f"Per-class parameters {res['class_params']} of {res['full_params']:,} (full); "
+        f"{res['bytes_written'] / 1e6:.0f} MB of ONNX written. Meets the goal: **{res['meets_goal']}**.",
+        "",
+        f"Reproduce: `.venv/bin/python {res['script']}`",
+    ]
+    (RESULTS / "export_time.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
