@@ -302,3 +302,29 @@ def test_graphs_are_deterministic(tiny, fg):
         prune(fg, ["cat"]).SerializeToString()
         == prune(load_full_graph(onnx.load_from_string(a)), ["cat"]).SerializeToString()
     )
+
+
+def test_pruner_carries_thresholds_of_kept_classes(full):
+    import json
+
+    m = onnx.ModelProto()
+    m.CopyFrom(full)
+    e = m.metadata_props.add()
+    e.key, e.value = "codedresnext.thresholds", json.dumps({"cat": 1.5, "dog": -0.25})
+    fg2 = load_full_graph(m)
+    assert read_metadata(prune(fg2, ["dog", "cat"]))["codedresnext.thresholds"] == {"dog": -0.25, "cat": 1.5}
+    assert "codedresnext.thresholds" not in read_metadata(prune(fg2, ["ship"]))  # no threshold known
+
+
+def test_paper_fraction_explained_by_projection_shortcuts():
+    """46.3% with the always-kept projection shortcuts; without them the paper's 38% / 27%."""
+    from codedresnext.config import build_config
+
+    for preset, ours, paper in (("cifar10", 0.463, 0.38), ("cifar100", 0.374, 0.27)):
+        cfg = build_config(preset)
+        layout = block_layout(cfg)
+        full_n = analytic_params(cfg, [None] * len(layout), cfg.num_classes)
+        cls_n = analytic_params(cfg, keep_branches(layout, [0]), 1)
+        sc = sum(b.c_in * b.c_out + 2 * b.c_out for b in layout if b.projection)
+        assert round(cls_n / full_n, 3) == ours
+        assert abs((cls_n - sc) / (full_n - sc) - paper) < 0.01

@@ -351,6 +351,8 @@ def export_graphs(
                         tol,
                     )
                     ver[key] = res
+                ver["max_abs"] = max(ver[k]["max_abs"] for k in refs)  # over random and images
+                ver["max_rel"] = max(ver[k]["max_rel"] for k in refs)
                 ver["images"] = ver.get("images") or {"skipped": real_desc}
                 ver["passed"] = all(v.get("passed", True) for v in ver.values() if isinstance(v, dict))
                 entry["verification"] = ver

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from .._io import write_bytes
-from ..artifact import META_CHECKPOINT_SHA256, META_GRAPH, META_MODEL_CONFIG, META_UNTRAINED, read_metadata
+from ..artifact import (
+    META_CHECKPOINT_SHA256,
+    META_GRAPH,
+    META_MODEL_CONFIG,
+    META_THRESHOLDS,
+    META_UNTRAINED,
+    read_metadata,
+)
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError, GraphError
 from . import names
@@ -40,6 +47,7 @@ class FullGraph:
     uint8: bool
     fp16: bool
     opset: int
+    thresholds: dict | None = None  # {class name: logit threshold} if full.onnx carries them
 
 
 def load_full_graph(src) -> FullGraph:
@@ -75,6 +83,7 @@ def load_full_graph(src) -> FullGraph:
     }
     inputs = [i.name for i in model.graph.input]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    thresholds = meta.get(META_THRESHOLDS) if isinstance(meta.get(META_THRESHOLDS), dict) else None
     return FullGraph(
         cfg,
         weights,
@@ -83,6 +92,7 @@ def load_full_graph(src) -> FullGraph:
         "frames" in inputs,
         graph.get("precision") == "fp16",
         opset,
+        thresholds,
     )
 
 
@@ -94,6 +104,9 @@ def derive(full: FullGraph, spec: GraphSpec, *, opset: int | None = None):
     meta = graph_metadata(
         full.cfg, spec, checkpoint_sha256=full.checkpoint_sha256, untrained=full.untrained, opset=opset
     )
+    names_out = [full.cfg.class_names[k] for k in spec.rows]
+    if full.thresholds and spec.stop is None and all(n in full.thresholds for n in names_out):
+        meta[META_THRESHOLDS] = json.dumps({n: full.thresholds[n] for n in names_out}, sort_keys=True)
     return build_graph(
         full.cfg, full.weights, spec, metadata=meta, opset=opset, graph_name=f"codedresnext_{spec.kind}"
     )
