@@ -39,7 +39,15 @@ def _check_schema(report: dict, batches: list[int]) -> None:
 def test_bench_json_schema_on_synthetic_export(tmp_path):
     d = make_export(tmp_path / "e")
     rep = run_bench(
-        d, batches=[1, 4], warmup=0.01, duration=0.05, rounds=2, threads=1, min_iterations=1, progress=False
+        d,
+        batches=[1, 4],
+        warmup=0.01,
+        duration=0.05,
+        rounds=2,
+        threads=1,
+        min_iterations=1,
+        memory=False,
+        progress=False,
     )
     _check_schema(rep, [1, 4])
     kinds = {g["name"]: g["kind"] for g in rep["graphs"]}
@@ -115,6 +123,7 @@ def test_bench_early_exit_with_real_images(tmp_path, cifar10_tgz):
         threads=1,
         graphs=["full"],
         min_iterations=1,
+        memory=False,
         data=str(cifar10_tgz),
         early_exit_limit=200,
         progress=False,
@@ -159,11 +168,13 @@ def test_bench_cli_on_a_real_tiny_export(tiny_export, tmp_path):
             "--warmup",
             "0.01",
             "--duration",
-            "0.1",
+            "0.05",
             "--rounds",
             "1",
             "--min-iterations",
-            "2",
+            "1",
+            "--graphs",
+            "full,class_cat,masked_cat",
             "--threads",
             "1",
             "--json",
@@ -182,6 +193,10 @@ def test_bench_cli_on_a_real_tiny_export(tiny_export, tmp_path):
     kinds = {g["kind"] for g in rep["graphs"]}
     assert {"full", "class", "masked", "peer-torch"} <= kinds
     peer = next(g for g in rep["graphs"] if g["kind"] == "peer-torch")
+    # peak memory of each graph, measured in a fresh process: the pruned graph needs less than the full
+    mem = {g["name"]: g["peak_memory_mib"] for g in rep["graphs"]}
+    assert all(v is not None and v > 0 for v in mem.values()), mem
+    assert "fresh subprocess" in rep["settings"]["peak_memory"]
     assert peer["backend_info"]["threads"] == 1
     cls = [g for g in rep["graphs"] if g["kind"] == "class"]
     assert all(g["flop_ratio_vs_full"] > 1.0 for g in cls)  # pruned graphs do fewer FLOPs

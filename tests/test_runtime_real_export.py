@@ -113,7 +113,7 @@ def test_calibrate_cli_on_real_export(tiny, cifar10_tgz, tmp_path):
             "--data",
             str(cifar10_tgz),
             "--limit",
-            "200",
+            "100",
             "--threads",
             "1",
         ],

@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-class-graphs", type=int, default=10)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager peer")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-graph peak memory probe")
     p.add_argument("--data", default=None, help="held-out images for the early-exit measurement")
     p.add_argument("--early-exit-limit", type=int, default=1000, help="evaluation images for early exit")
     p.add_argument("--json", default=None, help="JSON path (default OUT/bench.json)")
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         max_class_graphs=args.max_class_graphs,
         early_exit_limit=args.early_exit_limit,
         min_iterations=args.min_iterations,
+        memory=not args.no_memory,
         progress=not args.quiet,
     )
     paths = write_report(report, args.out or Path(args.directory) / "bench", json_path=args.json)

@@ -23,7 +23,7 @@ from .._io import write_json, write_text
 from ..artifact import INPUT_FLOAT, INPUT_UINT8, load_manifest
 from ..errors import GraphError
 from .backend import Backend, open_backend
-from .memory import peak_delta_mib, reset_peak
+from .memory import measure_in_subprocess
 
 QPS_NOTE = (
     "throughput_sps counts samples per second; trtexec's 'qps' counts batches (queries) per "
@@ -42,6 +42,7 @@ class Runner:
     info: dict = field(default_factory=dict)
     peak_memory_mib: float | None = None
     classes: list[str] = field(default_factory=list)
+    source: tuple[str, str, dict] | None = None  # (backend, path, options) for the memory probe
 
 
 def _stats(lat_s: list[float], batch: int) -> dict:
@@ -75,7 +76,6 @@ def _random_feed(backend: Backend, batch: int, seed: int = 0) -> dict[str, np.nd
 
 def _graph_runner(directory: Path, g: dict, backend: str, options: dict) -> Runner | None:
     """None for graphs that do not take images (later segments, reject part B)."""
-    rss = reset_peak()
     be = open_backend(backend, directory / g["file"], **options)
     if not {INPUT_FLOAT, INPUT_UINT8} & set(be.input_names):
         be.close()
@@ -93,13 +93,13 @@ def _graph_runner(directory: Path, g: dict, backend: str, options: dict) -> Runn
         g.get("flops"),
         make,
         be.info(),
-        peak_delta_mib(rss),
+        None,
         list(g.get("classes") or []),
+        (backend, str(directory / g["file"]), options),
     )
 
 
 def _torch_runner(directory: Path, full: dict | None, threads: int | None) -> Runner:
-    rss = reset_peak()
     be = open_backend("torch", directory / "source.pt", threads=threads)
     be.infer(_random_feed(be, 1))
 
@@ -114,7 +114,9 @@ def _torch_runner(directory: Path, full: dict | None, threads: int | None) -> Ru
         (full or {}).get("flops"),
         make,
         be.info(),
-        peak_delta_mib(rss),
+        None,
+        [],
+        ("torch", str(directory / "source.pt"), {"threads": threads}),
     )
 
 
@@ -374,6 +376,7 @@ def run_bench(
     max_class_graphs: int = 10,
     early_exit_limit: int = 1000,
     min_iterations: int = 10,
+    memory: bool = True,
     progress: bool = True,
 ) -> dict:
     """Benchmark an export directory; returns the report dict (see write_report for the files)."""
@@ -401,6 +404,15 @@ def run_bench(
             notes.append("PyTorch peer skipped: no source.pt in the export directory")
     if not runners:
         raise GraphError(f"nothing to benchmark in {directory}")
+    mem_notes = []
+    if memory:  # each graph in a fresh process, at the largest batch
+        for r in runners:
+            if r.source:
+                m = measure_in_subprocess(r.source[0], r.source[1], batch=max(batches), options=r.source[2])
+                r.peak_memory_mib = m.get("peak_rss_mib")
+                if "error" in m:
+                    mem_notes.append(f"memory of {r.name} not measured: {m['error']}")
+    notes += mem_notes
     timing = measure(
         runners,
         list(batches),
@@ -434,8 +446,11 @@ def run_bench(
             "rounds": rounds,
             "min_iterations": min_iterations,
             "interleaved": True,
-            "peak_memory": "RSS high-water delta (VmHWM after load + first "
-            "run minus VmRSS before), host memory, MiB",
+            "peak_memory": "host RSS high-water delta, MiB: VmHWM after loading the graph and running "
+            "one batch of the largest size, minus VmRSS before the load (runtime library already imported), "
+            "each graph in a fresh subprocess; not GPU memory"
+            if memory
+            else "not measured",
         },
         "graphs": out_graphs,
         "goals": goals(out_graphs, max(batches)),
