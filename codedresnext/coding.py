@@ -148,6 +148,7 @@ _STALL = 500  # end a restart after this many tabu iterations without a new best
 _EXHAUSTIVE = 20_000  # try every K-subset when there are at most this many
 _REPAIR_GAP = 8  # try a double-swap repair once sum(s^2) is within this of the optimum
 _REPAIR_POOL = 800  # unselected words considered by the double-swap repair
+_OVERLAP_MAX = 6000  # precompute word overlaps (M x M int16) up to this many words
 
 _BYTE_POP = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -281,7 +282,12 @@ def _pair_repair(
 
 
 def _choose_balanced(
-    mat: np.ndarray, k: int, rng: np.random.Generator, restarts: int, iters: int
+    mat: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    restarts: int,
+    iters: int,
+    deadline: float = math.inf,
 ) -> tuple[np.ndarray, int]:
     """Pick k rows of mat (M, N) with column sums as equal as possible.
 
@@ -304,6 +310,12 @@ def _choose_balanced(
         return combos[best], int(ss[best])
     worst = np.iinfo(np.int64).max
     best_idx, best_ss = np.arange(k), worst
+    # a_i . b_j of every pair once (one BLAS call); the loop then only gathers, because small
+    # multi-threaded BLAS calls crawl on a busy machine (OpenBLAS threads spin)
+    overlap = None
+    if m <= _OVERLAP_MAX:
+        matf = mat.astype(np.float64)
+        overlap = np.rint(matf @ matf.T).astype(np.int16)  # (M, M)
     for _ in range(restarts):
         order = rng.permutation(m)
         sel = np.zeros(m, bool)
@@ -325,10 +337,13 @@ def _choose_balanced(
         for it in range(iters):
             if best_ss == target or it - last_gain > _STALL:
                 break
+            if it % 50 == 0 and time.monotonic() > deadline:
+                raise TimeoutError
             ins, outs = np.flatnonzero(sel), np.flatnonzero(~sel)
-            a, b = mat[ins], mat[outs]  # (k, N), (M-k, N)
+            ms = mat @ s  # (M,) s . word, integer (no BLAS)
+            ab = overlap[np.ix_(ins, outs)] if overlap is not None else mat[ins] @ mat[outs].T
             # sum((s - a_i + b_j)^2) - sum(s^2) = 2 s.b_j - 2 s.a_i + 2 N_act - 2 a_i.b_j
-            delta = 2 * (b @ s)[None, :] - 2 * (a @ s)[:, None] + 2 * n_act - 2 * (a @ b.T)
+            delta = 2 * ms[outs][None, :] - 2 * ms[ins][:, None] + 2 * n_act - 2 * ab.astype(np.int64)
             allowed = (tabu[ins] <= it)[:, None] & (tabu[outs] <= it)[None, :]
             allowed |= ss + delta < best_ss  # aspiration: a tabu move that beats the best
             delta = np.where(allowed, delta, worst)
@@ -377,9 +392,9 @@ def generate_scheme(
     The greedy pass first runs in the paper's order (ascending integers). That code does not
     always admit a balanced choice (for K=10, N=10, N_act=5 at H=4 the best is max - min = 2, by
     exhaustive search), so greedy passes over seeded random word orders follow before H is
-    lowered. Deterministic for a seed: budgets are iteration counts; `time_limit` (seconds) only
-    aborts with an error. If no H admits a balanced choice, the smallest spread wins (ties: larger
-    H); with `h_min` given, that H is kept and the spread minimised. For 1000 classes on N=32
+    lowered. Deterministic for a seed: budgets are iteration counts; `time_limit` (seconds)
+    only aborts with an error. If no H admits a balanced choice, the smallest spread wins
+    (ties: larger H); with `h_min` given, that H is kept and the spread minimised. For 1000 classes on N=32
     use paper_scheme('imagenet', ...).
     """
     k = int(num_classes)
@@ -398,10 +413,12 @@ def generate_scheme(
     if total > MAX_CANDIDATES:
         raise CodedResNeXtError(
             f"C({n}, {n_act}) = {total} candidate words is too many to enumerate (limit "
-            f"{MAX_CANDIDATES}); for ImageNet's 1000 classes use the shipped tables, "
-            "paper_scheme('imagenet', '16/32') or paper_scheme('imagenet', '8/32')"
+            f"{MAX_CANDIDATES}, e.g. n <= 22 with n_act = n/2); for ImageNet's 1000 classes use the "
+            "shipped tables, paper_scheme('imagenet', '16/32') or paper_scheme('imagenet', '8/32'); "
+            "for another K use fewer branches n or pass the codewords in the config yourself"
         )
     deadline = time.monotonic() + time_limit
+    rng = np.random.default_rng(seed)
     cands = _words(n, n_act)  # (C(n, n_act),) ascending
     if h_min is not None:
         levels = [int(h_min)]
@@ -409,7 +426,6 @@ def generate_scheme(
         levels = [n + 1]
     else:
         levels = list(range(max(2, 2 * min(n_act, n - n_act)), 1, -2))
-    rng = np.random.default_rng(seed)
     target = _best_sumsq(k, n, n_act)
     q = (k * n_act) // n
     best = None  # (sum of squares, -H, (K, N) matrix) of the best unbalanced choice
@@ -434,7 +450,7 @@ def generate_scheme(
                 feasible = bool((mat.sum(0) >= q).all())  # else some branch is too rare in this code
                 restarts = _RESTARTS if trial == 0 else 1
                 iters = _iters(k, len(mat), n) if feasible else 0
-                idx, ss = _choose_balanced(mat, k, rng, restarts if feasible else 1, iters)
+                idx, ss = _choose_balanced(mat, k, rng, restarts if feasible else 1, iters, deadline)
                 if ss == target:
                     return CodingScheme.from_matrix(mat[idx])
                 if best is None or (ss, -h) < best[:2]:
