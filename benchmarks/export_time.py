@@ -109,7 +109,7 @@ def main() -> int:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    res["script"] = "benchmarks/export_time.py " + " ".join(sys.argv[1:])
+    res["script"] = " ".join(["benchmarks/export_time.py", *sys.argv[1:]])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "export_time.json").write_text(json.dumps(res, indent=2) + "\n")
     lines = [
