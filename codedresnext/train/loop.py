@@ -345,7 +345,7 @@ def _train(cfg: TrainConfig, dist: _Dist, out: Path) -> dict:
                 "train": dataclasses.asdict(cfg),
                 "model": model_cfg.to_dict(),
                 "version": __version__,
-                "torch": torch.__version__,
+                "torch": str(torch.__version__),
                 "world_size": dist.world,
                 "micro_batch": micro_per_rank,
                 "test_images": len(test_ds),
@@ -363,7 +363,7 @@ def _train(cfg: TrainConfig, dist: _Dist, out: Path) -> dict:
             "train_config": dataclasses.asdict(cfg),
             "micro_batches": micro_batches,
             "elapsed_s": round(time.time() - t0, 1),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "version": __version__,
         }
 

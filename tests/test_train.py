@@ -1,0 +1,321 @@
+"""Training on real CIFAR-10 JPEGs: loss goes down, metrics/config/checkpoints, resume after SIGKILL,
+torchrun (gloo, 2 processes) against one process with --grad-accum 2, schedules, flag validation.
+
+Runs use a small real tree (20 train / 10 test images per class from the shared archive) and the
+tiny preset so that the file stays fast on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codedresnext import data
+from codedresnext.checkpoint import load_checkpoint, read_checkpoint
+from codedresnext.errors import CodedResNeXtError
+from codedresnext.train import TrainConfig, train
+from codedresnext.train.evaluation import classifier_metrics
+from codedresnext.train.loop import lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "codedresnext-cache"
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(session_cache, monkeypatch):
+    monkeypatch.setenv("CODEDRESNEXT_CACHE", str(session_cache))
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory, cifar10_tgz) -> Path:
+    dest = tmp_path_factory.getbasetemp() / "cifar10-small"
+    if not dest.is_dir():
+        data.write_subset(cifar10_tgz, dest, train_per_class=20, test_per_class=10)
+    return dest
+
+
+def _cli(args: list[str], cache: Path, **kw) -> subprocess.Popen:
+    env = {**os.environ, "CODEDRESNEXT_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
+
+
+def _train_cmd(tree: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "codedresnext.cli",
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(tree),
+        "--batch-size",
+        "40",
+        "--lr",
+        "0.1",
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def _finish(p: subprocess.Popen, timeout: float = 900) -> None:
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, err
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _state(run: Path) -> dict:
+    return read_checkpoint(run / "last.pt")
+
+
+# --- a real training run ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_run(small_tree, tmp_path_factory, session_cache):
+    """4 epochs of 5 steps on 200 real images (no RandAugment so that 20 steps can fit them)."""
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    cfg = TrainConfig(
+        preset="tiny",
+        data=str(small_tree),
+        out=str(out),
+        epochs=4,
+        batch_size=40,
+        lr=0.1,
+        no_randaugment=True,
+        seed=0,
+        progress=False,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODEDRESNEXT_CACHE", str(session_cache))
+        res = train(cfg)
+    return out, res
+
+
+def test_training_lowers_the_loss_on_real_images(smoke_run):
+    out, res = smoke_run
+    hist = _metrics(out)
+    assert [m["step"] for m in hist] == [5, 10, 15, 20] and res["step"] == 20
+    first, last = hist[0], hist[-1]
+    # chance level is ln 10 = 2.303; the tiny net must clearly fit its 200 training images
+    assert first["train_cross_entropy"] > 2.15
+    assert last["train_cross_entropy"] < first["train_cross_entropy"] - 0.25
+    assert last["train_accuracy"] > max(0.2, first["train_accuracy"] + 0.05)  # chance: 0.1
+    # the coding loss (mu = 6) goes down too, in every coded block
+    assert all(b < a for a, b in zip(first["train_coding_loss"], last["train_coding_loss"]))
+
+
+def test_metrics_config_and_checkpoints(smoke_run, small_tree):
+    out, res = smoke_run
+    rec = _metrics(out)[-1]
+    n_coded = 4  # tiny: one 10/10 block, then 2 blocks of 5/10 and 2 of 3/10
+    for key in ("train_coding_loss", "test_coding_loss", "early_decoder_accuracy"):
+        assert len(rec[key]) == n_coded
+    assert all(0.0 <= a <= 1.0 for a in rec["early_decoder_accuracy"])
+    assert rec["test_images"] == 100
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["preset"] == "tiny" and cfg["train"]["batch_size"] == 40
+    assert len(cfg["model"]["stages"]) == 3 and cfg["model"]["num_classes"] == 10
+    # best.pt rebuilds its own model, and re-evaluating it reproduces the logged accuracy
+    model, state = load_checkpoint(out / "best.pt")
+    assert state["best_accuracy"] == res["best_accuracy"] == max(m["test_accuracy"] for m in _metrics(out))
+    test = data.load_dataset(small_tree, "test")
+    again = classifier_metrics(model, test)
+    assert again["accuracy"] == pytest.approx(state["metrics"]["test_accuracy"], abs=1e-6)
+    assert again["early_decoder_accuracy"] == pytest.approx(
+        state["metrics"]["early_decoder_accuracy"], abs=1e-6
+    )
+    assert "optimizer" not in state  # best.pt is weights only; last.pt resumes
+    assert _state(out)["step"] == 20 and "optimizer" in _state(out)
+
+
+def test_a_finished_run_is_not_overwritten(smoke_run, small_tree):
+    out, _ = smoke_run
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(CodedResNeXtError, match="already holds a run"):
+        train(TrainConfig(preset="tiny", data=str(small_tree), out=str(out), progress=False))
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_own_class_count_gets_a_generated_scheme(small_tree, tmp_path):
+    tree = tmp_path / "four"
+    classes = ("bird", "cat", "dog", "horse")
+    for split in ("train", "test"):
+        for c in classes:
+            shutil.copytree(small_tree / split / c, tree / split / c)
+    out = tmp_path / "run"
+    train(
+        TrainConfig(
+            preset="tiny",
+            data=str(tree),
+            out=str(out),
+            batch_size=40,
+            max_steps=2,
+            no_randaugment=True,
+            progress=False,
+        )
+    )
+    model, _ = load_checkpoint(out / "last.pt")
+    assert model.cfg.class_names == classes and model.cfg.num_classes == 4
+    for s in model.cfg.stages[1:]:
+        words = s.scheme.matrix  # (4, 10)
+        assert words.shape == (4, 10) and set(words.sum(1)) == {s.active}
+        assert len({w for w in s.codewords}) == 4  # distinct paths per class
+    assert model(torch.zeros(2, 3, 32, 32)).logits.shape == (2, 4)
+
+
+# --- resume after a kill ----------------------------------------------------------------------
+
+
+def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, session_cache):
+    """A run killed (SIGKILL) right after a mid-epoch checkpoint, then resumed, ends bit-identical to
+    an uninterrupted run: same weights, BatchNorm statistics, optimizer state and metrics."""
+    extra = ("--epochs", "2", "--save-every", "1", "--p-drop", "0.2")  # RandAugment 3,4 on (default)
+    ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
+    killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 600
+    while not last.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    step_at_kill = _state(tmp_path / "killed")["step"]
+    assert 1 <= step_at_kill < 10
+    _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume"), session_cache))
+    _finish(ref)
+    a, b = _state(tmp_path / "ref"), _state(tmp_path / "killed")
+    assert a["step"] == b["step"] == 10
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    ma, mb = _metrics(tmp_path / "ref"), _metrics(tmp_path / "killed")
+    for m in ma + mb:
+        del m["elapsed_s"]  # wall-clock time, the only field allowed to differ
+    assert len(ma) == 2 and ma == mb
+
+
+# --- torchrun ---------------------------------------------------------------------------------
+
+
+def test_torchrun_two_processes_equal_grad_accum(small_tree, tmp_path, session_cache):
+    """gloo, 2 processes x micro-batch 20 == 1 process with --grad-accum 2 (dropSubNN on)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    extra = ("--max-steps", "3", "--p-drop", "0.1", "--no-randaugment", "--eval-limit", "40")
+    single = _cli(_train_cmd(small_tree, tmp_path / "single", *extra, "--grad-accum", "2"), session_cache)
+    ddp_cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        *_train_cmd(small_tree, tmp_path / "ddp", *extra)[2:],
+    ]
+    _finish(_cli(ddp_cmd, session_cache))
+    _finish(single)
+    a, b = _state(tmp_path / "single"), _state(tmp_path / "ddp")
+    assert a["step"] == b["step"] == 3 and b["micro_batches"] == a["micro_batches"] == 2
+    params = {n for n, _ in load_checkpoint(tmp_path / "single" / "last.pt")[0].named_parameters()}
+    worst = max(float((a["model"][n] - b["model"][n]).abs().max()) for n in params)
+    assert worst < 1e-4
+    # the train metrics are summed over both processes: the same numbers as the single process
+    ma, mb = _metrics(tmp_path / "single")[-1], _metrics(tmp_path / "ddp")[-1]
+    assert mb["train_cross_entropy"] == pytest.approx(ma["train_cross_entropy"], rel=1e-5)
+    assert mb["train_accuracy"] == ma["train_accuracy"]
+    assert mb["train_coding_loss"] == pytest.approx(ma["train_coding_loss"], rel=1e-4)
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
+
+
+# --- schedule and flags -----------------------------------------------------------------------
+
+
+def test_cosine_schedule_matches_the_paper():
+    cfg = TrainConfig(batch_size=512, min_lr=1e-5)
+    assert cfg.resolved_lr() == pytest.approx(0.1)
+    total = 100
+    assert lr_at(cfg, 0, total) == pytest.approx(0.1)
+    assert lr_at(cfg, 50, total) == pytest.approx(1e-5 + 0.5 * (0.1 - 1e-5))
+    assert lr_at(cfg, 100, total) == pytest.approx(1e-5)
+    lrs = [lr_at(cfg, s, total) for s in range(total)]
+    assert all(b < a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_warmup_then_onecycle_decay():
+    cfg = TrainConfig(lr=0.2, schedule="onecycle", warmup_frac=0.2, min_lr=0.0)
+    assert [lr_at(cfg, s, 10) for s in range(2)] == pytest.approx([0.1, 0.2])
+    assert lr_at(cfg, 2, 10) == pytest.approx(0.2)
+    assert lr_at(cfg, 6, 10) == pytest.approx(0.2 * (1 - 4 / 8))
+    assert TrainConfig(batch_size=128).resolved_lr() == pytest.approx(0.025)
+
+
+def test_eval_subset_defaults():
+    assert TrainConfig().resolved_eval_limit() is None
+    assert TrainConfig(max_steps=30).resolved_eval_limit() == 2000
+    assert TrainConfig(max_steps=30, eval_limit=0).resolved_eval_limit() is None
+    assert TrainConfig(eval_limit=500).resolved_eval_limit() == 500
+    assert TrainConfig(preset="cifar100").resolved_randaugment(100) == (1, 2)
+    assert TrainConfig().resolved_randaugment(10) == (3, 4)
+    assert TrainConfig(no_randaugment=True).resolved_randaugment(10) is None
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"preset": "resnet50"}, "unknown preset 'resnet50'"),
+        ({"p_drop": 1.0}, "--p-drop"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"epochs": 0}, "--epochs"),
+        ({"lr": -0.1}, "--lr"),
+        ({"schedule": "step"}, "unknown schedule"),
+        ({"max_steps": 0}, "--max-steps"),
+    ],
+)
+def test_bad_settings_fail_before_reading_data(tmp_path, kw, message):
+    cfg = TrainConfig(data=str(tmp_path / "does-not-exist"), out=str(tmp_path / "run"), **kw)
+    with pytest.raises(CodedResNeXtError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_must_split_into_micro_batches(small_tree, tmp_path):
+    cfg = TrainConfig(data=str(small_tree), out=str(tmp_path / "run"), batch_size=30, grad_accum=4)
+    with pytest.raises(CodedResNeXtError, match="multiple of processes x grad_accum"):
+        train(cfg)
+    cfg = TrainConfig(data=str(small_tree), out=str(tmp_path / "run"), batch_size=400)
+    with pytest.raises(CodedResNeXtError, match="exceeds the 200 training images"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_lr_is_finite_everywhere():
+    cfg = TrainConfig(lr=0.1, warmup_frac=0.5)
+    assert all(math.isfinite(lr_at(cfg, s, 3)) and lr_at(cfg, s, 3) > 0 for s in range(3))
+    assert np.isclose(lr_at(cfg, 0, 3), 0.1)
