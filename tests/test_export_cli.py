@@ -222,3 +222,48 @@ def test_preset_export_is_marked_untrained(tmp_path):
     np.testing.assert_allclose(
         got, torch_logits(model.eval(), preprocess(frames, model.cfg)), rtol=0, atol=1e-4
     )
+
+
+def test_custom_segment_cuts_reject_pairs_and_opset(ckpt, tmp_path, capsys):
+    from codedresnext.artifact import load_manifest
+
+    out = tmp_path / "s"
+    assert (
+        main(
+            [
+                "export",
+                str(ckpt),
+                "--out",
+                str(out),
+                "--segments",
+                "0,2",
+                "--reject-block",
+                "3",
+                "--classes",
+                "frog",
+                "--quiet",
+                "--verify-images",
+                "0",
+            ]
+        )
+        == 0
+    )
+    m = load_manifest(out)
+    assert m["segments"]["order"] == ["segment0", "segment1", "segment2"]
+    seg = {g["name"]: g for g in m["graphs"] if g["kind"] == "segment"}
+    assert [seg[n]["blocks"] for n in m["segments"]["order"]] == [[0, 0], [1, 2], [3, 4]]
+    assert [seg[n]["inputs"][0]["name"] for n in m["segments"]["order"]] == [
+        "images",
+        "features_in",
+        "features",
+    ]
+    assert "exit_scores" not in [o["name"] for o in seg["segment0"]["outputs"]]  # block 0 is plain
+    assert m["reject"] == [
+        {"class": "frog", "block": 3, "exit": 2, "a": "reject_frog_a", "b": "reject_frog_b", "part": "a"}
+    ]
+    assert all(g["verification"]["passed"] for g in m["graphs"])
+    assert "0 real images" in m["verification"]["images"]
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "o16"), "--opset", "16", "--quiet"]) == 2
+    assert "opset 16 is too old" in capsys.readouterr().err
+    assert main(["export", str(ckpt), "--out", str(tmp_path / "r"), "--reject-block", "0", "--quiet"]) == 2
+    assert "coded block index" in capsys.readouterr().err
