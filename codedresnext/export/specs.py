@@ -68,7 +68,13 @@ def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | None = None, **kw) -> 
 
 
 def reject_specs(cfg: ModelConfig, k: int, block: int, **kw) -> tuple[GraphSpec, GraphSpec]:
-    """Early reject for class k at coded block `block`: part A (stem..block) and part B (rest)."""
+    """Early reject for class k at coded block `block`: part A (stem..block) and part B (rest).
+
+    Part A runs class k's pruned path up to `block`; at `block` it computes ALL branches, outputs
+    "reject_distance" = ||v - w_k|| of those full normalised energies (v rescaled to sum to N_act)
+    and hands on "features" = the pruned path's output of `block` (as the class graph computes it).
+    Part B (blocks after `block`, pruned for k) -> "logits" (batch, 1); A then B == the class graph.
+    """
     layout = block_layout(cfg)
     if not 0 <= block < len(layout) - 1 or not layout[block].coded:
         coded = [i for i in cfg.coded_blocks if i < len(layout) - 1]
