@@ -220,6 +220,7 @@ def test_evaluate_cli_builds_the_report(tmp_path, ckpt, tree, ood_npz, model):
         "60",
         "--removal-draws",
         "2",
+        "--flip-tta",
         "--quiet",
         cache=tmp_path / "cache",
     )
@@ -244,8 +245,11 @@ def test_evaluate_cli_builds_the_report(tmp_path, ckpt, tree, ood_npz, model):
     test = load_dataset(tree, "test")
     x = to_input(torch.from_numpy(test.images), model.cfg.mean, model.cfg.std)
     with torch.no_grad():
-        acc = float((model(x).logits.argmax(1).numpy() == test.labels).mean())
-    assert m["accuracy"] == pytest.approx(acc, abs=1e-9)
+        logits = model(x).logits
+        acc = float((logits.argmax(1).numpy() == test.labels).mean())
+        tta = float((((logits + model(x.flip(3)).logits) / 2).argmax(1).numpy() == test.labels).mean())
+    assert m["accuracy_no_tta"] == pytest.approx(acc, abs=1e-9)
+    assert m["accuracy"] == pytest.approx(tta, abs=1e-9) and m["flip_tta"] is True
     assert len(m["early_decoder_accuracy"]) == 3 and all(0 <= a <= 1 for a in m["early_decoder_accuracy"])
     assert len(m["per_class"]) == 10
     for c in m["per_class"]:
