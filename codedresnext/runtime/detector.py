@@ -110,7 +110,8 @@ class RejectResult:
     decisions: np.ndarray  # (B,) bool
     rejected: np.ndarray  # (B,) bool, stopped after part A
     distance: np.ndarray  # (B,) reject_distance from part A
-    flops: np.ndarray  # (B,) FLOPs spent per sample (None entries -> nan)
+    flops: np.ndarray  # (B,) FLOPs spent per sample (nan where the manifest has no FLOPs)
+    all_scores: np.ndarray | None = None  # (B,) part B logits of every sample (with_b_for_all only)
 
 
 class RejectDetector:
@@ -190,6 +191,7 @@ class RejectDetector:
         if len(keep):
             logits = self.b.infer({self.b.input_names[0]: np.ascontiguousarray(feats[keep])})[OUTPUT_LOGITS]
             scores[keep] = logits[:, 0]
+        all_scores = None
         if with_b_for_all:
             all_scores = scores.copy()
             scores = np.where(rejected, -np.inf, all_scores).astype(np.float32)
@@ -197,10 +199,7 @@ class RejectDetector:
         fb = np.nan if self.flops_b is None else float(self.flops_b)
         flops = np.where(rejected, fa, fa + fb)
         decisions = scores > (self.threshold if self.threshold is not None else np.inf)
-        res = RejectResult(scores, decisions, rejected, dist, flops)
-        if with_b_for_all:
-            res.all_scores = all_scores  # type: ignore[attr-defined]
-        return res
+        return RejectResult(scores, decisions, rejected, dist, flops, all_scores)
 
     def score(self, x: Any) -> np.ndarray:
         return self.run(x).scores
