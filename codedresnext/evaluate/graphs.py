@@ -54,6 +54,7 @@ def _session(path: Path):
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-wait on a shared CPU
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
