@@ -176,6 +176,10 @@ class _Dist:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if device is None:
             device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda":  # one GPU per process under torchrun
+            device = f"cuda:{local}"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise CodedResNeXtError(f"--device {device}: CUDA is not available here; use --device cpu")
         self.device = torch.device(device)
         if self.world > 1:
             import torch.distributed as dist
