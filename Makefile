@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
-DATA ?= $(SHARED)/datasets/cifar10-jpeg.tar.gz
+DATA ?=
 PYTEST_ARGS ?=
 
 .PHONY: venv test lint format demo bench clean
@@ -28,7 +28,7 @@ format: venv
 	$(PY) -m ruff check --fix .
 
 demo: venv
-	CODEDRESNEXT_SHARED=$(SHARED) $(PY) -m codedresnext.demo --data $(DATA) --shared $(SHARED)
+	CODEDRESNEXT_SHARED=$(SHARED) $(PY) -m codedresnext.demo --shared $(SHARED) $(if $(DATA),--data $(DATA))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
