@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from .coding import CodingScheme, paper_scheme
 from .errors import CodedResNeXtError
 
-CIFAR10_CLASSES = (
-    "airplane automobile bird cat deer dog frog horse ship truck".split()
-)
+CIFAR10_CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
 CIFAR100_CLASSES = tuple(
     "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
     "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
@@ -71,9 +69,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:
-            raise CodedResNeXtError(
-                f"{len(self.class_names)} class names for {self.num_classes} classes"
-            )
+            raise CodedResNeXtError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if self.stem not in ("cifar", "imagenet"):
             raise CodedResNeXtError(f"stem must be 'cifar' or 'imagenet', not {self.stem!r}")
         for i, s in enumerate(self.stages):
@@ -81,8 +77,7 @@ class ModelConfig:
                 sch = s.scheme
                 if sch is None or sch.num_classes != self.num_classes or sch.n != s.branches:
                     raise CodedResNeXtError(
-                        f"stage {i}: coded stage needs {self.num_classes} codewords of length "
-                        f"{s.branches}"
+                        f"stage {i}: coded stage needs {self.num_classes} codewords of length {s.branches}"
                     )
                 if sch.n_act != s.active:
                     raise CodedResNeXtError(f"stage {i}: codewords have {sch.n_act} ones, not {s.active}")
@@ -145,32 +140,62 @@ def register(p: Preset) -> Preset:
     return p
 
 
-register(Preset(
-    "cifar10",
-    ((256, 11, 10, 10, 3, 1), (512, 22, 5, 10, 3, 2), (1024, 44, 3, 10, 3, 2)),
-    "cifar10", tuple(CIFAR10_CLASSES), "cifar", 64, 32, CIFAR10_MEAN, CIFAR10_STD,
-    "Coded ResNeXt-29 (10x11d), paper Table 1; 4,638,926 parameters.",
-))
-register(Preset(
-    "cifar100",
-    ((256, 6, 20, 20, 3, 1), (512, 12, 8, 20, 3, 2), (1024, 24, 4, 20, 3, 2)),
-    "cifar100", CIFAR100_CLASSES, "cifar", 64, 32, CIFAR100_MEAN, CIFAR100_STD,
-    "Coded ResNeXt-29 (20x6d), paper Table 1.",
-))
-register(Preset(
-    "imagenet",
-    ((256, 4, 32, 32, 3, 1), (512, 8, 32, 32, 4, 2), (1024, 16, 16, 32, 6, 2),
-     (2048, 32, 8, 32, 3, 2)),
-    "imagenet", tuple(f"class_{i:03d}" for i in range(1000)), "imagenet", 64, 160,
-    IMAGENET_MEAN, IMAGENET_STD,
-    "Coded ResNeXt-50 (32x4d), paper Table 1; 160x160 input.",
-))
-register(Preset(
-    "tiny",
-    ((64, 4, 10, 10, 1, 1), (128, 8, 5, 10, 2, 2), (256, 16, 3, 10, 2, 2)),
-    "cifar10", tuple(CIFAR10_CLASSES), "cifar", 32, 32, CIFAR10_MEAN, CIFAR10_STD,
-    "Small CIFAR-10 network with the cifar10 codes (5/10, 3/10); trains on a 2-core CPU.",
-))
+register(
+    Preset(
+        "cifar10",
+        ((256, 11, 10, 10, 3, 1), (512, 22, 5, 10, 3, 2), (1024, 44, 3, 10, 3, 2)),
+        "cifar10",
+        tuple(CIFAR10_CLASSES),
+        "cifar",
+        64,
+        32,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        "Coded ResNeXt-29 (10x11d), paper Table 1; 4,638,926 parameters.",
+    )
+)
+register(
+    Preset(
+        "cifar100",
+        ((256, 6, 20, 20, 3, 1), (512, 12, 8, 20, 3, 2), (1024, 24, 4, 20, 3, 2)),
+        "cifar100",
+        CIFAR100_CLASSES,
+        "cifar",
+        64,
+        32,
+        CIFAR100_MEAN,
+        CIFAR100_STD,
+        "Coded ResNeXt-29 (20x6d), paper Table 1.",
+    )
+)
+register(
+    Preset(
+        "imagenet",
+        ((256, 4, 32, 32, 3, 1), (512, 8, 32, 32, 4, 2), (1024, 16, 16, 32, 6, 2), (2048, 32, 8, 32, 3, 2)),
+        "imagenet",
+        tuple(f"class_{i:03d}" for i in range(1000)),
+        "imagenet",
+        64,
+        160,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "Coded ResNeXt-50 (32x4d), paper Table 1; 160x160 input.",
+    )
+)
+register(
+    Preset(
+        "tiny",
+        ((64, 4, 10, 10, 1, 1), (128, 8, 5, 10, 2, 2), (256, 16, 3, 10, 2, 2)),
+        "cifar10",
+        tuple(CIFAR10_CLASSES),
+        "cifar",
+        32,
+        32,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        "Small CIFAR-10 network with the cifar10 codes (5/10, 3/10); trains on a 2-core CPU.",
+    )
+)
 
 
 def _scheme_for(dataset: str, preset_classes: int, k: int, active: int, n: int) -> tuple[str, ...]:
@@ -211,9 +236,16 @@ def build_config(
         words = _scheme_for(p.dataset, len(p.class_names), num_classes, active, n) if coded else None
         stages.append(StageConfig(out, width, n, active if coded else n, depth, stride, words))
     kwargs = dict(
-        name=name, num_classes=num_classes, class_names=class_names, stages=tuple(stages),
-        stem=p.stem, stem_channels=p.stem_channels, input_size=p.input_size, mean=p.mean,
-        std=p.std, control=control,
+        name=name,
+        num_classes=num_classes,
+        class_names=class_names,
+        stages=tuple(stages),
+        stem=p.stem,
+        stem_channels=p.stem_channels,
+        input_size=p.input_size,
+        mean=p.mean,
+        std=p.std,
+        control=control,
     )
     kwargs.update(overrides)
     return ModelConfig(**kwargs)

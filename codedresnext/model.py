@@ -119,8 +119,9 @@ class CodedResNeXt(nn.Module):
             words = _codeword_tensor(s)
             for i in range(s.depth):
                 stride = s.stride if i == 0 else 1
-                blocks.append(CodedBlock(c, s.out_channels, s.width, s.branches, stride, words,
-                                         cfg.energy_eps))
+                blocks.append(
+                    CodedBlock(c, s.out_channels, s.width, s.branches, stride, words, cfg.energy_eps)
+                )
                 self.block_stage.append(si)
                 c = s.out_channels
         self.blocks = nn.ModuleList(blocks)
@@ -199,8 +200,11 @@ class CodedResNeXt(nn.Module):
             if e is not None:
                 energies.append(e)
                 if targets is not None:
-                    losses.append(coding_loss(e, b.codewords[targets], b.ratio,
-                                              self.cfg.loss_power, self.cfg.loss_threshold))
+                    losses.append(
+                        coding_loss(
+                            e, b.codewords[targets], b.ratio, self.cfg.loss_power, self.cfg.loss_threshold
+                        )
+                    )
         feats = h.mean((2, 3))  # (B, C_last)
         return ModelOutput(self.fc(feats), tuple(energies), tuple(losses))
 
@@ -246,8 +250,7 @@ def create_model(
     **overrides,
 ) -> CodedResNeXt:
     """Build a preset ('cifar10', 'cifar100', 'imagenet', 'tiny'); control=True for plain ResNeXt."""
-    cfg = build_config(name, num_classes=num_classes, class_names=class_names, control=control,
-                       **overrides)
+    cfg = build_config(name, num_classes=num_classes, class_names=class_names, control=control, **overrides)
     return CodedResNeXt(cfg)
 
 
