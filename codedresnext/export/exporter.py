@@ -325,7 +325,6 @@ def export_graphs(
                 rand_in = rand_x
             from .reference import Reference
 
-            torch.set_grad_enabled(False)
             refs["random"] = (Reference(net, rand_x), rand_in)
             if real is not None:
                 real_x = _preprocess(real, cfg)
