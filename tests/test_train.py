@@ -282,7 +282,9 @@ def test_eval_subset_defaults():
     assert TrainConfig(max_steps=30, eval_limit=0).resolved_eval_limit() is None
     assert TrainConfig(eval_limit=500).resolved_eval_limit() == 500
     assert TrainConfig(preset="cifar100").resolved_randaugment(100) == (1, 2)
-    assert TrainConfig().resolved_randaugment(10) == (3, 4)
+    assert TrainConfig(preset="cifar10").resolved_randaugment(10) == (3, 4)
+    assert TrainConfig().resolved_randaugment(10) is None  # tiny: the CPU preset
+    assert TrainConfig(randaugment=(2, 5)).resolved_randaugment(10) == (2, 5)
     assert TrainConfig(no_randaugment=True).resolved_randaugment(10) is None
 
 
