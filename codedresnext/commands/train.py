@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_pair,
         default=None,
         metavar="OPS,MAG",
-        help="RandAugment (default: 3,4 for 10 classes, 1,2 for 100, as the paper; none for the CPU preset tiny)",
+        help="RandAugment (default: 3,4 for 10 classes, 1,2 for 100 as the paper; none for tiny)",
     )
     p.add_argument("--no-randaugment", action="store_true", help="only pad-4 crop and flip")
     p.add_argument("--grad-accum", type=int, default=1)
