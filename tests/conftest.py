@@ -13,6 +13,30 @@ CIFAR10_TGZ = SHARED / "datasets" / "cifar10-jpeg.tar.gz"
 CIFAR100_NPZ = SHARED / "datasets" / "cifar100-test-partial.npz"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """One data cache per test session, never ~/.cache: the archive is extracted and decoded once."""
+    path = tmp_path_factory.getbasetemp() / "codedresnext-cache"
+    old = os.environ.get("CODEDRESNEXT_CACHE")
+    os.environ["CODEDRESNEXT_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("CODEDRESNEXT_CACHE", None)
+    else:
+        os.environ["CODEDRESNEXT_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory, cifar10_tgz) -> Path:
+    """Real CIFAR-10 JPEGs: 20 train and 10 test images per class, copied from the archive once."""
+    from codedresnext import data
+
+    dest = tmp_path_factory.getbasetemp() / "cifar10-small"
+    if not dest.is_dir():
+        data.write_subset(cifar10_tgz, dest, train_per_class=20, test_per_class=10)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def cifar10_tgz() -> Path:
     if not CIFAR10_TGZ.is_file():

@@ -28,26 +28,6 @@ from codedresnext.errors import DataError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def session_cache(tmp_path_factory) -> Path:
-    """One cache per test session, shared by every module (the archive is extracted once)."""
-    return tmp_path_factory.getbasetemp() / "codedresnext-cache"
-
-
-@pytest.fixture(autouse=True)
-def _cache_env(session_cache, monkeypatch):
-    monkeypatch.setenv("CODEDRESNEXT_CACHE", str(session_cache))
-
-
-@pytest.fixture(scope="module")
-def small_tree(tmp_path_factory, cifar10_tgz) -> Path:
-    """Real CIFAR-10 JPEGs: 20 train and 10 test images per class (built once per session)."""
-    dest = tmp_path_factory.getbasetemp() / "cifar10-small"
-    if not dest.is_dir():
-        data.write_subset(cifar10_tgz, dest, train_per_class=20, test_per_class=10)
-    return dest
-
-
 def _copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

@@ -31,24 +31,6 @@ from codedresnext.train.loop import lr_at
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def session_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "codedresnext-cache"
-
-
-@pytest.fixture(autouse=True)
-def _cache_env(session_cache, monkeypatch):
-    monkeypatch.setenv("CODEDRESNEXT_CACHE", str(session_cache))
-
-
-@pytest.fixture(scope="module")
-def small_tree(tmp_path_factory, cifar10_tgz) -> Path:
-    dest = tmp_path_factory.getbasetemp() / "cifar10-small"
-    if not dest.is_dir():
-        data.write_subset(cifar10_tgz, dest, train_per_class=20, test_per_class=10)
-    return dest
-
-
 def _cli(args: list[str], cache: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "CODEDRESNEXT_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
