@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from codedresnext._io import write_json, write_text
 from codedresnext.model import count_parameters, create_model
+from codedresnext.runtime.bench import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,16 +49,6 @@ def make_step(model, opt, x, y, *, mu: float, bf16: bool):
         opt.step()
 
     return step
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -116,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         "preset": args.preset,
         "batch": args.batch,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model(),
         "bf16": args.bf16,
         "channels_last": args.channels_last,
         "p_drop": args.p_drop,

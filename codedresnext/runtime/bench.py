@@ -208,7 +208,7 @@ def environment(threads: int, backend: str, provider: str) -> dict:
         "onnx": onnx.__version__,
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "backend": backend,
@@ -228,7 +228,8 @@ def environment(threads: int, backend: str, provider: str) -> dict:
     return env
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's marketing name, for benchmark reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
