@@ -26,7 +26,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 def bench_preset(preset: str, work: Path, args) -> Path:
     from codedresnext.config import build_config
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.bench import run_bench, write_report
 
     cfg = build_config(preset)
     classes = list(cfg.class_names[: args.max_class_graphs])
@@ -49,27 +48,13 @@ def bench_preset(preset: str, work: Path, args) -> Path:
         f"subset_{classes[0]}__{classes[1]}",
         "multi_exit",
     ]
-    report = run_bench(
-        out,
-        batches=args.batch,
-        warmup=args.warmup,
-        duration=args.duration,
-        graphs=names,
-        threads=args.threads,
-        rounds=args.rounds,
-        min_iterations=args.min_iterations,
-        progress=not args.quiet,
-    )
-    report["command"] = " ".join(["python", "benchmarks/bench_graphs.py", *sys.argv[1:]])
-    paths = write_report(report, args.out, stem=f"bench_{preset}")
-    return paths["markdown"]
+    return _bench_and_write(out, names, args, stem=f"bench_{preset}")
 
 
 def bench_trained(work: Path, args) -> Path:
     from codedresnext.checkpoint import read_checkpoint
     from codedresnext.config import ModelConfig
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.bench import run_bench, write_report
     from codedresnext.runtime.calibrate import calibrate_directory
 
     cfg = ModelConfig.from_dict(read_checkpoint(args.checkpoint)["model_config"])
@@ -94,6 +79,15 @@ def bench_trained(work: Path, args) -> Path:
         f"masked_{cfg.class_names[0]}",
         "multi_exit",
     ]
+    return _bench_and_write(
+        out, names, args, stem=f"bench_trained_{cfg.name}", data=args.data, early_exit_limit=args.calib_limit
+    )
+
+
+def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -> Path:
+    """One interleaved run over `names` with the command-line settings; JSON/Markdown/PNG under --out."""
+    from codedresnext.runtime.bench import run_bench, write_report
+
     report = run_bench(
         out,
         batches=args.batch,
@@ -103,13 +97,11 @@ def bench_trained(work: Path, args) -> Path:
         threads=args.threads,
         rounds=args.rounds,
         min_iterations=args.min_iterations,
-        data=args.data,
-        early_exit_limit=args.calib_limit,
         progress=not args.quiet,
+        **extra,
     )
     report["command"] = " ".join(["python", "benchmarks/bench_graphs.py", *sys.argv[1:]])
-    paths = write_report(report, args.out, stem=f"bench_trained_{cfg.name}")
-    return paths["markdown"]
+    return write_report(report, args.out, stem=stem)["markdown"]
 
 
 def main() -> int:
