@@ -147,7 +147,7 @@ class TrainConfig:
             return None
         if self.randaugment is not None:
             return tuple(self.randaugment)
-        if self.preset == "tiny":  # the CPU preset: per-sample RandAugment would triple its step time
+        if self.preset in ("tiny", "small"):  # CPU presets: per-sample RandAugment would triple its step time
             return None
         return (1, 2) if num_classes >= 100 else (3, 4)  # METHOD.md section 4
 
