@@ -42,6 +42,35 @@ OUTPUT_EXIT_SCORES = "exit_scores"  # (batch, K) softmax(-distance) of an early 
 OUTPUT_REJECT_DISTANCE = "reject_distance"  # (batch, 1) ||v - w_k|| at the reject block (early reject)
 
 
+def features_input_name(*, head: bool) -> str:
+    """Input name of a graph that starts after the stem: "features" when it ends with the head (its
+    only feature tensor), "features_in" when it also hands features on (ONNX SSA: one name cannot be
+    input and output). `handover_source` is the runtime's inverse: keep the two together."""
+    return OUTPUT_FEATURES if head else INPUT_FEATURES_MIDDLE
+
+
+def handover_source(input_name: str) -> str:
+    """The previous graph's output that feeds `input_name` of the next one (segments, reject part B).
+
+    "features_in" and "features" both take the previous graph's "features"; any other name is passed
+    on under its own name (graphs that agree on names, e.g. hand-made ones)."""
+    return OUTPUT_FEATURES if input_name in (INPUT_FEATURES_MIDDLE, OUTPUT_FEATURES) else input_name
+
+
+def handover_feed(outputs: dict[str, Any], input_names: list[str], keep: Any = None) -> dict[str, Any]:
+    """{next graph input: previous graph output}, rows `keep` only (host batch compaction) if given."""
+    feed = {}
+    for n in input_names:
+        src = handover_source(n)
+        if src not in outputs:
+            raise GraphError(
+                f"the next graph needs {n!r} (from output {src!r}); the previous one outputs "
+                f"{sorted(outputs)}"
+            )
+        feed[n] = outputs[src] if keep is None else outputs[src][keep]
+    return feed
+
+
 def exit_scores_name(j: int) -> str:
     """Multi-exit output of the j-th coded block's early decoder (j counts coded blocks only)."""
     return f"exit{j}_scores"

@@ -27,7 +27,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__
 from ..artifact import (
-    INPUT_FEATURES_MIDDLE,
     INPUT_FLOAT,
     INPUT_UINT8,
     OUTPUT_EXIT_SCORES,
@@ -36,6 +35,7 @@ from ..artifact import (
     OUTPUT_REJECT_DISTANCE,
     exit_energies_name,
     exit_scores_name,
+    features_input_name,
 )
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
@@ -326,7 +326,7 @@ def build_graph(
             x = g.op("MaxPool", [x], "stem/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
     else:
         b0 = layout[spec.start]
-        in_name = OUTPUT_FEATURES if head else INPUT_FEATURES_MIDDLE  # SSA: a name is input or output
+        in_name = features_input_name(head=head)  # SSA: a name is input or output, not both
         inputs.append(_value_info(in_name, F32, (b0.c_in, b0.size_in, b0.size_in)))
         x = g.to_act(in_name, "features_act")
     en = None

@@ -1,10 +1,11 @@
 """Early-exit inference over segment graphs, with batch compaction on the host.
 
 Segments (manifest kind "segment", in order) chain stem..block i, block i+1..j, ...: each passes the
-outputs the next one takes by name ("features") and, except the last, reports its exit's class
-scores ("exit_scores", softmax(-distance) of the early decoder). A sample stops at the first exit
-whose confidence (max exit score) is above that exit's threshold; only the others run the next
-segment. Not built on ONNX/TensorRT `If` (that decides per batch, not per sample).
+next one its "features" (renamed as the next graph's input wants by artifact.handover_feed, the one
+place that naming lives) and, except the last, reports its exit's class scores ("exit_scores",
+softmax(-distance) of the early decoder). A sample stops at the first exit whose confidence (max
+exit score) is above that exit's threshold; only the others run the next segment. Not built on
+ONNX/TensorRT `If` (that decides per batch, not per sample).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import OUTPUT_EXIT_SCORES, OUTPUT_LOGITS, load_manifest
+from ..artifact import OUTPUT_EXIT_SCORES, OUTPUT_LOGITS, handover_feed, handover_source, load_manifest
 from ..errors import GraphError
 from .backend import Backend, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
@@ -83,7 +84,7 @@ class EarlyExitClassifier:
         if OUTPUT_LOGITS not in self.segments[-1].output_names:
             raise GraphError(f"last segment {refs[-1].path} has no {OUTPUT_LOGITS!r} output")
         for prev, nxt, r in zip(self.segments, self.segments[1:], refs[1:]):
-            missing = [n for n in nxt.input_names if n not in prev.output_names]
+            missing = [n for n in nxt.input_names if handover_source(n) not in prev.output_names]
             if missing:
                 raise GraphError(
                     f"segment {r.name} needs {missing}, which the previous segment does not output"
@@ -149,7 +150,7 @@ class EarlyExitClassifier:
             if len(live) == 0:
                 break
             nxt = self.segments[si + 1]
-            feed = {n: np.ascontiguousarray(out[n][keep]) for n in nxt.input_names}  # host compaction
+            feed = handover_feed(out, nxt.input_names, keep)  # host compaction
         return CascadeResult(preds, exit_idx, conf, flops)
 
     def run_all(self, x: Any) -> tuple[list[np.ndarray], np.ndarray]:
@@ -162,7 +163,7 @@ class EarlyExitClassifier:
                 exits.append(out[OUTPUT_EXIT_SCORES])
             if si == len(self.segments) - 1:
                 return exits, out[OUTPUT_LOGITS]
-            feed = out
+            feed = handover_feed(out, self.segments[si + 1].input_names)
         raise AssertionError("unreachable")
 
 
