@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-recall-loss", type=float, default=1.0, help="early reject: points of recall (default 1)"
     )
+    p.add_argument(
+        "--search",
+        default="joint",
+        choices=("joint", "greedy"),
+        help="exit thresholds: all exits searched jointly (default) or the one-at-a-time greedy baseline",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="report folder: calibration.json/.md/.html + curves (default DIR/calibration)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use at most N images per half")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=None)
@@ -31,7 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..runtime.calibrate import calibrate_directory
+    from ..runtime.calibration_report import write_calibration_report
 
     res = calibrate_directory(
         args.directory,
@@ -41,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch=args.batch,
         threads=args.threads,
+        search=args.search,
     )
+    paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
     print(json.dumps(res, indent=2))
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0

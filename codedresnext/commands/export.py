@@ -10,11 +10,13 @@ def _names(s: str) -> list[str]:
     return [n.strip() for n in s.split(",") if n.strip()]
 
 
-def _cuts(s: str) -> list[int]:
+def _cuts(s: str) -> list[int] | str:
+    if s.strip() == "all":
+        return "all"
     try:
         return [int(c) for c in s.split(",") if c.strip()]
     except ValueError as e:
-        raise argparse.ArgumentTypeError("expected block indices such as 2,5") from e
+        raise argparse.ArgumentTypeError("expected 'all' or block indices such as 2,5") from e
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -60,7 +60,7 @@ def plan_graphs(
     classes: str | Sequence[str] | None = None,
     subsets: Sequence[Sequence[str]] = (),
     multi_exit: bool = False,
-    segments: bool | Sequence[int] = False,
+    segments: bool | str | Sequence[int] = False,
     masked: bool = False,
     reject_block: int | None = None,
     uint8: bool = False,
@@ -97,7 +97,7 @@ def plan_graphs(
     if multi_exit:
         plan.append(PlannedGraph("multi_exit", multi_exit_spec(cfg, **kw), {}))
     if segments is not False and segments is not None:
-        cuts = None if segments is True else list(segments)
+        cuts = None if segments is True else (segments if isinstance(segments, str) else list(segments))
         specs = segment_specs(cfg, cuts, **kw)
         names = [f"segment{i}" for i in range(len(specs))]
         for i, sp in enumerate(specs):
@@ -250,7 +250,7 @@ def export_graphs(
     classes: str | Sequence[str] | None = None,
     subsets: Sequence[Sequence[str]] = (),
     multi_exit: bool = False,
-    segments: bool | Sequence[int] = False,
+    segments: bool | str | Sequence[int] = False,
     masked: bool = False,
     reject_block: int | None = None,
     uint8: bool = False,
@@ -269,8 +269,9 @@ def export_graphs(
 
     Exactly one of checkpoint / preset (random weights, seeded) / model (an in-memory CodedResNeXt,
     e.g. in tests) is the source. classes: "all" or class names -> one binary graph per class;
-    subsets: lists of class names -> one graph each; segments: True for the default cuts or block
-    indices to cut after; reject_block: block index for early-reject pairs (classes default to all).
+    subsets: lists of class names -> one graph each; segments: True for the default cuts, "all" for a
+    cut after every coded block, or block indices to cut after; reject_block: block index for
+    early-reject pairs (classes default to all).
     batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
     """
     import torch

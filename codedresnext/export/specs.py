@@ -44,10 +44,28 @@ def default_cuts(cfg: ModelConfig) -> list[int]:
     return cuts
 
 
-def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | None = None, **kw) -> list[GraphSpec]:
-    """Segments [0..c0], [c0+1..c1], ..., [..end + head]; cut c = index of a segment's last block."""
+def exit_cuts(cfg: ModelConfig) -> list[int]:
+    """`--segments all`: a cut after every coded block but the network's last (whose decoder would
+    save only the head), so every segment but the last ends with a coded block and its early exit."""
+    last = len(block_layout(cfg)) - 1
+    cuts = [i for i in cfg.coded_blocks if i < last]
+    if not cuts:
+        raise CodedResNeXtError("this model has no coded block before its last block, so no early exits")
+    return cuts
+
+
+def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | str | None = None, **kw) -> list[GraphSpec]:
+    """Segments [0..c0], [c0+1..c1], ..., [..end + head]; cut c = index of a segment's last block.
+
+    cuts: block indices, "all" (exit_cuts: after every coded block) or None (default_cuts)."""
     n = len(block_layout(cfg))
-    cuts = default_cuts(cfg) if cuts is None else sorted(set(int(c) for c in cuts))
+    if cuts is None:
+        cuts = default_cuts(cfg)
+    elif isinstance(cuts, str):
+        if cuts != "all":
+            raise CodedResNeXtError(f"segment cuts are block indices or 'all', got {cuts!r}")
+        cuts = exit_cuts(cfg)
+    cuts = sorted(set(int(c) for c in cuts))
     if not cuts or cuts[0] < 0 or cuts[-1] >= n - 1:
         raise CodedResNeXtError(f"segment cuts must be block indices in 0..{n - 2}, got {list(cuts)}")
     bounds = [0, *(c + 1 for c in cuts), n]

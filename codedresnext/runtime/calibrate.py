@@ -49,28 +49,24 @@ def calibrate_exit_thresholds(
     max_accuracy_loss: float,
     seg_flops: list[float],
     exit_segments: list[int],
-    candidates: int = 200,
+    candidates: int | None = 200,
+    search: str = "joint",
 ) -> tuple[list[float], dict]:
-    """Greedy, first exit first: the lowest threshold that keeps the cascade's accuracy within
-    `max_accuracy_loss` points of the final classifier's, then the next exit with earlier ones fixed.
-    Earlier exits save the most compute, so they get the budget first.
-    """
+    """Thresholds with the least compute whose accuracy is within `max_accuracy_loss` points of the
+    final classifier's on these samples: search "joint" (exit_search.joint_search, all exits together)
+    or "greedy" (the baseline: first exit first, each the lowest threshold within the budget).
+    candidates: threshold quantiles per exit (None: every distinct confidence)."""
+    from .exit_search import ExitOutcomes, greedy_search, joint_search, min_correct_for
+
     labels = np.asarray(labels)
     full_acc = 100.0 * float(np.mean(logits.argmax(1) == labels))
-    thresholds = [NEVER] * len(exit_scores)
-    for j in range(len(exit_scores)):
-        conf = exit_scores[j].max(1)
-        cands = np.unique(np.quantile(conf, np.linspace(0, 1, candidates)))
-        best = NEVER
-        for t in cands[::-1]:  # descending: stop at the first that breaks the budget
-            trial = thresholds.copy()
-            trial[j] = float(t)
-            preds, _, _ = cascade_outcome(exit_scores, logits, trial, seg_flops, exit_segments)
-            if 100.0 * float(np.mean(preds == labels)) >= full_acc - max_accuracy_loss - 1e-9:
-                best = float(t)
-            else:
-                break
-        thresholds[j] = best
+    o = ExitOutcomes.from_outputs(exit_scores, logits, labels, seg_flops, exit_segments).with_grid(candidates)
+    if search == "greedy":
+        thresholds = greedy_search(o, min_correct_for(o, max_accuracy_loss), candidates=candidates or 200)
+    elif search == "joint":
+        thresholds = joint_search(o, max_accuracy_loss)["thresholds"]
+    else:
+        raise GraphError(f"unknown search {search!r}; use 'joint' or 'greedy'")
     preds, exit_idx, flops = cascade_outcome(exit_scores, logits, thresholds, seg_flops, exit_segments)
     return thresholds, _report(preds, exit_idx, flops, labels, full_acc, seg_flops, len(exit_scores))
 
@@ -194,10 +190,11 @@ def calibrate_directory(
     batch: int = 64,
     backend: str = "ort",
     threads: int | None = None,
+    search: str = "joint",
 ) -> dict:
     """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
-    from .cascade import EarlyExitClassifier
     from .detector import RejectDetector
+    from .exit_calibration import calibrate_exits
 
     directory = Path(directory)
     manifest = load_manifest(directory)
@@ -208,38 +205,17 @@ def calibrate_directory(
     cal, ev = split["calibration"], split["evaluation"]
     summary: dict[str, Any] = {"data": str(data), "split": split["description"]}
     if "segment" in kinds:
-        casc = EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads)
-        if any(np.isnan(casc.segment_flops)):
-            raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
-
-        def outputs(ds):
-            parts = _run_batched(casc.run_all, ds.images, batch)
-            exits = [np.concatenate([p[0][j] for p in parts]) for j in range(casc.num_exits)]
-            return exits, np.concatenate([p[1] for p in parts])
-
-        ex_c, lg_c = outputs(cal)
-        thresholds, rep_c = calibrate_exit_thresholds(
-            ex_c,
-            lg_c,
-            cal.labels,
+        summary["early_exit"] = calibrate_exits(
+            directory,
+            manifest,
+            cal,
+            ev,
             max_accuracy_loss=max_accuracy_loss,
-            seg_flops=casc.segment_flops,
-            exit_segments=casc.exit_segments,
+            batch=batch,
+            backend=backend,
+            threads=threads,
+            search=search,
         )
-        ex_e, lg_e = outputs(ev)
-        preds, idx, fl = cascade_outcome(ex_e, lg_e, thresholds, casc.segment_flops, casc.exit_segments)
-        full_acc = 100.0 * float(np.mean(lg_e.argmax(1) == ev.labels))
-        rep_e = _report(preds, idx, fl, ev.labels, full_acc, casc.segment_flops, casc.num_exits)
-        names = [casc.refs[i].name for i in casc.exit_segments]
-        for g in manifest["graphs"]:
-            if g["name"] in names:
-                g["exit_threshold"] = thresholds[names.index(g["name"])]
-        summary["early_exit"] = {
-            "thresholds": dict(zip(names, thresholds)),
-            "max_accuracy_loss": max_accuracy_loss,
-            "calibration": rep_c,
-            "evaluation": rep_e,
-        }
     if "reject" in kinds:
         rej = {}
         classes = {c for g in manifest["graphs"] if g.get("kind") == "reject" for c in g.get("classes", [])}
