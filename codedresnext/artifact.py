@@ -29,7 +29,7 @@ META_UNTRAINED = "codedresnext.untrained"  # true for `export --preset` random w
 META_EXITS = "codedresnext.exits"  # multi-exit / segment exit descriptions
 META_GRAPH = "codedresnext.graph"  # what this graph computes: block range, kept branches, precision
 
-KINDS = ("full", "class", "subset", "multi-exit", "segment", "masked", "reject")
+KINDS = ("full", "class", "subset", "multi-exit", "segment", "masked", "reject", "reject-probe")
 
 # Graph I/O names
 INPUT_FLOAT = "images"  # float32 (batch, 3, H, W), normalised with mean/std
@@ -78,6 +78,12 @@ def exit_scores_name(j: int) -> str:
 
 def exit_energies_name(j: int) -> str:
     return f"exit{j}_energies"
+
+
+def reject_distance_name(block: int) -> str:
+    """Reject-probe output: the reject part A distance ("reject_distance") of a pair cut at `block`
+    (block index over all blocks), for every coded block at once (calibration picks the block)."""
+    return f"reject_distance_block{block}"
 
 
 def read_metadata(model_or_path: Any) -> dict[str, Any]:

@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="exit thresholds: all exits searched jointly (default) or the one-at-a-time greedy baseline",
     )
     p.add_argument(
+        "--margin-se",
+        type=float,
+        default=None,
+        help="joint search: keep the calibration half's loss + Z standard errors within the budget "
+        "(default 2; 0 = fit the budget exactly on that half, which over-shoots on new data)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="report folder: calibration.json/.md/.html + curves (default DIR/calibration)",
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         threads=args.threads,
         search=args.search,
+        margin_se=args.margin_se,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
     print(json.dumps(res, indent=2))

@@ -19,6 +19,15 @@ def _cuts(s: str) -> list[int] | str:
         raise argparse.ArgumentTypeError("expected 'all' or block indices such as 2,5") from e
 
 
+def _reject_block(s: str) -> int | str:
+    if s.strip() == "all":
+        return "all"
+    try:
+        return int(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("expected a coded block index such as 3, or 'all'") from e
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
@@ -61,10 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reject-block",
-        type=int,
+        type=_reject_block,
         default=None,
-        metavar="J",
-        help="early-reject pairs (part a: stem..block J + distance, part b: rest) per class",
+        metavar="J|all",
+        help="early-reject pairs (part a: stem..block J + distance, part b: rest) per class; 'all': one "
+        "reject probe per class with that distance at every coded block, for `calibrate` to pick J",
     )
     p.add_argument(
         "--uint8-input",

@@ -36,6 +36,7 @@ from ..artifact import (
     exit_energies_name,
     exit_scores_name,
     features_input_name,
+    reject_distance_name,
 )
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
@@ -58,6 +59,7 @@ class GraphSpec:
     exits: bool = False  # multi-exit: exit{j}_scores / exit{j}_energies for every coded block
     segment_exit: bool = False  # "exit_scores" of the last block in range (if coded)
     reject: tuple[int, int] | None = None  # (block, class): all branches for "reject_distance"
+    reject_probe: tuple[int, ...] = ()  # blocks: all branches there -> reject_distance_block{i} (rows[0])
     uint8: bool = False  # "frames" uint8 NHWC input with preprocessing inside
     fp16: bool = False  # FP16 compute, float32 inputs/outputs
 
@@ -165,7 +167,7 @@ def _block(
     """Emit block b on input x; returns (output, normalised energies (B, nk) float32 or None)."""
     i, d, N = b.index, b.width, b.branches
     p = f"block{i}"
-    reject = spec.reject is not None and spec.reject[0] == i
+    reject = (spec.reject is not None and spec.reject[0] == i) or i in spec.reject_probe
     kept = tuple(range(N)) if keep is None else keep
     computed = tuple(range(N)) if (spec.masked or reject or keep is None) else kept
     ch = _channels(computed, d)
@@ -247,10 +249,12 @@ def _block(
 
     if reject:
         _, en_all = normalise(e, "all_")
-        k = spec.reject[1]
+        pair = spec.reject is not None and spec.reject[0] == i
+        k = spec.reject[1] if pair else spec.rows[0]
+        out_name = OUTPUT_REJECT_DISTANCE if pair else reject_distance_name(i)
         dist = _decoder(g, en_all, b.codewords[k : k + 1], b, f"{p}/reject")
-        g.op("Identity", [dist], f"{p}/reject_out", OUTPUT_REJECT_DISTANCE)
-        outputs.append((OUTPUT_REJECT_DISTANCE, (1,)))
+        g.op("Identity", [dist], f"{p}/reject_out", out_name)
+        outputs.append((out_name, (1,)))
         if kept != computed:  # continue on the class path only
             pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
             e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)

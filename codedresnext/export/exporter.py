@@ -35,7 +35,8 @@ from .layout import analytic_params, class_indices
 from .meta import exits_info, graph_metadata, preprocessing
 from .ops import check_graph
 from .pruner import FullGraph, derive, load_full_graph
-from .specs import full_spec, multi_exit_spec, path_spec, reject_specs, segment_specs
+from .reject_facts import pair_flops, trunk_floor
+from .specs import full_spec, multi_exit_spec, path_spec, reject_probe_spec, reject_specs, segment_specs
 from .verify import compare, ort_session
 
 DEFAULT_TOLERANCE = 1e-4
@@ -62,7 +63,7 @@ def plan_graphs(
     multi_exit: bool = False,
     segments: bool | str | Sequence[int] = False,
     masked: bool = False,
-    reject_block: int | None = None,
+    reject_block: int | str | None = None,
     uint8: bool = False,
     fp16: bool = False,
 ) -> list[PlannedGraph]:
@@ -115,7 +116,12 @@ def plan_graphs(
                     },
                 )
             )
-    if reject_block is not None:
+    if reject_block == "all":
+        for k in cls:
+            sp = reject_probe_spec(cfg, k, **kw)
+            info = {"class": cfg.class_names[k], "blocks": list(sp.reject_probe)}
+            plan.append(PlannedGraph(f"reject_probe_{_safe(cfg.class_names[k])}", sp, {"reject_probe": info}))
+    elif reject_block is not None:
         for k in cls:
             a, b = reject_specs(cfg, k, reject_block, **kw)
             base = f"reject_{_safe(cfg.class_names[k])}"
@@ -252,7 +258,7 @@ def export_graphs(
     multi_exit: bool = False,
     segments: bool | str | Sequence[int] = False,
     masked: bool = False,
-    reject_block: int | None = None,
+    reject_block: int | str | None = None,
     uint8: bool = False,
     fp16: bool = False,
     opset: int = 17,
@@ -271,7 +277,8 @@ def export_graphs(
     e.g. in tests) is the source. classes: "all" or class names -> one binary graph per class;
     subsets: lists of class names -> one graph each; segments: True for the default cuts, "all" for a
     cut after every coded block, or block indices to cut after; reject_block: block index for
-    early-reject pairs (classes default to all).
+    early-reject pairs, or "all" for one reject probe per class that gives the pair's distance at
+    every coded block (classes default to all).
     batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
     """
     import torch
@@ -331,12 +338,18 @@ def export_graphs(
                 real_x = _preprocess(real, cfg)
                 refs["images"] = (Reference(net, real_x), real if uint8 else real_x)
         entries, failures = [], []
+        probe_flops: dict[int, dict] = {}
         for pg in tqdm(plan, desc="export", unit="graph", disable=not progress):
             model_proto = full_model if pg.name == "full" else derive(fg, pg.spec, opset=opset)
             data = model_proto.SerializeToString()
             inferred = check_graph(model_proto, data)
             (tmp / f"{pg.name}.onnx").write_bytes(data)
             entry = _entry(cfg, pg, model_proto, data, inferred)
+            if pg.spec.reject_probe:
+                k = pg.spec.rows[0]
+                if k not in probe_flops:
+                    probe_flops[k] = pair_flops(fg, cfg, k, list(pg.spec.reject_probe), opset)
+                entry["reject_probe"] = {**entry["reject_probe"], "pair_flops": probe_flops[k]}
             if verify:
                 tol = fp16_tolerance if pg.spec.fp16 else tolerance
                 sess = ort_session(data)
@@ -384,6 +397,8 @@ def export_graphs(
             verify=verify,
             batch=batch,
         )
+        if cfg.coded_blocks:
+            manifest["reject_floor"] = trunk_floor(fg, cfg, opset)
         save_manifest(tmp, manifest)
         _commit(tmp, out)
         return manifest
@@ -409,7 +424,7 @@ def _entry(cfg, pg: PlannedGraph, model, data: bytes, inferred) -> dict:
     ins, outs = _io_specs(model)
     fl = count_flops(model, inferred)
     params = count_params(model)
-    computed = spec.keep if not (spec.masked or spec.reject) else None
+    computed = spec.keep if not (spec.masked or spec.reject or spec.reject_probe) else None
     entry = {
         "name": pg.name,
         "file": f"{pg.name}.onnx",

@@ -73,6 +73,8 @@ def graph_metadata(
         "precision": "fp16" if spec.fp16 else "fp32",
         "opset": opset,
     }
+    if spec.reject_probe:
+        graph["reject_probe"] = list(spec.reject_probe)
     meta = {
         META_FORMAT: "1",
         META_MODEL_CONFIG: cfg.to_dict(),

@@ -101,3 +101,16 @@ def reject_specs(cfg: ModelConfig, k: int, block: int, **kw) -> tuple[GraphSpec,
     a = GraphSpec("reject", keep, rows=(k,), stop=block + 1, reject=(block, k), **kw)
     b = GraphSpec("reject", keep, rows=(k,), start=block + 1, **kw)
     return a, b
+
+
+def reject_probe_spec(cfg: ModelConfig, k: int, **kw) -> GraphSpec:
+    """Class k's graph that also outputs, at EVERY coded block before the last, the distance the
+    reject part A cut there computes ("reject_distance_block{i}"): the class path up to the block,
+    all branches at the block, ||v - w_k||. One graph lets calibration compare every reject block
+    (reject_specs(cfg, k, i)'s part A gives the same number at block i)."""
+    layout = block_layout(cfg)
+    blocks = tuple(i for i in cfg.coded_blocks if i < len(layout) - 1)
+    if not blocks:
+        raise CodedResNeXtError("this model has no coded block before its last block: no early reject")
+    keep = tuple(keep_branches(layout, [k]))
+    return GraphSpec("reject-probe", keep, rows=(k,), reject_probe=blocks, **kw)

@@ -191,20 +191,32 @@ def calibrate_directory(
     backend: str = "ort",
     threads: int | None = None,
     search: str = "joint",
+    margin_se: float | None = None,
 ) -> dict:
     """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
     from .detector import RejectDetector
     from .exit_calibration import calibrate_exits
+    from .reject_search import calibrate_reject_blocks
 
     directory = Path(directory)
     manifest = load_manifest(directory)
     kinds = {g.get("kind") for g in manifest["graphs"]}
-    if not {"segment", "reject"} & kinds:
-        raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
+    if not {"segment", "reject", "reject-probe"} & kinds:
+        raise GraphError(
+            f"{directory} has no segment or reject graphs to calibrate; export with --segments "
+            "(early exit) or --reject-block all (early reject)"
+        )
     split = load_heldout(data, limit=limit)
     cal, ev = split["calibration"], split["evaluation"]
-    summary: dict[str, Any] = {"data": str(data), "split": split["description"]}
-    if "segment" in kinds:
+    summary: dict[str, Any] = {"directory": str(directory), "data": str(data), "split": split["description"]}
+    exits = any(  # a segment that hands features on and reports an exit (the last one's is unused)
+        {"exit_scores", "features"} <= {o.get("name") for o in g.get("outputs") or []}
+        for g in manifest["graphs"]
+        if g.get("kind") == "segment"
+    )
+    if "segment" in kinds and not exits:
+        summary["early_exit_skipped"] = "no segment ends at a coded block, so there is no exit to calibrate"
+    if "segment" in kinds and exits:
         summary["early_exit"] = calibrate_exits(
             directory,
             manifest,
@@ -215,6 +227,7 @@ def calibrate_directory(
             backend=backend,
             threads=threads,
             search=search,
+            **({} if margin_se is None else {"margin_se": margin_se}),
         )
     if "reject" in kinds:
         rej = {}
@@ -253,7 +266,18 @@ def calibrate_directory(
                 "evaluation": evaluate_reject(det, ev.images, ev.labels == k, batch, class_flops),
             }
         summary["early_reject"] = {"classes": rej, "max_recall_loss": max_recall_loss}
-    if "early_exit" not in summary and "early_reject" not in summary:
+    if "reject-probe" in kinds:
+        summary["early_reject_blocks"] = calibrate_reject_blocks(
+            directory,
+            manifest,
+            cal,
+            ev,
+            max_recall_loss=max_recall_loss,
+            batch=batch,
+            backend=backend,
+            threads=threads,
+        )
+    if not {"early_exit", "early_reject", "early_reject_blocks"} & set(summary):
         raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
     manifest["calibration"] = summary
     save_manifest(directory, manifest)
