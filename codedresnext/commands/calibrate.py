@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="report folder: calibration.json/.md/.html + curves (default DIR/calibration)",
     )
     p.add_argument("--limit", type=int, default=None, help="use at most N images per half")
+    p.add_argument(
+        "--reject-limit",
+        type=int,
+        default=None,
+        help="reject probes: at most N images per half (default: --limit)",
+    )
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run)
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         search=args.search,
         margin_se=args.margin_se,
+        reject_limit=args.reject_limit,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
     print(json.dumps(res, indent=2))

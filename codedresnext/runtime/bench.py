@@ -476,6 +476,11 @@ def run_bench(
     rej = (manifest.get("calibration") or {}).get("early_reject")
     if rej:
         report["early_reject"] = rej  # measured by `codedresnext calibrate` on the evaluation half
+    blocks = (manifest.get("calibration") or {}).get("early_reject_blocks")
+    if blocks:  # every coded block, from the reject probes (calibrate)
+        report["early_reject_blocks"] = {k: v for k, v in blocks.items() if k != "per_class"}
+    if manifest.get("reject_floor"):
+        report["reject_floor"] = manifest["reject_floor"]
     return report
 
 
@@ -569,9 +574,38 @@ def markdown(report: dict) -> str:
                 f"| {cls} | {pct(e['recall'])} | {pct(e['recall_with_reject'])} | "
                 f"{pct(e['negatives_rejected'])} | {pct(e['negative_compute_vs_class_graph'])} |"
             )
+    lines += _reject_blocks_markdown(report)
     for n in report.get("notes", []):
         lines.append(f"- note: {n}")
     return "\n".join(lines) + "\n"
+
+
+def _reject_blocks_markdown(report: dict) -> list[str]:
+    """The reject block table (calibrate, evaluation half) and the floor the shared trunk sets."""
+    out = []
+    rb, fl = report.get("early_reject_blocks"), report.get("reject_floor")
+    if rb:
+        out += [
+            "",
+            f"## Early reject per coded block (<= {rb['max_recall_loss']} point recall loss, mean over "
+            f"{len(rb['classes'])} classes, evaluation half); chosen block {rb['chosen_block']}",
+            "",
+            "| block | negatives stopped | recall loss (points) | compute on negatives vs class graph | "
+            "part A alone vs class graph |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        out += [
+            f"| {b['block']} | {100 * b['negatives_stopped']:.1f}% | {b['recall_loss_points']:.2f} | "
+            f"{100 * b['negative_compute_vs_class_graph']:.1f}% | {100 * b['part_a_vs_class_graph']:.1f}% |"
+            for b in rb["blocks"]
+        ]
+    if fl and fl.get("fraction_of_class_graph") is not None:
+        out += [
+            "",
+            f"- floor of any early reject for this preset: the shared, uncoded trunk (stem + blocks "
+            f"{fl['trunk_blocks']}) is {100 * fl['fraction_of_class_graph']:.1f}% of a class graph's FLOPs",
+        ]
+    return out
 
 
 def plot(report: dict, path: str | os.PathLike) -> bool:

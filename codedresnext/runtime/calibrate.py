@@ -192,6 +192,7 @@ def calibrate_directory(
     threads: int | None = None,
     search: str = "joint",
     margin_se: float | None = None,
+    reject_limit: int | None = None,
 ) -> dict:
     """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
     from .detector import RejectDetector
@@ -267,11 +268,14 @@ def calibrate_directory(
             }
         summary["early_reject"] = {"classes": rej, "max_recall_loss": max_recall_loss}
     if "reject-probe" in kinds:
+        rcal, rev = cal, ev
+        if reject_limit and reject_limit < len(cal):  # the probes run once per class: fewer images
+            rcal, rev = cal.subset(np.arange(reject_limit)), ev.subset(np.arange(min(reject_limit, len(ev))))
         summary["early_reject_blocks"] = calibrate_reject_blocks(
             directory,
             manifest,
-            cal,
-            ev,
+            rcal,
+            rev,
             max_recall_loss=max_recall_loss,
             batch=batch,
             backend=backend,
