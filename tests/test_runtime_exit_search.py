@@ -13,6 +13,7 @@ from codedresnext.runtime.exit_search import (
     greedy_search,
     joint_search,
     min_correct_for,
+    search_cross_validated,
     summarise,
     tradeoff_curve,
 )
@@ -100,6 +101,8 @@ def test_joint_never_worse_than_greedy_and_within_budget_on_random_cascades(seed
         assert sg["accuracy_loss_points"] <= budget + 1e-9
         assert sj["compute_saved"] >= sg["compute_saved"] - 1e-12
         assert o.score(res["thresholds"])[0] >= need
+        cv = search_cross_validated(o, budget)  # the guarded search stays within it too
+        assert summarise(o, cv["thresholds"])["accuracy_loss_points"] <= budget + 1e-9
 
 
 def test_curve_is_monotone_in_the_budget_and_within_it():

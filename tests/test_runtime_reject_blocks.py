@@ -103,3 +103,23 @@ def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifa
 
 def floor_class_flops(m: dict) -> float:
     return float(m["reject_floor"]["class_graph_flops"])
+
+
+def test_demo_summary_prints_the_calibrated_reject_and_exit_figures(exports, cifar10_tgz, tmp_path):
+    import shutil
+
+    from codedresnext.demo import _summary
+    from codedresnext.runtime.calibrate import calibrate_directory
+
+    d = tmp_path / "probe"
+    shutil.copytree(exports[0], d)
+    cal = calibrate_directory(d, cifar10_tgz, limit=200, threads=1)
+    metrics = {"accuracy": 0.786, "binary_mean_f1": 0.69, "early_decoder_accuracy": [0.5, 0.6, 0.7, 0.75]}
+    report = {"goals": {"batch": 32}, "graphs": []}
+    text = _summary(metrics, cal, report)
+    er = cal["early_reject_blocks"]
+    best = next(b for b in er["blocks"] if b["block"] == er["chosen_block"])
+    assert f"| {er['chosen_block']} |" in text
+    assert f"{100 * best['negatives_stopped']:.1f}% / {best['recall_loss_points']:.2f} pt" in text
+    assert f"{100 * er['trunk_floor']['fraction_of_class_graph']:.1f}%" in text
+    assert "early_exit" not in cal and "early exit" not in text  # segment0 ends at a plain block

@@ -32,12 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="exit thresholds: all exits searched jointly (default) or the one-at-a-time greedy baseline",
     )
     p.add_argument(
-        "--margin-se",
-        type=float,
-        default=None,
-        help="joint search: keep the calibration half's loss + Z standard errors within the budget "
-        "(default 2; 0 = fit the budget exactly on that half, which over-shoots on new data)",
+        "--guard",
+        default="cv",
+        choices=("cv", "se", "none"),
+        help="how the joint search keeps the budget on NEW data: cv (default) = the searched budget "
+        "chosen by 2-fold cross-validation in the calibration half; se = calibration loss + "
+        "--margin-se standard errors within the budget; none = fit it exactly on the calibration half",
     )
+    p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")
     p.add_argument(
         "--out",
         default=None,
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         search=args.search,
         margin_se=args.margin_se,
+        guard=args.guard,
         reject_limit=args.reject_limit,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")

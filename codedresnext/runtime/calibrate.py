@@ -193,6 +193,7 @@ def calibrate_directory(
     search: str = "joint",
     margin_se: float | None = None,
     reject_limit: int | None = None,
+    guard: str = "cv",
 ) -> dict:
     """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
     from .detector import RejectDetector
@@ -228,6 +229,7 @@ def calibrate_directory(
             backend=backend,
             threads=threads,
             search=search,
+            guard=guard,
             **({} if margin_se is None else {"margin_se": margin_se}),
         )
     if "reject" in kinds:

@@ -250,6 +250,8 @@ def joint_search(
     results = {
         name: coordinate_ascent(o, s, need, disabled=disabled) for name, s in starts.items() if s is not None
     }
+    results = {name: t for name, t in results.items() if o.score(t)[0] >= need}  # a negative budget
+    results = results or {"no-exit": [NEVER] * o.m}  # can leave no feasible start: then no exit
     full = float(o.ends[-1]) * o.n
     cost = {name: o.score(t)[1] / full for name, t in results.items()}
     best = min(cost, key=lambda k: (cost[k], k != "greedy"))
@@ -361,3 +363,44 @@ def search_with_margin(
         if loss + z * se <= max_accuracy_loss + 1e-9 or b <= 0:
             return {**res, "searched_budget": b, "loss_standard_error": se, "z": z}
         b = max(0.0, round(b - step, 10))
+
+
+def subset(o: ExitOutcomes, idx: np.ndarray) -> ExitOutcomes:
+    """The same cascade on a subset of the samples (the grid, if any, is kept)."""
+    return replace(o, conf=o.conf[idx], correct=o.correct[idx])
+
+
+def search_cross_validated(
+    o: ExitOutcomes, max_accuracy_loss: float, *, folds: int = 2, step: float = 0.1, seed: int = 0
+) -> dict:
+    """joint_search at the largest searched budget b' whose thresholds, fitted on all but one fold
+    and scored on the held-out fold, lose at most `max_accuracy_loss` points on average.
+
+    b' runs from the budget down to minus the budget (a negative b' asks the fitted cascade to be
+    MORE accurate than the full graph on the samples it was fitted to); if none qualifies, no exit
+    is taken. This measures the search's own over-fitting instead of guessing it: fitted exactly,
+    thresholds lose more on new data than on the data they were fitted to."""
+    perm = np.random.default_rng(seed).permutation(o.n)
+    parts = np.array_split(perm, folds)
+    fits = [
+        (subset(o, np.concatenate(parts[:i] + parts[i + 1 :])), subset(o, parts[i])) for i in range(folds)
+    ]
+    caches: list[dict] = [{} for _ in fits]
+    budgets = np.round(np.arange(max_accuracy_loss, -max_accuracy_loss - 1e-9, -step), 10)
+    trace = []
+    for b in budgets:
+        held = []
+        for (fit, test), cache in zip(fits, caches):
+            th = joint_search(fit, float(b), frontiers=cache, drop_one=False)["thresholds"]
+            held.append(summarise(test, th)["accuracy_loss_points"])
+        trace.append({"searched_budget": float(b), "held_out_loss": float(np.mean(held))})
+        if np.mean(held) <= max_accuracy_loss + 1e-9:
+            res = joint_search(o, float(b))
+            return {**res, "searched_budget": float(b), "cross_validation": trace}
+    return {
+        "thresholds": [NEVER] * o.m,
+        "greedy_thresholds": greedy_search(o, min_correct_for(o, max_accuracy_loss)),
+        "method": "no exit: no searched budget held the accuracy budget in cross-validation",
+        "searched_budget": None,
+        "cross_validation": trace,
+    }
