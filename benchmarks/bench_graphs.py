@@ -86,7 +86,10 @@ def bench_trained(work: Path, args) -> Path:
 
 def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -> Path:
     """One interleaved run over `names` with the command-line settings; JSON/Markdown/PNG under --out."""
-    from codedresnext.runtime.bench import run_bench, write_report
+    from goals import add_goals
+
+    from codedresnext.runtime.bench import run_bench
+    from codedresnext.runtime.bench_report import write_report
 
     report = run_bench(
         out,
@@ -101,6 +104,7 @@ def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -
         **extra,
     )
     report["command"] = " ".join(["python", "benchmarks/bench_graphs.py", *sys.argv[1:]])
+    add_goals(report)
     return write_report(report, args.out, stem=stem)["markdown"]
 
 
