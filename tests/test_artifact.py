@@ -22,7 +22,7 @@ from codedresnext.artifact import (
 )
 from codedresnext.errors import GraphError
 
-KIND_STRINGS = ("full", "class", "subset", "multi-exit", "segment", "masked", "reject")
+KIND_STRINGS = ("full", "class", "subset", "multi-exit", "segment", "masked", "reject", "reject-probe")
 
 
 def _entry(**kw) -> dict:
@@ -75,6 +75,15 @@ def test_entry_json_keys_and_optional_slots():
     e.quantization = {"method": "minmax", "calibration_images": 512}
     e.accuracy = {"top1": 0.9}
     assert ManifestEntry.from_dict(json.loads(json.dumps(e.to_dict()))) == e
+    probe = {"class": "cat", "blocks": [2, 3], "pair_flops": {"2": {"a": 10.0, "b": 5.0}}}
+    p = ManifestEntry.from_dict(_entry(kind="reject-probe", reject_probe=probe))
+    assert (
+        p.kind is GraphKind.REJECT_PROBE
+        and p.reject_probe.class_name == "cat"
+        and p.to_dict()["reject_probe"] == probe
+    )
+    floor = {"trunk_blocks": [0], "trunk_flops": 100.0, "fraction_of_class_graph": 0.25}
+    assert Manifest.from_dict({"graphs": [], "reject_floor": floor}).reject_floor.trunk_flops == 100.0
 
 
 def test_real_export_manifest_round_trips(tmp_path):

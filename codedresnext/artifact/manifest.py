@@ -74,6 +74,27 @@ class RejectInfo(Record):
 
 
 @dataclass
+class RejectProbeInfo(Record):
+    """A reject probe (kind "reject-probe"): the class it serves, the blocks it reports a distance at,
+    and per block J the FLOPs of the pair cut there ({str(J): {"a": FLOPs, "b": FLOPs}})."""
+
+    class_name: str = slot(key="class")
+    blocks: list[int] = slot(default_factory=list)
+    pair_flops: dict[str, dict[str, float]] | None = None
+
+
+@dataclass
+class RejectFloor(Record):
+    """The least compute an early reject can reach: the shared trunk every input runs."""
+
+    trunk_blocks: list[int]
+    trunk_flops: float
+    class_graph_flops: float | None = None
+    fraction_of_class_graph: float | None = None
+    definition: str | None = None
+
+
+@dataclass
 class OutputError(Record):
     """ONNX Runtime vs PyTorch error of one output (see export/verify.py for the pass rule)."""
 
@@ -127,6 +148,7 @@ class ManifestEntry(Record):
     exits: list[ExitInfo] = slot(default_factory=list, record=ExitInfo, many=True)
     segment: SegmentInfo | None = slot(None, record=SegmentInfo)  # kind "segment"
     reject: RejectInfo | None = slot(None, record=RejectInfo)  # kind "reject"
+    reject_probe: RejectProbeInfo | None = slot(None, record=RejectProbeInfo)  # kind "reject-probe"
     analytic_params: int | None = None  # closed-form count (full-depth path graphs)
     verification: Verification | None = slot(None, record=Verification)  # export
     thresholds: dict[str, float] | None = None  # detectors: {class: logit threshold} (evaluate)
@@ -210,6 +232,7 @@ class Manifest(Record):
     verification: VerificationSettings | None = slot(None, record=VerificationSettings)
     segments: SegmentOrder | None = slot(None, record=SegmentOrder)
     reject: list[RejectInfo] | None = slot(None, record=RejectInfo, many=True)  # one per pair
+    reject_floor: RejectFloor | None = slot(None, record=RejectFloor)  # with reject pairs/probes
     graphs: list[ManifestEntry] = slot(default_factory=list, record=ManifestEntry, many=True)
     thresholds: dict[str, float] | None = None  # every detector threshold written (evaluate)
     thresholds_source: dict[str, Any] | None = None  # how they were chosen

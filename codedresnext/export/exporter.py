@@ -272,8 +272,6 @@ def export_graphs(
     indices to cut after; reject_block: block index for early-reject pairs (classes default to all).
     batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
     """
-    from ..model import count_parameters
-
     out = Path(out)
     src = _Source(*_resolve_model(checkpoint, preset, seed, model))
     cfg = src.net.cfg
@@ -307,27 +305,12 @@ def export_graphs(
                 opset=opset,
                 progress=progress,
             )
-        manifest = export_manifest(
-            cfg,
-            entries,
-            plan,
-            params=count_parameters(src.net),
-            checkpoint={
-                "path": src.checkpoint,
-                "sha256": src.checkpoint_sha256,
-                "source_sha256": src.source_sha256,
-            },
-            untrained=src.untrained,
-            uint8=uint8,
-            opset=opset,
-            verification={
-                "enabled": verify,
-                "tolerance": tolerance,
-                "fp16_tolerance": fp16_tolerance,
-                "random": f"{batch} fresh random inputs (seeded), "
-                + ("uint8 frames" if uint8 else "standard normal images"),
-                "images": real_desc,
-            },
+        verification = {"enabled": verify, "tolerance": tolerance, "fp16_tolerance": fp16_tolerance}
+        verification["random"] = f"{batch} fresh random inputs (seeded), " + (
+            "uint8 frames" if uint8 else "standard normal images"
+        )
+        manifest = _manifest(
+            src, entries, plan, uint8=uint8, opset=opset, verification={**verification, "images": real_desc}
         )
         manifest.save(tmp)
         _commit(tmp, out)
@@ -335,6 +318,26 @@ def export_graphs(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _manifest(src: _Source, entries, plan, *, uint8: bool, opset: int, verification: dict) -> Manifest:
+    from ..model import count_parameters
+
+    return export_manifest(
+        src.net.cfg,
+        entries,
+        plan,
+        params=count_parameters(src.net),
+        checkpoint={
+            "path": src.checkpoint,
+            "sha256": src.checkpoint_sha256,
+            "source_sha256": src.source_sha256,
+        },
+        untrained=src.untrained,
+        uint8=uint8,
+        opset=opset,
+        verification=verification,
+    )
 
 
 def _commit(tmp: Path, out: Path) -> None:
