@@ -101,6 +101,7 @@ def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -
         rounds=args.rounds,
         min_iterations=args.min_iterations,
         progress=not args.quiet,
+        spinning=not args.no_spinning,
         **extra,
     )
     report["command"] = " ".join(["python", "benchmarks/bench_graphs.py", *sys.argv[1:]])
@@ -124,6 +125,12 @@ def main() -> int:
         "--threads", type=int, default=None, help="ORT intra-op and torch threads (default: all cores)"
     )
     p.add_argument("--max-class-graphs", type=int, default=10)
+    p.add_argument(
+        "--no-spinning",
+        action="store_true",
+        help="ONNX Runtime threads without busy-wait (the library default); the results in "
+        "benchmarks/results/ were measured with busy-wait, ONNX Runtime's own default, on an idle machine",
+    )
     p.add_argument("--max-accuracy-loss", type=float, default=0.5)
     p.add_argument("--calib-limit", type=int, default=2500, help="images per held-out half")
     p.add_argument("--out", type=Path, default=RESULTS)

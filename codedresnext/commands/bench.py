@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument(
+        "--spinning",
+        action="store_true",
+        help="ONNX Runtime intra-op threads busy-wait (cores you own; off: a shared CPU stays usable)",
+    )
+    p.add_argument(
         "--graphs",
         default=None,
         help="comma-separated graph names (default: full, masked, "
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         early_exit_limit=args.early_exit_limit,
         min_iterations=args.min_iterations,
         memory=not args.no_memory,
+        spinning=args.spinning,
         progress=not args.quiet,
     )
     paths = write_report(report, args.out or Path(args.directory) / "bench", json_path=args.json)

@@ -177,6 +177,21 @@ def ratios(graphs: list[dict], batch: int) -> dict[str, Any]:
     return out
 
 
+def _measure_all(
+    runners: list[Runner], batches: list[int], *, memory: bool, notes: list[str], **timing_kw: Any
+) -> dict[str, list[dict]]:
+    """Memory probe (fresh processes, largest batch), then the interleaved timing; closes the runners."""
+    try:
+        if not runners:
+            raise GraphError("nothing to benchmark: no graph in the selection takes images")
+        if memory:
+            _probe_memory(runners, max(batches), notes)
+        return measure(runners, batches, **timing_kw)
+    finally:
+        for r in runners:
+            r.close()
+
+
 def _graph_records(runners: list[Runner], timing: dict[str, list[dict]]) -> list[dict]:
     return [
         {
@@ -212,49 +227,33 @@ def run_bench(
     min_iterations: int = 10,
     memory: bool = True,
     progress: bool = True,
+    spinning: bool = False,
 ) -> dict:
-    """Benchmark an export directory; returns the report dict (see bench_report.write_report for files)."""
+    """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
+
+    spinning: ONNX Runtime intra-op threads busy-wait between ops (lower latency on cores the
+    process owns; off by default because it steals a shared CPU)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
     threads = int(threads or os.cpu_count() or 1)
     options: dict[str, Any] = {"threads": threads}
     if backend == "ort":
-        options["provider"] = provider
+        options.update(provider=provider, spinning=spinning)
     notes: list[str] = []
     full = manifest.first(GraphKind.FULL, precision=None)
     selected = select_graphs(manifest, graphs, max_class_graphs)
     runners = _open_runners(directory, selected, full, backend, options, torch_peer=torch_peer, notes=notes)
-    try:
-        if not runners:
-            raise GraphError(f"nothing to benchmark in {directory}")
-        if memory:  # each graph in a fresh process, at the largest batch
-            _probe_memory(runners, max(batches), notes)
-        timing = measure(
-            runners,
-            list(batches),
-            warmup=warmup,
-            duration=duration,
-            rounds=rounds,
-            min_iterations=min_iterations,
-            progress=progress,
-        )
-    finally:
-        for r in runners:
-            r.close()
+    timing_kw = {"warmup": warmup, "duration": duration, "rounds": rounds, "min_iterations": min_iterations}
+    timing = _measure_all(runners, list(batches), memory=memory, notes=notes, progress=progress, **timing_kw)
     out_graphs = _graph_records(runners, timing)
     add_ratios(out_graphs)
+    settings = {"batches": list(batches), "warmup_s": warmup, "duration_s": duration, "rounds": rounds}
+    settings.update(min_iterations=min_iterations, interleaved=True, intra_op_spinning=spinning)
+    settings["peak_memory"] = PEAK_MEMORY_NOTE if memory else "not measured"
     report: dict[str, Any] = {
         "directory": str(directory),
         "untrained": manifest.untrained,
-        "settings": {
-            "batches": list(batches),
-            "warmup_s": warmup,
-            "duration_s": duration,
-            "rounds": rounds,
-            "min_iterations": min_iterations,
-            "interleaved": True,
-            "peak_memory": PEAK_MEMORY_NOTE if memory else "not measured",
-        },
+        "settings": settings,
         "graphs": out_graphs,
         "ratios": ratios(out_graphs, max(batches)),
         "env": environment(threads, backend, provider),
