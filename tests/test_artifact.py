@@ -84,6 +84,8 @@ def test_entry_json_keys_and_optional_slots():
     )
     floor = {"trunk_blocks": [0], "trunk_flops": 100.0, "fraction_of_class_graph": 0.25}
     assert Manifest.from_dict({"graphs": [], "reject_floor": floor}).reject_floor.trunk_flops == 100.0
+    choice = Manifest.from_dict({"graphs": [], "reject_choice": {"block": 3, "criterion": "least compute"}})
+    assert choice.reject_choice.block == 3
 
 
 def test_real_export_manifest_round_trips(tmp_path):

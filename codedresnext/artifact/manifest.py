@@ -95,6 +95,15 @@ class RejectFloor(Record):
 
 
 @dataclass
+class RejectChoice(Record):
+    """The reject block calibration picked (from reject probes), and how to export its pairs."""
+
+    block: int
+    criterion: str | None = None
+    export: str | None = None  # the export command line for pairs at `block`
+
+
+@dataclass
 class OutputError(Record):
     """ONNX Runtime vs PyTorch error of one output (see export/verify.py for the pass rule)."""
 
@@ -233,6 +242,7 @@ class Manifest(Record):
     segments: SegmentOrder | None = slot(None, record=SegmentOrder)
     reject: list[RejectInfo] | None = slot(None, record=RejectInfo, many=True)  # one per pair
     reject_floor: RejectFloor | None = slot(None, record=RejectFloor)  # with reject pairs/probes
+    reject_choice: RejectChoice | None = slot(None, record=RejectChoice)  # calibrate, from probes
     graphs: list[ManifestEntry] = slot(default_factory=list, record=ManifestEntry, many=True)
     thresholds: dict[str, float] | None = None  # every detector threshold written (evaluate)
     thresholds_source: dict[str, Any] | None = None  # how they were chosen

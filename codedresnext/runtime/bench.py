@@ -28,11 +28,22 @@ from ..artifact import (
 from ..errors import GraphError
 from .backend import DEFAULT_BACKEND, open_backend
 from .bench_report import markdown, write_report
-from .environment import environment
+from .environment import cpu_model, environment
 from .memory import measure_in_subprocess
 from .timing import Runner, backend_runner, measure
 
-__all__ = ["DEFAULT_KINDS", "add_ratios", "markdown", "ratios", "run_bench", "select_graphs", "write_report"]
+# markdown / write_report / cpu_model / environment are re-exported for callers of the pre-split module
+__all__ = [
+    "DEFAULT_KINDS",
+    "add_ratios",
+    "cpu_model",
+    "environment",
+    "markdown",
+    "ratios",
+    "run_bench",
+    "select_graphs",
+    "write_report",
+]
 
 DEFAULT_KINDS = (GraphKind.FULL, GraphKind.MASKED, GraphKind.CLASS, GraphKind.SUBSET, GraphKind.MULTI_EXIT)
 PEER_TORCH_KIND = "peer-torch"  # the PyTorch eager run of source.pt (a runner kind, not a graph kind)
