@@ -1,5 +1,5 @@
 """`make demo`: the shipped demo model end to end - export, evaluate on the shipped graphs,
-calibrate early exits, benchmark on ONNX Runtime, print a summary table.
+calibrate early exits and early reject at every coded block, benchmark on ONNX Runtime, print a summary table.
 
 Runs offline on ../shared/datasets/cifar10-jpeg.tar.gz, or online with `--data cifar10 --download`
 (torchvision). Library calls only; every step is also a `codedresnext` command (printed as it runs).
@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .artifact import MANIFEST_NAME, GraphKind
 from .errors import CodedResNeXtError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,8 @@ def _step(title: str, command: str) -> float:
 def run(args: argparse.Namespace) -> dict:
     from .evaluate.run import EvalConfig, evaluate
     from .export import export_graphs
-    from .runtime.bench import run_bench, write_report
+    from .runtime.bench import run_bench
+    from .runtime.bench_report import write_report
     from .runtime.calibrate import calibrate_directory
     from .runtime.calibration_report import write_calibration_report
 
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> dict:
     print("\n" + summary)
     print(
         f"\nfiles: {eval_dir / 'report.html'}, {cal_paths['html']}, {paths['markdown']}, "
-        f"{export_dir / 'manifest.json'}"
+        f"{export_dir / MANIFEST_NAME}"
     )
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     return {"metrics": metrics, "calibration": cal, "bench": report, "timings": timings}
@@ -148,8 +150,8 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
             ),
             ("  floor: shared uncoded trunk vs class graph", "-" if floor is None else f"{100 * floor:.1f}%"),
         ]
-    g = report.get("goals", {})
-    cls = [x for x in report.get("graphs", []) if x["kind"] == "class"]
+    g = report.get("ratios", {})
+    cls = [x for x in report.get("graphs", []) if x["kind"] == GraphKind.CLASS]
     sp = [r["speedup_vs_full"] for x in cls for r in x["results"] if r["batch"] == g.get("batch")]
     if sp:
         import statistics

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from codedresnext.artifact import load_manifest, reject_distance_name
+from codedresnext.artifact import GraphKind, Manifest, load_manifest, reject_distance_name
 from codedresnext.runtime import RejectDetector, open_backend
 
 DEMO = ROOT / "models" / "demo" / "model.pt"
@@ -39,28 +39,30 @@ def exports(tmp_path_factory):
 def test_probe_distances_and_flops_are_the_pairs(exports, real_images):
     probe, pairs = exports
     m = load_manifest(probe)
-    g = next(g for g in m["graphs"] if g["kind"] == "reject-probe")
-    assert g["name"] == "reject_probe_cat" and g["reject_probe"]["blocks"] == BLOCKS
-    assert g["verification"]["passed"]  # every distance output checked against PyTorch
+    g = m.first(GraphKind.REJECT_PROBE)
+    assert g.name == "reject_probe_cat" and g.reject_probe.blocks == BLOCKS
+    assert g.reject_probe.class_name == "cat"
+    assert g.verification.passed  # every distance output checked against PyTorch
+    assert set(g.verification.random.outputs) == {"logits", *(reject_distance_name(j) for j in BLOCKS)}
     x = _x(real_images.images)
-    out = open_backend("ort", probe / g["file"], threads=1).infer({"images": x})
+    out = open_backend("ort", probe / g.file, threads=1).infer({"images": x})
     cls = open_backend("ort", probe / "class_cat.onnx", threads=1).infer({"images": x})["logits"]
     np.testing.assert_allclose(out["logits"], cls, atol=1e-4, rtol=1e-4)
     for j in BLOCKS:
         pm = load_manifest(pairs[j])
         a = open_backend("ort", pairs[j] / "reject_cat_a.onnx", threads=1).infer({"images": x})
         np.testing.assert_allclose(out[reject_distance_name(j)], a["reject_distance"], atol=1e-5, rtol=1e-5)
-        flops = {e["name"]: e["flops"] for e in pm["graphs"]}
-        assert g["reject_probe"]["pair_flops"][str(j)] == {
+        flops = {e.name: e.flops for e in pm.graphs}
+        assert g.reject_probe.pair_flops[str(j)] == {
             "a": flops["reject_cat_a"],
             "b": flops["reject_cat_b"],
         }
-    floor = m["reject_floor"]
-    seg0 = next(e for e in m["graphs"] if e["name"] == "segment0")  # stem + block 0 = the shared trunk
-    assert floor["trunk_blocks"] == [0] and floor["trunk_flops"] == seg0["flops"]
-    class_flops = next(e for e in m["graphs"] if e["name"] == "class_cat")["flops"]
-    assert floor["class_graph_flops"] == class_flops
-    assert floor["fraction_of_class_graph"] == pytest.approx(seg0["flops"] / class_flops)
+    floor = m.reject_floor
+    seg0 = m.graph("segment0")  # stem + block 0 = the shared trunk
+    assert floor.trunk_blocks == [0] and floor.trunk_flops == seg0.flops
+    class_flops = m.graph("class_cat").flops
+    assert floor.class_graph_flops == class_flops
+    assert floor.fraction_of_class_graph == pytest.approx(seg0.flops / class_flops)
 
 
 def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifar10_tgz, tmp_path):
@@ -80,9 +82,11 @@ def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifa
     for b in er["blocks"]:
         assert 0.0 <= b["negatives_stopped"] <= 1.0
         assert floor < b["part_a_vs_class_graph"] <= b["negative_compute_vs_class_graph"] + 1e-12
-    m = load_manifest(d)
-    assert m["reject_choice"]["block"] == er["chosen_block"]
+    m = load_manifest(d)  # strict loader: every field the calibration wrote is a typed slot
+    assert m.reject_choice.block == er["chosen_block"]
     cat = er["per_class"]["cat"]
+    thresholds = m.graph("reject_probe_cat").reject_probe.reject_thresholds
+    assert thresholds == {str(b): cat["blocks"][str(b)]["reject_threshold"] for b in BLOCKS}
     # the real pair at the chosen block, with the probe's thresholds, gives the same figures
     j = er["chosen_block"]
     row = cat["blocks"][str(j)]
@@ -101,8 +105,8 @@ def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifa
     assert cost == pytest.approx(row["evaluation"]["negative_compute_vs_class_graph"], rel=1e-9)
 
 
-def floor_class_flops(m: dict) -> float:
-    return float(m["reject_floor"]["class_graph_flops"])
+def floor_class_flops(m: Manifest) -> float:
+    return float(m.reject_floor.class_graph_flops)
 
 
 def test_demo_summary_prints_the_calibrated_reject_and_exit_figures(exports, cifar10_tgz, tmp_path):
@@ -115,7 +119,7 @@ def test_demo_summary_prints_the_calibrated_reject_and_exit_figures(exports, cif
     shutil.copytree(exports[0], d)
     cal = calibrate_directory(d, cifar10_tgz, limit=200, threads=1)
     metrics = {"accuracy": 0.786, "binary_mean_f1": 0.69, "early_decoder_accuracy": [0.5, 0.6, 0.7, 0.75]}
-    report = {"goals": {"batch": 32}, "graphs": []}
+    report = {"ratios": {"batch": 32}, "graphs": []}
     text = _summary(metrics, cal, report)
     er = cal["early_reject_blocks"]
     best = next(b for b in er["blocks"] if b["block"] == er["chosen_block"])

@@ -3,11 +3,13 @@ segments, calibration, fp16 thresholds and the early-exit benchmark, with exits 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import ROOT
 
-from codedresnext.artifact import load_manifest
+from codedresnext.artifact import FP16, FP32, GraphKind, load_manifest
 from codedresnext.runtime import EarlyExitClassifier, open_backend
 
 DEMO = ROOT / "models" / "demo" / "model.pt"
@@ -39,7 +41,7 @@ def test_export_cli_cut_list_with_a_middle_segment_runs_as_a_cascade(tmp_path, r
     d = tmp_path / "d"
     assert main(["export", "--preset", "tiny", "--out", str(d), "--segments", "0,2", "--quiet"]) == 0
     m = load_manifest(d)
-    assert [g["blocks"] for g in m["graphs"] if g["kind"] == "segment"] == [[0, 0], [1, 2], [3, 4]]
+    assert [g.blocks for g in m.of_kind(GraphKind.SEGMENT)] == [[0, 0], [1, 2], [3, 4]]
     casc = EarlyExitClassifier.from_directory(d, threads=1)
     assert casc.exit_segments == [1]  # block 0 is plain: no exit there; block 2 is coded
     x = _x(real_images.images[:16])
@@ -53,8 +55,8 @@ def test_export_cli_cut_list_with_a_middle_segment_runs_as_a_cascade(tmp_path, r
 
 def test_every_coded_block_exit_equals_the_multi_exit_graph(all_exits, real_images):
     m = load_manifest(all_exits)
-    segs = [g for g in m["graphs"] if g["kind"] == "segment" and g["precision"] == "fp32"]
-    assert [g["blocks"] for g in segs] == [[0, 1], [2, 2], [3, 3], [4, 4]]
+    segs = m.of_kind(GraphKind.SEGMENT, precision=FP32)
+    assert [g.blocks for g in segs] == [[0, 1], [2, 2], [3, 3], [4, 4]]
     casc = EarlyExitClassifier.from_directory(all_exits, threads=1)
     assert casc.num_exits == 3
     x = _x(real_images.images)
@@ -72,7 +74,7 @@ def test_every_coded_block_exit_equals_the_multi_exit_graph(all_exits, real_imag
     np.testing.assert_array_equal(res.exit_index, expect)
     preds = np.choose(expect, [e.argmax(1) for e in exits] + [logits.argmax(1)])
     np.testing.assert_array_equal(res.predictions, preds)
-    np.testing.assert_allclose(res.flops, np.cumsum([g["flops"] for g in segs])[expect])
+    np.testing.assert_allclose(res.flops, np.cumsum([g.flops for g in segs])[expect])
 
 
 def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_path):
@@ -95,6 +97,15 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     fp32 = EarlyExitClassifier.from_directory(d, threads=1)
     fp16 = EarlyExitClassifier.from_directory(d, precision="fp16", threads=1)
     assert np.isfinite(fp32.thresholds).all() and fp16.thresholds == fp32.thresholds
+    m = load_manifest(d)
+    assert {g.exit_threshold_calibrated_on for g in m.of_kind(GraphKind.SEGMENT, precision=FP16)} == {
+        "fp32 segments",
+        None,  # the last segment has no exit
+    }
+    strict = json.loads((d / "manifest.json").read_text(), parse_constant=_refuse)  # no Infinity/NaN
+    assert strict["calibration"]["early_exit"]["thresholds"] == dict(
+        zip([fp32.refs[i].name for i in fp32.exit_segments], fp32.thresholds)
+    )
     ev = load_heldout_eval(cifar10_tgz, 256)
     r32, r16 = fp32.predict(ev.images), fp16.predict(ev.images)
     assert (r16.exit_index < 3).mean() > 0.05  # the fp16 cascade exits early now
@@ -118,6 +129,10 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     be = rep["early_exit"]
     assert be["calibrated"] and len(be["exit_fractions"]) == 4
     assert be["compute_saved"] == pytest.approx(1 - be["mean_flops_per_sample"] / be["full_flops"])
+
+
+def _refuse(name):
+    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def load_heldout_eval(data, n):

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -54,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
     p.set_defaults(func=run)
 
 
@@ -71,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch=args.batch,
         threads=args.threads,
+        backend=args.backend,
         search=args.search,
         margin_se=args.margin_se,
         guard=args.guard,
         reject_limit=args.reject_limit,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
-    print(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2, allow_nan=False))  # strict JSON: null = never
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0

@@ -13,8 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import load_manifest, save_manifest
+from ..artifact import (
+    FP32,
+    OUTPUT_EXIT_SCORES,
+    OUTPUT_FEATURES,
+    GraphKind,
+    Manifest,
+    json_ready,
+    load_manifest,
+)
 from ..errors import DataError, GraphError
+from ..thresholds import f1_optimal_threshold
+from .backend import DEFAULT_BACKEND
+from .reject_search import calibrate_reject_threshold
 
 NEVER = float("inf")
 
@@ -87,36 +98,6 @@ def _report(preds, exit_idx, flops, labels, full_acc, seg_flops, n_exits) -> dic
     }
 
 
-def calibrate_reject_threshold(
-    distance_pos: np.ndarray, detected_pos: np.ndarray, *, max_recall_loss: float = 1.0
-) -> float:
-    """Lowest reject distance threshold whose recall loss on positives is <= max_recall_loss points.
-
-    detected_pos: the full detector's decisions on the positives (recall baseline); a positive is
-    lost when it was detected but its distance exceeds the threshold.
-    """
-    d = np.asarray(distance_pos, np.float64).reshape(-1)
-    det = np.asarray(detected_pos, bool).reshape(-1)
-    if len(d) == 0:
-        raise DataError("no positives to calibrate the early reject on")
-    allowed = int(np.floor(max_recall_loss / 100.0 * len(d) + 1e-9))  # positives we may lose
-    lost_if = np.sort(d[det])[::-1]  # detected positives' distances, descending
-    if allowed >= len(lost_if):
-        return float(np.min(d))
-    return float(lost_if[allowed])  # reject only distances strictly above the (allowed+1)-th largest
-
-
-def f1_optimal_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Logit threshold maximising F1 (decision: score > threshold)."""
-    order = np.argsort(-scores)
-    s, y = scores[order], positive[order].astype(np.float64)
-    tp = np.cumsum(y)
-    k = np.arange(1, len(s) + 1)
-    f1 = 2 * tp / (k + y.sum())
-    i = int(np.argmax(f1))
-    return float((s[i] + s[i + 1]) / 2) if i + 1 < len(s) else float(s[i] - 1e-6)
-
-
 def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """Part A and part B on every image (no early stop): distances and the detector's logits."""
     res = [det.run(images[i : i + batch], with_b_for_all=True) for i in range(0, len(images), batch)]
@@ -176,10 +157,6 @@ def load_heldout(data: str | os.PathLike, *, limit: int | None = None, seed: int
     }
 
 
-def _run_batched(fn, images: np.ndarray, batch: int) -> list:
-    return [fn(images[i : i + batch]) for i in range(0, len(images), batch)]
-
-
 def calibrate_directory(
     directory: str | os.PathLike,
     data: str | os.PathLike,
@@ -188,103 +165,156 @@ def calibrate_directory(
     max_recall_loss: float = 1.0,
     limit: int | None = None,
     batch: int = 64,
-    backend: str = "ort",
+    backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
     search: str = "joint",
     margin_se: float | None = None,
     reject_limit: int | None = None,
     guard: str = "cv",
 ) -> dict:
-    """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
-    from .detector import RejectDetector
-    from .exit_calibration import calibrate_exits
-    from .reject_search import calibrate_reject_blocks
+    """Calibrate what DIR exports (early exits, reject pairs, reject probes) and write the manifest.
 
+    search / guard / margin_se: the exit threshold search (exit_calibration.calibrate_exits);
+    reject_limit: at most N images per half for the reject probes (they run once per class).
+    The report is strict JSON: a threshold of None means "never" (that exit stays shut)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
-    kinds = {g.get("kind") for g in manifest["graphs"]}
-    if not {"segment", "reject", "reject-probe"} & kinds:
+    has_segments = manifest.has_kind(GraphKind.SEGMENT)
+    has_reject = manifest.has_kind(GraphKind.REJECT) or manifest.has_kind(GraphKind.REJECT_PROBE)
+    if not (has_segments or has_reject):
         raise GraphError(
             f"{directory} has no segment or reject graphs to calibrate; export with --segments "
             "(early exit) or --reject-block all (early reject)"
         )
     split = load_heldout(data, limit=limit)
-    cal, ev = split["calibration"], split["evaluation"]
     summary: dict[str, Any] = {"directory": str(directory), "data": str(data), "split": split["description"]}
-    exits = any(  # a segment that hands features on and reports an exit (the last one's is unused)
-        {"exit_scores", "features"} <= {o.get("name") for o in g.get("outputs") or []}
-        for g in manifest["graphs"]
-        if g.get("kind") == "segment"
-    )
-    if "segment" in kinds and not exits:
+    opts = {"backend": backend, "threads": threads, "batch": batch}
+    if has_segments and not _has_exit(manifest):
         summary["early_exit_skipped"] = "no segment ends at a coded block, so there is no exit to calibrate"
-    if "segment" in kinds and exits:
+    elif has_segments:
+        search_opts = {"search": search, "guard": guard}
+        if margin_se is not None:
+            search_opts["margin_se"] = margin_se
         summary["early_exit"] = calibrate_exits(
-            directory,
-            manifest,
-            cal,
-            ev,
-            max_accuracy_loss=max_accuracy_loss,
-            batch=batch,
-            backend=backend,
-            threads=threads,
-            search=search,
-            guard=guard,
-            **({} if margin_se is None else {"margin_se": margin_se}),
+            directory, manifest, split, max_accuracy_loss, **opts, **search_opts
         )
-    if "reject" in kinds:
-        rej = {}
-        classes = {c for g in manifest["graphs"] if g.get("kind") == "reject" for c in g.get("classes", [])}
-        for cls in sorted(classes):
-            det = RejectDetector.from_directory(directory, cls, backend=backend, threads=threads)
-            if cls not in cal.class_names:
-                raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
-            k = list(cal.class_names).index(cls)
+    if has_reject:
+        summary.update(
+            calibrate_rejects(directory, manifest, split, max_recall_loss, reject_limit=reject_limit, **opts)
+        )
+    if not {"early_exit", "early_reject", "early_reject_blocks"} & set(summary):
+        raise GraphError(f"{directory} has no early exit or reject to calibrate; export with --segments all")
+    summary = json_ready(summary)  # strict JSON: inf (never) -> null
+    manifest.calibration = summary
+    manifest.save(directory)
+    return summary
+
+
+def _has_exit(manifest: Manifest) -> bool:
+    """A segment that hands features on and reports an exit (the last segment's is unused)."""
+    return any(
+        {OUTPUT_EXIT_SCORES, OUTPUT_FEATURES} <= set(g.output_names)
+        for g in manifest.of_kind(GraphKind.SEGMENT)
+    )
+
+
+def calibrate_exits(
+    directory: Path,
+    manifest: Manifest,
+    split: dict,
+    max_accuracy_loss: float,
+    *,
+    backend: str,
+    threads: int | None,
+    batch: int,
+    **search: Any,
+) -> dict:
+    """Exit thresholds on the calibration half (set on the segment entries of every precision),
+    report on both halves: exit_calibration.calibrate_exits (joint search by default)."""
+    from .exit_calibration import calibrate_exits as search_exits
+
+    return search_exits(
+        directory,
+        manifest,
+        split["calibration"],
+        split["evaluation"],
+        max_accuracy_loss=max_accuracy_loss,
+        batch=batch,
+        backend=backend,
+        threads=threads,
+        **search,
+    )
+
+
+def calibrate_rejects(
+    directory: Path,
+    manifest: Manifest,
+    split: dict,
+    max_recall_loss: float,
+    *,
+    backend: str,
+    threads: int | None,
+    batch: int,
+    reject_limit: int | None = None,
+) -> dict:
+    """{"early_reject": the pairs' figures, "early_reject_blocks": the probes' per-block table},
+    each present when the export has those graphs; thresholds and the chosen block into `manifest`."""
+    from .reject_search import calibrate_reject_blocks
+
+    out = {}
+    opts = {"backend": backend, "threads": threads, "batch": batch}
+    if manifest.has_kind(GraphKind.REJECT):
+        out["early_reject"] = _calibrate_pairs(directory, manifest, split, max_recall_loss, **opts)
+    if manifest.has_kind(GraphKind.REJECT_PROBE):
+        cal, ev = split["calibration"], split["evaluation"]
+        if reject_limit and reject_limit < len(cal):  # the probes run once per class: fewer images
+            cal, ev = cal.subset(np.arange(reject_limit)), ev.subset(np.arange(min(reject_limit, len(ev))))
+        out["early_reject_blocks"] = calibrate_reject_blocks(
+            directory, manifest, cal, ev, max_recall_loss=max_recall_loss, **opts
+        )
+    return out
+
+
+def _calibrate_pairs(
+    directory: Path,
+    manifest: Manifest,
+    split: dict,
+    max_recall_loss: float,
+    *,
+    backend: str,
+    threads: int | None,
+    batch: int,
+) -> dict:
+    """Per reject pair class: the reject threshold (set on its entries) and the evaluation-half figures."""
+    from .detector import RejectDetector
+
+    cal, ev = split["calibration"], split["evaluation"]
+    rej = {}
+    rejects = manifest.of_kind(GraphKind.REJECT, precision=None)
+    for cls in sorted({c for g in rejects for c in g.classes}):
+        if cls not in cal.class_names:
+            raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
+        k = list(cal.class_names).index(cls)
+        with RejectDetector.from_directory(directory, cls, backend=backend, threads=threads) as det:
             c_out = run_reject(det, cal.images, batch)
             source = "manifest"
             if det.threshold is None:  # no fitted decision threshold (untrained export): F1-optimal here
-                det.threshold = f1_optimal_threshold(c_out["scores"], cal.labels == k)
+                det.threshold = f1_optimal_threshold(c_out["scores"], cal.labels == k)[0]
                 source = "F1-optimal on the calibration half"
             pos = cal.labels == k
             detected = c_out["scores"][pos] > det.threshold
             t = calibrate_reject_threshold(c_out["distance"][pos], detected, max_recall_loss=max_recall_loss)
             det.reject_threshold = t
-            for g in manifest["graphs"]:
-                if g.get("kind") == "reject" and cls in g.get("classes", []):
-                    g["reject_threshold"] = t
-            class_flops = next(
-                (
-                    g.get("flops")
-                    for g in manifest["graphs"]
-                    if g.get("kind") == "class"
-                    and g.get("classes") == [cls]
-                    and g.get("precision", "fp32") == "fp32"
-                ),
-                None,
-            )
+            for g in rejects:
+                if cls in g.classes:
+                    g.reject_threshold = t
+            class_graph = manifest.class_graph(cls, FP32)
             rej[cls] = {
                 "reject_threshold": t,
                 "decision_threshold": det.threshold,
                 "decision_threshold_source": source,
-                "evaluation": evaluate_reject(det, ev.images, ev.labels == k, batch, class_flops),
+                "evaluation": evaluate_reject(
+                    det, ev.images, ev.labels == k, batch, class_graph.flops if class_graph else None
+                ),
             }
-        summary["early_reject"] = {"classes": rej, "max_recall_loss": max_recall_loss}
-    if "reject-probe" in kinds:
-        rcal, rev = cal, ev
-        if reject_limit and reject_limit < len(cal):  # the probes run once per class: fewer images
-            rcal, rev = cal.subset(np.arange(reject_limit)), ev.subset(np.arange(min(reject_limit, len(ev))))
-        summary["early_reject_blocks"] = calibrate_reject_blocks(
-            directory,
-            manifest,
-            rcal,
-            rev,
-            max_recall_loss=max_recall_loss,
-            batch=batch,
-            backend=backend,
-            threads=threads,
-        )
-    if not {"early_exit", "early_reject", "early_reject_blocks"} & set(summary):
-        raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
-    manifest["calibration"] = summary
-    save_manifest(directory, manifest)
-    return summary
+    return {"classes": rej, "max_recall_loss": max_recall_loss}

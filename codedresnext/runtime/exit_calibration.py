@@ -1,6 +1,7 @@
 """Early-exit calibration of an export directory: segment outputs on both held-out halves -> joint
 threshold search (exit_search) -> thresholds into every precision's segments, the compute/accuracy
-curve, and which exits pay for themselves (numpy + a runtime backend; no torch).
+curve, and which exits pay for themselves (numpy + a runtime backend; no torch). A threshold of +inf
+means the exit stays shut (calibrate stores it as null: the report and manifest are strict JSON).
 
 compute_saved is 1 - (mean FLOPs per sample) / (FLOPs of the whole chain), each sample charged the
 manifest FLOPs of the segments it ran, as EarlyExitClassifier spends them.
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..artifact import FP32, GraphKind, Manifest, ManifestEntry
 from ..errors import GraphError
 from .exit_search import (
     ExitOutcomes,
@@ -52,11 +54,12 @@ def measure_handover(full: Any, casc: Any, x: np.ndarray, *, reps: int = 9) -> d
     full_feed = {full.input_names[0]: next(iter(feed.values()))}
     full.infer(full_feed)
     casc.run_all(x)
-    times: dict[str, list[float]] = {"full": [], "chain": []}
+    calls = {"full": lambda: full.infer(full_feed), "chain": lambda: casc.run_all(x)}
+    times: dict[str, list[float]] = {k: [] for k in calls}
     for r in range(reps):
-        for which in ("full", "chain") if r % 2 == 0 else ("chain", "full"):
+        for which in list(calls) if r % 2 == 0 else list(calls)[::-1]:
             t0 = time.perf_counter()
-            full.infer(full_feed) if which == "full" else casc.run_all(x)
+            calls[which]()
             times[which].append(time.perf_counter() - t0)
     ratio = min(times["chain"]) / min(times["full"]) - 1.0
     cuts = max(len(casc.segments) - 1, 1)
@@ -72,14 +75,14 @@ def measure_handover(full: Any, casc: Any, x: np.ndarray, *, reps: int = 9) -> d
     }
 
 
-def decoder_flops(manifest: dict, block: int | None) -> float:
+def decoder_flops(manifest: Manifest, block: int | None) -> float:
     """Element-wise FLOPs of one early decoder per sample (distance to K codewords + softmax): the
     manifest's FLOPs count Conv/Gemm only, so the rule adds these explicitly (0 if unknown)."""
-    model = manifest.get("model") or {}
-    cfg = model.get("config") or {}
+    model = manifest.model
+    cfg = (model.config if model else None) or {}
     if block is None or not cfg.get("stages"):
         return 0.0
-    k = int(model.get("num_classes", len(model.get("class_names", ()))))
+    k = int(model.num_classes)
     first = 0
     for s in cfg["stages"]:
         if block < first + s["depth"]:
@@ -88,33 +91,40 @@ def decoder_flops(manifest: dict, block: int | None) -> float:
     raise GraphError(f"block {block} is not in the model")
 
 
-def _segment_key(g: dict):
+def _segment_key(g: ManifestEntry):
     """Identity of a segment across precisions: its cascade index (fp16 twins share it)."""
-    seg = g.get("segment")
-    if isinstance(seg, dict) and "index" in seg:
-        return seg["index"]
-    if "index" in g:
-        return g["index"]
-    return g["name"].removesuffix("_fp16")
+    return g.segment.index if g.segment is not None else g.name.removesuffix("_fp16")
 
 
-def _write_thresholds(manifest: dict, refs: list, exit_segments: list[int], thresholds: list[float]) -> list:
+def _write_thresholds(
+    manifest: Manifest, refs: list, exit_segments: list[int], thresholds: list[float]
+) -> list[str]:
     """Each exit's threshold into its segment entry of EVERY precision (fp16 twins share the index)."""
-    by_key = {
-        _segment_key(refs[si].entry or {"name": refs[si].name}): t for si, t in zip(exit_segments, thresholds)
-    }
+    by_key = {_segment_key(refs[si].entry): t for si, t in zip(exit_segments, thresholds)}
     written = []
-    for g in manifest["graphs"]:
-        if g.get("kind") == "segment" and _segment_key(g) in by_key:
-            g["exit_threshold"] = by_key[_segment_key(g)]
-            g["exit_threshold_calibrated_on"] = "fp32 segments"
-            written.append(g["name"])
+    for g in manifest.of_kind(GraphKind.SEGMENT, precision=None):
+        if _segment_key(g) in by_key:
+            g.exit_threshold = float(by_key[_segment_key(g)])
+            g.exit_threshold_calibrated_on = "fp32 segments"
+            written.append(g.name)
     return written
+
+
+def _search(grid: ExitOutcomes, search: str, guard: str, budget: float, margin_se: float) -> dict:
+    """{"thresholds", "method", ...}: the joint search under `guard`, or the greedy baseline."""
+    if search == "greedy":
+        th = greedy_search(grid, min_correct_for(grid, budget))
+        return {"method": "greedy (one exit at a time)", "greedy_thresholds": th, "thresholds": th}
+    if search == "joint" and guard in GUARDS:
+        if guard == "cv":
+            return search_cross_validated(grid, budget)
+        return search_with_margin(grid, budget, z=margin_se if guard == "se" else 0.0)
+    raise GraphError(f"unknown search {search!r} / guard {guard!r}; use joint|greedy and {GUARDS}")
 
 
 def calibrate_exits(
     directory: Path,
-    manifest: dict,
+    manifest: Manifest,
     cal: Any,
     ev: Any,
     *,
@@ -135,35 +145,26 @@ def calibrate_exits(
     from .backend import open_backend
     from .cascade import EarlyExitClassifier
 
-    casc = EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads)
-    if any(np.isnan(casc.segment_flops)):
-        raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
-    if casc.num_exits == 0:
-        raise GraphError("these segments have no early exit (no segment ends at a coded block)")
-    flops, segs = casc.segment_flops, casc.exit_segments
-    o_cal = ExitOutcomes.from_outputs(*cascade_outputs(casc, cal.images, batch), cal.labels, flops, segs)
-    o_ev = ExitOutcomes.from_outputs(*cascade_outputs(casc, ev.images, batch), ev.labels, flops, segs)
+    full = manifest.first(GraphKind.FULL, FP32)
+    if full is None:
+        raise GraphError(f"{directory} has no fp32 full graph to measure the hand-over against; re-export")
+    with EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads) as casc:
+        if any(np.isnan(casc.segment_flops)):
+            raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
+        if casc.num_exits == 0:
+            raise GraphError("these segments have no early exit (no segment ends at a coded block)")
+        flops, segs, refs = casc.segment_flops, casc.exit_segments, casc.refs
+        o_cal = ExitOutcomes.from_outputs(*cascade_outputs(casc, cal.images, batch), cal.labels, flops, segs)
+        o_ev = ExitOutcomes.from_outputs(*cascade_outputs(casc, ev.images, batch), ev.labels, flops, segs)
+        with open_backend(backend, directory / full.file, threads=threads) as full_be:
+            handover = measure_handover(full_be, casc, cal.images[:batch])
     grid = o_cal.with_grid(GRID)
-    if search == "greedy":
-        th = greedy_search(grid, min_correct_for(grid, max_accuracy_loss))
-        found = {"method": "greedy (one exit at a time)", "greedy_thresholds": th}
-    elif search == "joint" and guard in GUARDS:
-        if guard == "cv":
-            found = search_cross_validated(grid, max_accuracy_loss)
-        else:
-            found = search_with_margin(grid, max_accuracy_loss, z=margin_se if guard == "se" else 0.0)
-        th = found["thresholds"]
-    else:
-        raise GraphError(f"unknown search {search!r} / guard {guard!r}; use joint|greedy and {GUARDS}")
-    names = [casc.refs[i].name for i in segs]
-    written = _write_thresholds(manifest, casc.refs, segs, th)
-    full_entry = next(
-        g for g in manifest["graphs"] if g.get("kind") == "full" and g.get("precision") != "fp16"
-    )
-    full_be = open_backend(backend, directory / full_entry["file"], threads=threads)
-    handover = measure_handover(full_be, casc, cal.images[:batch])
+    found = _search(grid, search, guard, max_accuracy_loss, margin_se)
+    th = found["thresholds"]
+    names = [refs[i].name for i in segs]
+    written = _write_thresholds(manifest, refs, segs, th)
     total = float(np.sum(flops))
-    blocks = [(casc.refs[i].entry.get("blocks") or [None, None])[1] for i in segs]
+    blocks = [(refs[i].entry.blocks or [None, None])[1] for i in segs]
     dec = [decoder_flops(manifest, b) / total for b in blocks]
     searched = found.get("searched_budget", max_accuracy_loss)
     budget = max_accuracy_loss if searched is None else searched  # None: cross-validation allowed no exit
