@@ -19,8 +19,7 @@ def _pair(s: str) -> tuple[int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..config import PRESETS
-    from ..train.config import AUTO_EVAL_LIMIT, TrainConfig
+    from ..train.config import TrainConfig
 
     d = TrainConfig()  # the defaults
     p = sub.add_parser(
@@ -31,6 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "torchrun --nproc-per-node G -m codedresnext.cli train ... (a W-process run "
         "equals one process with --grad-accum W).",
     )
+    _run_options(p, d)
+    _optimizer_options(p.add_argument_group("optimisation"), d)
+    _data_options(p.add_argument_group("data and augmentation"), d)
+    p.set_defaults(func=run)
+
+
+def _run_options(p: argparse.ArgumentParser, d) -> None:
+    from ..config import PRESETS
+
     p.add_argument("--preset", default=d.preset, help=f"{' | '.join(PRESETS)} (default {d.preset})")
     p.add_argument(
         "--data",
@@ -40,52 +48,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, help="run directory (config.json, metrics.jsonl, last.pt, best.pt)"
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps")
-    p.add_argument(
+    p.add_argument("--control", action="store_true", help="plain ResNeXt baseline (every block r = 1)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--save-every", type=int, default=d.save_every, help="also checkpoint every N steps")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"(default {d.seed})")
+    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
+    g.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps")
+    g.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"global batch (default {d.batch_size})"
     )
-    p.add_argument("--lr", type=float, default=d.lr, help="peak LR (default 0.1 x batch/512, the paper's)")
-    p.add_argument("--min-lr", type=float, default=d.min_lr, help=f"final LR (default {d.min_lr})")
-    p.add_argument(
-        "--momentum", type=float, default=d.momentum, help=f"Nesterov momentum (default {d.momentum})"
+    g.add_argument("--grad-accum", type=int, default=d.grad_accum, help=f"(default {d.grad_accum})")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak LR (default 0.1 x batch/512, the paper's)")
+    g.add_argument("--min-lr", type=float, default=d.min_lr, help=f"final LR (default {d.min_lr})")
+    g.add_argument("--momentum", type=float, default=d.momentum, help=f"Nesterov (default {d.momentum})")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"(default {d.weight_decay})")
+    g.add_argument(
+        "--schedule", choices=("cosine", "onecycle"), default=d.schedule, help=f"(default {d.schedule})"
     )
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"(default {d.weight_decay})")
-    p.add_argument(
+    g.add_argument("--warmup-frac", type=float, default=d.warmup_frac, help=f"(default {d.warmup_frac})")
+    g.add_argument(
         "--mu",
         type=float,
         default=d.mu,
         help=f"coding loss weight (default {d.mu}; paper: 6 CIFAR, 1 ImageNet)",
     )
-    p.add_argument(
+    g.add_argument(
         "--p-drop", type=float, default=d.p_drop, help=f"dropSubNN probability (default {d.p_drop})"
     )
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--schedule", choices=("cosine", "onecycle"), default=d.schedule)
-    p.add_argument("--warmup-frac", type=float, default=d.warmup_frac)
-    p.add_argument(
-        "--randaugment",
-        type=_pair,
-        default=d.randaugment,
-        metavar="OPS,MAG",
-        help="RandAugment (default: the preset's, "
-        + ", ".join(
-            f"{k} {v.randaugment and ','.join(map(str, v.randaugment)) or 'none'}" for k, v in PRESETS.items()
-        )
-        + ")",
+    g.add_argument(
+        "--label-smoothing", type=float, default=d.label_smoothing, help=f"(default {d.label_smoothing})"
     )
-    p.add_argument("--no-randaugment", action="store_true", help="only the crop and flip")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum)
-    p.add_argument("--save-every", type=int, default=d.save_every, help="also checkpoint every N steps")
-    p.add_argument(
-        "--eval-limit",
-        type=int,
-        default=d.eval_limit,
-        metavar="N",
-        help="evaluate on a fixed random subset of N test images; 0 = all (default: all, "
-        f"or {AUTO_EVAL_LIMIT} when --max-steps is given)",
+
+
+def _data_options(g: argparse._ArgumentGroup, d) -> None:
+    from ..config import PRESETS
+    from ..train.config import AUTO_EVAL_LIMIT
+
+    ra = ", ".join(
+        f"{k} {','.join(map(str, v.randaugment)) if v.randaugment else 'none'}" for k, v in PRESETS.items()
     )
-    p.add_argument(
+    g.add_argument("--randaugment", type=_pair, default=d.randaugment, metavar="OPS,MAG",
+                   help=f"RandAugment (default: the preset's: {ra})")  # fmt: skip
+    g.add_argument("--no-randaugment", action="store_true", help="only the crop and flip")
+    g.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
+    g.add_argument(
         "--image-size",
         type=int,
         default=d.image_size,
@@ -93,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ImageFolder images as N x N (shorter side resized, centre crop; the crop size for "
         "random-resized-crop presets); needed when image sizes differ",
     )
-    p.add_argument(
+    g.add_argument(
         "--workers",
         type=int,
         default=d.workers,
@@ -101,22 +113,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"DataLoader processes that decode and augment (default {d.workers}: batched in the "
         "main process, on the training device); N > 0 streams ImageFolder trees from disk",
     )
-    p.add_argument(
+    g.add_argument(
         "--stream",
         action=argparse.BooleanOptionalAction,
         default=d.stream,
         help="read ImageFolder images from disk per batch instead of decoding the split into memory "
         "(default: stream with --workers > 0 or when the split would not fit in memory)",
     )
-    p.add_argument("--flip-tta", action="store_true", help="test-time flip averaging in evaluation")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--control", action="store_true", help="plain ResNeXt baseline (every block r = 1)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: cuda if available)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
-    p.set_defaults(func=run)
+    g.add_argument(
+        "--eval-limit",
+        type=int,
+        default=d.eval_limit,
+        metavar="N",
+        help="evaluate on a fixed random subset of N test images; 0 = all (default: all, "
+        f"or {AUTO_EVAL_LIMIT} when --max-steps is given)",
+    )
+    g.add_argument("--flip-tta", action="store_true", help="test-time flip averaging in evaluation")
 
 
 def config_kwargs(args: argparse.Namespace) -> dict:

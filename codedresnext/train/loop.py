@@ -28,37 +28,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import __version__
 from .._io import write_json, write_text
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import PRESETS, ModelConfig, build_config
-from ..data import ArrayDataset, FolderDataset, open_dataset
-from ..errors import CodedResNeXtError, DataError
+from ..config import ModelConfig, build_config
+from ..data import ArrayDataset, FolderDataset
+from ..errors import CodedResNeXtError
 from ..model import CodedResNeXt
 from .augment import to_input
 from .config import AUTO_EVAL_LIMIT, TRAJECTORY, TrainConfig
 from .dist import Dist
 from .evaluation import classifier_metrics
-from .pipeline import Augment, BatchMaker, MicroBatchSampler, loader, micro_seed
+from .pipeline import augmentation, load_splits, micro_seed, train_batches
+from .schedule import lr_at
 
 Dataset = ArrayDataset | FolderDataset
-
-
-def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
-    base = cfg.resolved_lr()
-    warm = int(cfg.warmup_frac * total)
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    if cfg.schedule == "cosine":
-        return cfg.min_lr + 0.5 * (base - cfg.min_lr) * (1 + math.cos(math.pi * t))
-    if cfg.schedule == "onecycle":
-        return cfg.min_lr + (base - cfg.min_lr) * (1 - t)
-    raise CodedResNeXtError(f"unknown schedule {cfg.schedule!r}; use 'cosine' or 'onecycle'")
 
 
 @dataclass
@@ -109,7 +96,10 @@ def train(cfg: TrainConfig) -> dict:
     dist = Dist(cfg.device)
     try:
         run = _setup(cfg, dist, Path(cfg.out))
-        batches = _batches(run)
+        micros = [dist.rank * cfg.grad_accum + a for a in range(cfg.grad_accum)]
+        batches = train_batches(
+            cfg, run.train_ds, micros, run.micro_batches, (run.step, run.total), dist.device
+        )
         while run.step < run.total:
             epoch = run.step // run.steps_per_epoch
             train_one_epoch(run, batches, epoch)
@@ -131,7 +121,7 @@ def _setup(cfg: TrainConfig, dist: Dist, out: Path) -> Run:
         raise CodedResNeXtError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
-    train_ds, test_ds = _load_data(cfg, dist)
+    train_ds, test_ds = load_splits(cfg, dist)
     model_cfg = build_config(cfg.preset, class_names=train_ds.class_names, control=cfg.control)
     micro_size, steps_per_epoch, total = _plan(cfg, dist, len(train_ds))
     torch.manual_seed(cfg.seed)
@@ -165,47 +155,6 @@ def _setup(cfg: TrainConfig, dist: Dist, out: Path) -> Run:
     if dist.main:
         _write_config(run)
     return run
-
-
-def _load_data(cfg: TrainConfig, dist: Dist) -> tuple[Dataset, Dataset]:
-    """Both splits; under torchrun rank 0 extracts/decodes into the cache first, the others reuse it.
-
-    ImageFolder trees stream from disk with --stream, with --workers N > 0 (the workers decode), or
-    when the split would not fit in memory; otherwise they are decoded once into arrays."""
-    stream = cfg.stream if cfg.stream is not None else (True if cfg.workers > 0 else None)
-    kw = {"stream": stream, "download": cfg.download, "size": cfg.image_size}
-    if not dist.main:
-        dist.barrier()
-    try:
-        train_ds = open_dataset(cfg.data, "train", **kw)
-        test_ds = open_dataset(cfg.data, "test", **kw)
-    finally:
-        if dist.main:
-            dist.barrier()
-    _check_splits(cfg, train_ds, test_ds)
-    limit = cfg.resolved_eval_limit()
-    if limit and limit < len(test_ds):
-        # a fixed random subset: the first N images of a sorted folder are all one class
-        test_ds = test_ds.subset(np.sort(np.random.default_rng(0).permutation(len(test_ds))[:limit]))
-    return train_ds, test_ds
-
-
-def _check_splits(cfg: TrainConfig, train_ds: Dataset, test_ds: Dataset) -> None:
-    if test_ds.class_names != train_ds.class_names:
-        only_train = sorted(set(train_ds.class_names) - set(test_ds.class_names))
-        only_test = sorted(set(test_ds.class_names) - set(train_ds.class_names))
-        raise DataError(
-            f"{cfg.data}: train/ and test/ have different class folders (only in train: {only_train[:5]}, "
-            f"only in test: {only_test[:5]}); both splits need the same classes"
-        )
-    if len(train_ds.class_names) < 2:
-        raise DataError(f"{cfg.data}: needs at least 2 classes, found {list(train_ds.class_names)}")
-    arrays = isinstance(train_ds, ArrayDataset) and isinstance(test_ds, ArrayDataset)
-    if arrays and train_ds.images.shape[1:] != test_ds.images.shape[1:]:
-        raise DataError(
-            f"{cfg.data}: train images are {train_ds.images.shape[1:3]} but test images "
-            f"{test_ds.images.shape[1:3]}; pass --image-size N to store both as N x N"
-        )
 
 
 def _plan(cfg: TrainConfig, dist: Dist, n: int) -> tuple[int, int, int]:
@@ -277,39 +226,6 @@ def _write_config(run: Run) -> None:
             "streamed": isinstance(run.train_ds, FolderDataset),
         },
     )
-
-
-def augmentation(cfg: TrainConfig) -> Augment:
-    """The preset's crop policy with this run's RandAugment and image size."""
-    p = PRESETS[cfg.preset]
-    size = cfg.image_size if p.train_crop == "pad" else (cfg.image_size or p.input_size)
-    return Augment(crop=p.train_crop, randaugment=cfg.resolved_randaugment(), size=size)
-
-
-def eval_size(cfg: TrainConfig) -> int | None:
-    """The size a streamed test split is decoded at (as an in-memory one would be stored)."""
-    return augmentation(cfg).size
-
-
-def _batches(run: Run) -> Iterator:
-    """This process's micro-batches from run.step to the end: (images, labels, RNG state) each.
-
-    With 0 workers they are made here, augmented on the training device; else in worker processes
-    on their CPUs (pinned memory for a GPU)."""
-    cfg, dist = run.cfg, run.dist
-    micros = [dist.rank * cfg.grad_accum + a for a in range(cfg.grad_accum)]
-    sampler = MicroBatchSampler(
-        len(run.train_ds),
-        batch_size=cfg.batch_size,
-        micro_batches=run.micro_batches,
-        micros=micros,
-        seed=cfg.seed,
-        start=run.step,
-        stop=run.total,
-    )
-    device = dist.device if cfg.workers == 0 else "cpu"
-    maker = BatchMaker(run.train_ds, augmentation(cfg), seed=cfg.seed, device=device)
-    return loader(maker, sampler, cfg.workers, pin=dist.device.type == "cuda")
 
 
 # --- one epoch --------------------------------------------------------------------------------
@@ -395,7 +311,7 @@ def validate(run: Run) -> dict:
         run.test_ds,
         device=run.dist.device,
         flip_tta=run.cfg.flip_tta,
-        size=eval_size(run.cfg),
+        size=augmentation(run.cfg).size,  # as the in-memory path stores it
         workers=run.cfg.workers,
     )
 

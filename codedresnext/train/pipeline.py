@@ -1,4 +1,5 @@
-"""The training input pipeline: which images each micro-batch holds, and how they are augmented.
+"""The training input pipeline: the splits (`load_splits`: in memory or streamed from disk), which
+images each micro-batch holds, and how they are augmented (`train_batches`).
 
 One function, `BatchMaker.__getitem__`, makes a micro-batch from its (step, micro) key: it seeds
 torch's CPU generator from (seed, step, micro), gathers or decodes the images, augments them and
@@ -24,9 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import ArrayDataset, FolderDataset
+from ..config import PRESETS
+from ..data import ArrayDataset, FolderDataset, open_dataset
 from ..errors import DataError
 from .augment import crop_flip, hflip, rand_augment, random_resized_crop
+from .config import TrainConfig
+from .dist import Dist
 
 Dataset = ArrayDataset | FolderDataset
 
@@ -157,6 +161,78 @@ def loader(maker: torch.utils.data.Dataset, sampler, workers: int, pin: bool) ->
             prefetch_factor=4,
         )
     )
+
+
+def load_splits(cfg: TrainConfig, dist: Dist) -> tuple[Dataset, Dataset]:
+    """Both splits; under torchrun rank 0 extracts/decodes into the cache first, the others reuse it.
+
+    ImageFolder trees stream from disk with --stream, with --workers N > 0 (the workers decode), or
+    when the split would not fit in memory; otherwise they are decoded once into arrays."""
+    stream = cfg.stream if cfg.stream is not None else (True if cfg.workers > 0 else None)
+    kw = {"stream": stream, "download": cfg.download, "size": cfg.image_size}
+    if not dist.main:
+        dist.barrier()
+    try:
+        train_ds = open_dataset(cfg.data, "train", **kw)
+        test_ds = open_dataset(cfg.data, "test", **kw)
+    finally:
+        if dist.main:
+            dist.barrier()
+    _check_splits(cfg, train_ds, test_ds)
+    limit = cfg.resolved_eval_limit()
+    if limit and limit < len(test_ds):
+        # a fixed random subset: the first N images of a sorted folder are all one class
+        test_ds = test_ds.subset(np.sort(np.random.default_rng(0).permutation(len(test_ds))[:limit]))
+    return train_ds, test_ds
+
+
+def _check_splits(cfg: TrainConfig, train_ds: Dataset, test_ds: Dataset) -> None:
+    if test_ds.class_names != train_ds.class_names:
+        only_train = sorted(set(train_ds.class_names) - set(test_ds.class_names))
+        only_test = sorted(set(test_ds.class_names) - set(train_ds.class_names))
+        raise DataError(
+            f"{cfg.data}: train/ and test/ have different class folders (only in train: {only_train[:5]}, "
+            f"only in test: {only_test[:5]}); both splits need the same classes"
+        )
+    if len(train_ds.class_names) < 2:
+        raise DataError(f"{cfg.data}: needs at least 2 classes, found {list(train_ds.class_names)}")
+    arrays = isinstance(train_ds, ArrayDataset) and isinstance(test_ds, ArrayDataset)
+    if arrays and train_ds.images.shape[1:] != test_ds.images.shape[1:]:
+        raise DataError(
+            f"{cfg.data}: train images are {train_ds.images.shape[1:3]} but test images "
+            f"{test_ds.images.shape[1:3]}; pass --image-size N to store both as N x N"
+        )
+
+
+def augmentation(cfg: TrainConfig) -> Augment:
+    """The preset's crop policy with this run's RandAugment and image size."""
+    p = PRESETS[cfg.preset]
+    size = cfg.image_size if p.train_crop == "pad" else (cfg.image_size or p.input_size)
+    return Augment(crop=p.train_crop, randaugment=cfg.resolved_randaugment(), size=size)
+
+
+def train_batches(
+    cfg: TrainConfig,
+    ds: Dataset,
+    micros: list[int],
+    micro_batches: int,
+    steps: tuple[int, int],
+    device: torch.device,
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Micro-batches `micros` (of `micro_batches` per step) of steps [start, stop): (uint8 images,
+    labels, CPU generator state) each. With 0 workers they are made here, augmented on the training
+    `device`; else in worker processes on their CPUs (pinned memory towards a GPU)."""
+    sampler = MicroBatchSampler(
+        len(ds),
+        batch_size=cfg.batch_size,
+        micro_batches=micro_batches,
+        micros=micros,
+        seed=cfg.seed,
+        start=steps[0],
+        stop=steps[1],
+    )
+    maker = BatchMaker(ds, augmentation(cfg), seed=cfg.seed, device=device if cfg.workers == 0 else "cpu")
+    return loader(maker, sampler, cfg.workers, pin=device.type == "cuda")
 
 
 class EvalBatches(torch.utils.data.Dataset):
