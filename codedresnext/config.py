@@ -200,7 +200,7 @@ register(
     Preset(
         name="tiny",
         doc="Small CIFAR-10 network with the cifar10 codes (5/10, 3/10); trains on a 2-core CPU; "
-        "293,216 parameters. Crop + flip only by default: per-sample RandAugment tripled its CPU step.",
+        "293,216 parameters. Crop + flip only by default (the demo recipe's few-epoch budget).",
         stages=(_stage(64, 4, 10, 10, 1, 1), _stage(128, 8, 10, 5, 2, 2), _stage(256, 16, 10, 3, 2, 2)),
         dataset="cifar10",
         class_names=tuple(CIFAR10_CLASSES),
