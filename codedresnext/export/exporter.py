@@ -39,10 +39,13 @@ DEFAULT_FP16_TOLERANCE = 5e-2  # abs on logits/scores for FP16 graphs vs the flo
 __all__ = ["DEFAULT_TOLERANCE", "REL_ERROR_DEFINITION", "PlannedGraph", "export_graphs", "plan_graphs"]
 
 
-def default_images_path() -> Path:
-    shared = os.environ.get("CODEDRESNEXT_SHARED")
-    root = Path(shared) if shared else Path(__file__).resolve().parents[3] / "shared"
-    return root / "datasets" / "cifar10-jpeg.tar.gz"
+def default_images_path() -> Path | None:
+    """The offline CIFAR-10 JPEGs under $CODEDRESNEXT_SHARED (or ../shared beside a source checkout);
+    None for an installed package without the variable (then pass --images)."""
+    from .._paths import shared_root
+
+    root = shared_root()
+    return root / "datasets" / "cifar10-jpeg.tar.gz" if root is not None else None
 
 
 def _few_from_tree(path: Path, count: int) -> np.ndarray:
@@ -73,6 +76,8 @@ def load_real_images(source, size: int, count: int = 16) -> tuple[np.ndarray | N
     """(uint8 (n, size, size, 3) or None, description). source: .npz / .npy / image tree / .tar.gz."""
     if source is None:
         path = default_images_path()
+        if path is None:
+            return None, "none: no default images outside a checkout (pass --images, or CODEDRESNEXT_SHARED)"
         if not path.is_file():
             return None, f"none: {path} not found (pass --images)"
     else:
