@@ -28,6 +28,8 @@ SKIP = {
     "codedresnext train": "training (tests/test_cli_train.py and tests/test_train.py run tiny ones)",
     "codedresnext evaluate": "scores the 10,000-image test set on every class graph (minutes); "
     "tests/test_evaluate.py runs it on a small tree",
+    "codedresnext precise-bn": "decodes the 50,000-image CIFAR-10 train split and scores the test set "
+    "(minutes); tests/test_precise_bn.py runs it on a small tree",
     "codedresnext build": "needs an NVIDIA GPU with TensorRT 10 or 11 (cannot be installed here)",
     "python benchmarks/": "benchmarks take minutes on an idle machine; they write benchmarks/results/",
 }
