@@ -9,7 +9,7 @@ _REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..train.precise_bn import DEFAULT_IMAGES
+    from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` needs no torch
 
     p = sub.add_parser(
         "precise-bn",
