@@ -264,6 +264,7 @@ def export_graphs(
     image_count: int = 16,
     overwrite: bool = False,
     progress: bool = True,
+    int8=None,
 ) -> dict:
     """Export and verify graphs into `out`; returns the manifest. See the module docstring.
 
@@ -272,6 +273,8 @@ def export_graphs(
     subsets: lists of class names -> one graph each; segments: True for the default cuts or block
     indices to cut after; reject_block: block index for early-reject pairs (classes default to all).
     batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
+    int8: an `int8.Int8Options` (calibration data, method, precisions) adds INT8 twins of every
+    fp32 graph (export/int8.py, export/quantize.py).
     """
     import torch
     from tqdm import tqdm
@@ -299,6 +302,11 @@ def export_graphs(
         real, real_desc = None, "none: 0 real images asked for"
     else:
         real, real_desc = load_real_images(images, cfg.input_size, image_count)
+    int8_data = None
+    if int8 is not None:  # before anything is written: a bad --calibration fails here
+        from .int8 import load_int8_data
+
+        int8_data = load_int8_data(int8, cfg)
     tmp = _prepare_out(out, overwrite)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the reference batches are small; threads only contend on small hosts
@@ -383,6 +391,10 @@ def export_graphs(
             verify=verify,
             batch=batch,
         )
+        if int8 is not None:
+            from .int8 import add_int8_twins
+
+            add_int8_twins(tmp, manifest, full_model, int8_data, int8, progress=progress)
         save_manifest(tmp, manifest)
         _commit(tmp, out)
         return manifest

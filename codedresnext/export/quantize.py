@@ -209,8 +209,40 @@ def ranges_for(ranges, model):
 # -- quantize one graph -----------------------------------------------------------------------------------
 
 
-def quantize(model, ranges, precision: str):
-    """The `precision` twin of one fp32 graph, quantized with `ranges` (the full graph's, aliased)."""
+def full_weights(full_model) -> dict[str, np.ndarray]:
+    """The full graph's convolution weights, by name (for `weight_overrides`)."""
+    from onnx import numpy_helper
+
+    convs = {n.input[1] for n in full_model.graph.node if n.op_type == "Conv"}
+    return {t.name: numpy_helper.to_array(t) for t in full_model.graph.initializer if t.name in convs}
+
+
+def weight_overrides(model, full: dict[str, np.ndarray]) -> dict[str, list[dict]]:
+    """Per-channel weight ranges of the full graph, for weights a derived graph sliced on the input axis.
+
+    A pruned coded block keeps all output channels of its expand conv but only the kept branches'
+    input columns, so its per-output-channel max |w| (hence its int8 scales) would differ from the
+    full graph's. The full graph's ranges make the pruned weight's int8 values those of the full
+    weight's kept columns: the pruned graph then equals the masked graph in int8 too. Weights
+    sliced on the output axis (reduce, 3x3) keep their rows' ranges anyway.
+    """
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    out: dict[str, list[dict]] = {}
+    for n in model.graph.node:
+        w = n.input[1] if n.op_type == "Conv" and len(n.input) > 1 else None
+        if w is None or w not in full or w not in shapes:
+            continue
+        fw = full[w]
+        if shapes[w] == fw.shape or shapes[w][0] != fw.shape[0]:
+            continue
+        m = np.abs(fw.reshape(fw.shape[0], -1)).max(1)
+        out[w] = [{"axis": 0, "rmin": float(-v), "rmax": float(v)} for v in m]
+    return out
+
+
+def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | None = None):
+    """The `precision` twin of one fp32 graph, quantized with `ranges` (the full graph's, aliased);
+    `full`: full_weights(full graph), so that pruned weights get the full graph's weight scales."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -227,6 +259,9 @@ def quantize(model, ranges, precision: str):
         "DedicatedQDQPair": False,
         "OpTypesToExcludeOutputQuantization": [] if r.quantize_outputs else ["Conv", "Add", "Relu"],
     }
+    overrides = weight_overrides(model, full or {})
+    if overrides:
+        extra["TensorQuantOverrides"] = overrides
     log = logging.getLogger()
     level = log.level
     with tempfile.TemporaryDirectory(prefix="codedresnext-q-") as tmp:
