@@ -43,6 +43,7 @@ class Runner:
     peak_memory_mib: float | None = None
     classes: list[str] = field(default_factory=list)
     source: tuple[str, str, dict] | None = None  # (backend, path, options) for the memory probe
+    precision: str = "fp32"  # fp32, fp16, int8 (TensorRT Q/DQ form), int8-cpu (ONNX Runtime CPU form)
 
 
 def _stats(lat_s: list[float], batch: int) -> dict:
@@ -96,6 +97,7 @@ def _graph_runner(directory: Path, g: dict, backend: str, options: dict) -> Runn
         None,
         list(g.get("classes") or []),
         (backend, str(directory / g["file"]), options),
+        g.get("precision", "fp32"),
     )
 
 
@@ -128,13 +130,14 @@ def select_graphs(manifest: dict, names: list[str] | None, max_class_graphs: int
         if unknown:
             raise GraphError(f"no graph(s) {unknown} in the manifest; available: {sorted(known)}")
         return [known[n] for n in names]
-    out, n_class = [], 0
-    for g in graphs:
-        if g.get("kind") not in DEFAULT_KINDS or g.get("precision", "fp32") != "fp32":
+    out, n_class = [], {}
+    for g in graphs:  # every precision, side by side; up to max_class_graphs class graphs of each
+        if g.get("kind") not in DEFAULT_KINDS:
             continue
         if g.get("kind") == "class":
-            n_class += 1
-            if n_class > max_class_graphs:
+            p = g.get("precision", "fp32")
+            n_class[p] = n_class.get(p, 0) + 1
+            if n_class[p] > max_class_graphs:
                 continue
         out.append(g)
     return out
@@ -242,7 +245,7 @@ def cpu_model() -> str:
 def add_ratios(graphs: list[dict]) -> None:
     """speedup = full median latency / graph median latency (same batch, same run); flop_ratio =
     full FLOPs / graph FLOPs; efficiency = speedup / flop_ratio (1.0 = the FLOP saving fully realised)."""
-    full = next((g for g in graphs if g["kind"] == "full"), None)
+    full = next((g for g in graphs if g["kind"] == "full" and g.get("precision", "fp32") == "fp32"), None)
     if full is None:
         return
     by_batch = {r["batch"]: r for r in full["results"]}
@@ -269,7 +272,14 @@ def goals(graphs: list[dict], batch: int) -> dict:
         return next((r for r in g["results"] if r["batch"] == batch), None)
 
     out: dict[str, Any] = {"batch": batch}
-    cls = [g for g in graphs if g["kind"] == "class" and res(g) and res(g).get("speedup_over_flop_ratio")]
+    cls = [
+        g
+        for g in graphs
+        if g["kind"] == "class"
+        and g.get("precision", "fp32") == "fp32"
+        and res(g)
+        and res(g).get("speedup_over_flop_ratio")
+    ]
     if cls:
         eff = [res(g)["speedup_over_flop_ratio"] for g in cls]
         eff_min = [res(g)["speedup_over_flop_ratio_min"] for g in cls]
@@ -286,11 +296,14 @@ def goals(graphs: list[dict], batch: int) -> dict:
     masked = [g for g in graphs if g["kind"] == "masked" and res(g)]
     if masked:
         out["masked_speedup"] = [res(g)["speedup_vs_full"] for g in masked]
-    full = next((g for g in graphs if g["kind"] == "full"), None)
+    full = next((g for g in graphs if g["kind"] == "full" and g.get("precision", "fp32") == "fp32"), None)
     peer = next((g for g in graphs if g["kind"] == "peer-torch"), None)
     if full and peer and res(full) and res(peer):
         r = res(full)["throughput_sps"] / res(peer)["throughput_sps"]
         out["ort_over_torch_full"] = {"throughput_ratio": r, "met": bool(r >= 1.0)}
+    from .bench_precision import int8_goals
+
+    out.update(int8_goals(graphs, batch))
     return out
 
 
@@ -428,6 +441,7 @@ def run_bench(
         {
             "name": r.name,
             "kind": r.kind,
+            "precision": r.precision,
             "params": r.params,
             "flops": r.flops,
             "classes": r.classes,
@@ -492,9 +506,9 @@ def markdown(report: dict) -> str:
         "",
         f"Note: {QPS_NOTE}.",
         "",
-        "| graph | kind | params | MFLOPs | FLOP ratio | batch | median ms | p99 ms | samples/s | speedup | "
-        "speedup / FLOP ratio | peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| graph | kind | precision | params | MFLOPs | FLOP ratio | batch | median ms | p99 ms | "
+        "samples/s | speedup | speedup / FLOP ratio | peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def f(v, fmt):
@@ -503,7 +517,7 @@ def markdown(report: dict) -> str:
     for g in report["graphs"]:
         for r in g["results"]:
             lines.append(
-                f"| {g['name']} | {g['kind']} | {f(g['params'], ',')} | "
+                f"| {g['name']} | {g['kind']} | {g.get('precision', 'fp32')} | {f(g['params'], ',')} | "
                 f"{f(g['flops'] and g['flops'] / 1e6, '.1f')} | "
                 f"{f(g.get('flop_ratio_vs_full'), '.2f')} | {r['batch']} | {r['latency_ms']['median']:.3f} | "
                 f"{r['latency_ms']['p99']:.3f} | {r['throughput_sps']:.1f} | "
@@ -535,6 +549,9 @@ def markdown(report: dict) -> str:
             f"- ONNX Runtime / PyTorch eager throughput on the full model: {o['throughput_ratio']:.2f} "
             f"(goal >= 1: {'met' if o['met'] else 'NOT met'})"
         )
+    from .bench_precision import int8_goal_lines
+
+    lines += int8_goal_lines(gl)
     if "early_exit" in report:
         e = report["early_exit"]
         lines += [
