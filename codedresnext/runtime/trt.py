@@ -42,16 +42,20 @@ def build_engine(
     cache_dir: str | os.PathLike,
     workspace_mib: int = 1024,
     rebuild: bool = False,
+    int8_fp16: bool = False,
 ) -> tuple[Path, dict]:
-    """Build (or reuse from the cache) the engine of one graph; returns (plan path, build info)."""
+    """Build (or reuse from the cache) the engine of one graph; returns (plan path, build info).
+    int8_fp16: TensorRT 10 may run an int8 graph's float layers in FP16 (trt_plan.plan_precision)."""
     trt = _trt()
     onnx_path = Path(onnx_path)
     cache_dir = Path(cache_dir)
     sm = gpu_compute_capability()
-    plan = plan_precision(precision, trt_version=trt.__version__, graph=graph_precision(onnx_path))
+    plan = plan_precision(
+        precision, trt_version=trt.__version__, graph=graph_precision(onnx_path), int8_fp16=int8_fp16
+    )
     key = engine_cache_key(
         graph_sha256=sha256_file(onnx_path),
-        precision=precision,
+        precision=precision + ("+fp16" if "FP16" in plan.builder_flags and precision == "int8" else ""),
         compute_capability=sm,
         trt_version=trt.__version__,
         profile=batch,
@@ -198,6 +202,7 @@ def build_directory(
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
     progress: bool = True,
+    int8_fp16: bool = False,
 ) -> list[dict]:
     """One engine per manifest graph (or the named ones); records them in DIR/engines/engines.json."""
     from ..artifact import load_manifest
@@ -228,7 +233,9 @@ def build_directory(
         it = entries
     for g in it:
         src = directory / choose_source(g, by_name, precision, trt.__version__)["file"]
-        plan, info = build_engine(src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild)
+        plan, info = build_engine(
+            src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild, int8_fp16=int8_fp16
+        )
         results.append(
             {
                 "name": g["name"],

@@ -4,10 +4,14 @@ Kept apart from trt.py so that it is tested on machines without TensorRT (the ve
 argument, so tests inject 10.x or 11.x and check the branching without pretending to build).
 
 - TensorRT 10 (JetPack 6): weakly typed networks allowed; fp16 = BuilderFlag.FP16 on the fp32 graph,
-  int8 = BuilderFlag.INT8 on a Q/DQ graph (explicit quantization; no implicit calibration).
+  int8 = BuilderFlag.INT8 on a Q/DQ graph (explicit quantization; no implicit calibration), plus
+  BuilderFlag.FP16 for the layers outside Q/DQ when asked (`int8_fp16`; off by default: the energy
+  sums of squares are kept float32 in every graph we export, FP16 may overflow them).
 - TensorRT 11+: networks are strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED), the
   precision builder flags are gone, so precision comes from the graph: fp16 needs the FP16 ONNX that
-  `export --fp16` writes, int8 needs Q/DQ nodes.
+  `export --fp16` writes, int8 needs Q/DQ nodes (`export --int8` writes NAME_int8).
+- INT8 graphs: only the symmetric int8 Q/DQ form (precision "int8") is TensorRT's; the "int8-cpu"
+  twins (uint8 activations, int32 bias; ONNX Runtime CPU only) are refused with a pointer to NAME_int8.
 """
 
 from __future__ import annotations
@@ -40,34 +44,47 @@ class PrecisionPlan:
 
 
 def graph_precision(path: str | os.PathLike) -> str:
-    """'int8' if the graph has Q/DQ nodes, 'fp16' if its weights are float16, else 'fp32'."""
+    """'int8' for symmetric int8 Q/DQ, 'int8-cpu' for Q/DQ with uint8 or int32 zero points (ONNX
+    Runtime's CPU form), 'fp16' if the weights are float16, else 'fp32'."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     ops = {n.op_type for n in model.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} & ops:
-        return "int8"
+        inits = {t.name: t.data_type for t in model.graph.initializer}
+        zps = {
+            inits.get(n.input[2])
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
+        }
+        return "int8" if zps <= {onnx.TensorProto.INT8} else "int8-cpu"
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         return "fp16"
     return "fp32"
 
 
-def plan_precision(precision: str, *, trt_version: str, graph: str) -> PrecisionPlan:
+def plan_precision(precision: str, *, trt_version: str, graph: str, int8_fp16: bool = False) -> PrecisionPlan:
     """Choose network creation and builder flags for `precision` on TensorRT `trt_version`.
 
     `graph` is graph_precision() of the ONNX file to build. Raises GraphError (saying which export
-    to use) where the wanted precision cannot come from this graph on this TensorRT.
+    to use) where the wanted precision cannot come from this graph on this TensorRT. `int8_fp16`:
+    TensorRT 10 may also run the float (non-Q/DQ) layers of an int8 graph in FP16.
     """
     if precision not in PRECISIONS:
         raise GraphError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     major = trt_major(trt_version)
     if major < 10:
         raise BackendUnavailable(f"TensorRT {trt_version} is too old; install TensorRT 10 or newer")
+    if graph == "int8-cpu":
+        raise GraphError(
+            "this is the ONNX Runtime CPU form of INT8 (uint8 activations, int32 bias: precision "
+            "'int8-cpu'), which TensorRT does not take; build the NAME_int8 graph (symmetric int8 Q/DQ)"
+        )
     if precision == "int8" and graph != "int8":
         raise GraphError(
             "int8 needs a graph with Q/DQ nodes (explicit quantization); implicit INT8 calibration "
-            "is not supported (removed in TensorRT 11). Quantize the ONNX first, e.g. with NVIDIA "
-            "ModelOpt, then build it with --precision int8"
+            "is not supported (removed in TensorRT 11). Export the Q/DQ twins with `codedresnext export "
+            "CKPT --int8 --calibration DATA`, then build with --precision int8"
         )
     if graph == "int8" and precision != "int8":
         raise GraphError("this graph has Q/DQ nodes: build it with --precision int8")
@@ -85,7 +102,7 @@ def plan_precision(precision: str, *, trt_version: str, graph: str) -> Precision
         if precision != "fp16":
             raise GraphError("this graph is FP16: build it with --precision fp16 (or use the fp32 export)")
         return PrecisionPlan(precision, True, ())
-    flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",)}[precision]
+    flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16") if int8_fp16 else ("INT8",)}[precision]
     return PrecisionPlan(precision, False, flags)
 
 
@@ -94,7 +111,18 @@ def choose_source(entry: dict, graphs: dict[str, dict], precision: str, trt_vers
 
     fp16 on TensorRT 11+ must use the FP16 graph (`NAME_fp16`, precision "fp16"); on TensorRT 10 the
     fp32 graph with the FP16 builder flag is the JetPack-proven path, so the fp32 graph is built.
+    int8 (TensorRT 10 and 11) builds the Q/DQ twin `NAME_int8` (precision "int8").
     """
+    if precision == "int8":
+        if entry.get("precision") == "int8":
+            return entry
+        sib = graphs.get(f"{entry['name']}_int8")
+        if sib is None or sib.get("precision") != "int8":
+            raise GraphError(
+                f"no INT8 (Q/DQ) twin of {entry['name']!r} in this export; re-export with "
+                "`codedresnext export ... --int8 --calibration DATA`"
+            )
+        return sib
     if precision == "fp16" and trt_major(trt_version) >= 11:
         sib = graphs.get(f"{entry['name']}_fp16")
         if sib is None or sib.get("precision") != "fp16":
