@@ -30,6 +30,7 @@ class Int8Options:
     calibration: str | os.PathLike
     images: int = DEFAULT_CALIBRATION_IMAGES
     method: str = Q.DEFAULT_METHOD
+    percentile: float = Q.DEFAULT_PERCENTILE  # for method "percentile"
     precisions: tuple[str, ...] = Q.INT8_PRECISIONS
     eval_images: int = DEFAULT_EVAL_IMAGES
     seed: int = 0
@@ -161,7 +162,11 @@ def add_int8_twins(
         prepare_batch(data.calib[i : i + opts.batch], inp, shape, pre)
         for i in range(0, len(data.calib), opts.batch)
     ]
-    ranges = Q.calibrate(full_model, batches, method=opts.method)
+    import time
+
+    t0 = time.perf_counter()
+    ranges = Q.calibrate(full_model, batches, method=opts.method, percentile=opts.percentile)
+    calibration_s = time.perf_counter() - t0
     Q.save_ranges(ranges, tmp / Q.CALIBRATION_FILE)
     fp32 = [g for g in manifest["graphs"] if g.get("precision", "fp32") == "fp32"]
     full = Q.full_weights(full_model)
@@ -172,6 +177,8 @@ def add_int8_twins(
     manifest["int8"] = {
         **data.description,
         "calibration_method": opts.method,
+        **({"percentile": opts.percentile} if opts.method == "percentile" else {}),
+        "calibration_s": calibration_s,
         "precisions": list(opts.precisions),
         "ranges": Q.CALIBRATION_FILE,
         "ranges_sha256": sha256_file(tmp / Q.CALIBRATION_FILE),

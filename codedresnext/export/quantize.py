@@ -9,9 +9,10 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
   graph (class, subset, masked, multi-exit, segments, reject pairs) is quantized from that cache:
   tensor names are stable across graphs (builder.py), so a pruned graph's activation scales are the
   full graph's scales for the channels it keeps, and a class graph equals the masked model quantized
-  the same way. The few tensors that only derived graphs have get their source tensor's range
-  (`block{i}/masked` and `block{i}/kept_h` are channel subsets of `block{i}/conv_relu`; a segment's
-  `features` input is the previous block's output).
+  the same way. Weights are handled alike (`weight_overrides`: a pruned expand conv keeps the full
+  graph's per-channel weight scales). The few tensors only derived graphs have get their source
+  tensor's range: a segment's `features` input is the previous block's output, and
+  `block{i}/masked` / `block{i}/kept_h` are channel subsets of `block{i}/conv_relu`.
 - Two precisions, both per-channel symmetric int8 weights (scales on the output-channel axis, 0 for
   Conv) calibrated from the same ranges:
   `int8`     the TensorRT form (explicit quantization, what `build --precision int8` uses):
@@ -19,19 +20,24 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
              convolution (activation + weight) and on the residual (shortcut) input of every
              residual Add, float bias, outputs of weighted ops not quantized: TensorRT's placement
              rules. ONNX Runtime's quantizer also puts a Q/DQ on the Add's conv-branch input; it is
-             removed (`_drop_branch_qdq`): that per-tensor scale over a BN output with per-channel
-             offsets cost 1.6 of the 2.0 points this form lost on the demo model with it.
+             removed (`_drop_branch_qdq`): one per-tensor scale over a conv output with per-channel
+             BN offsets cost most of this form's accuracy loss on the demo model (1.6 of 2.0 points
+             when measured; benchmarks/results/int8_calibration.md has the current figures).
   `int8-cpu` the fast ONNX Runtime CPU form: uint8 asymmetric activations (a ReLU output uses all
              256 levels, the ReLU folds into the zero point), int32 bias and quantized conv outputs,
              so ONNX Runtime fuses every DQ-Conv-Q into QLinearConv (U8S8 kernels), with 7-bit
-             weights (reduce_range): without VNNI the U8S8 kernels saturate 16-bit pair sums, which
-             cost 0.65 points on the demo model at 8 bits. TensorRT rejects uint8 Q/DQ: never build
-             engines from it.
+             weights (reduce_range): without VNNI the U8S8 kernels saturate 16-bit pair sums (at
+             8 bits the demo model lost 0.65 points, at 7 bits none). TensorRT rejects uint8 Q/DQ:
+             never build engines from it.
 - What stays float, and why: the energy path (Gram conv, h * Gram(h), the reductions), the
   normalisation (sum, mean, sqrt, divide), the early decoders / coding distance and the classifier
   Gemm. Energies are sums of squares over a whole feature map (a range no 8-bit scale covers for
   both small and large inputs) and the normalisation divides by them, so quantizing them moves
-  every branch at once; together with the 1-row-per-class Gemm they are about 5% of the FLOPs.
+  every branch at once; together with the 1-row-per-class Gemm they are a few % of the FLOPs. The
+  expand conv's input is the normalised h / sqrt(n2) (builder.py), so its Q/DQ scale does not have
+  to cover the per-sample scale the normalisation removes. In `int8` the 3x3 conv's output h is
+  float (only float ops read it), so energies come from unquantized h; in `int8-cpu` conv outputs
+  are uint8 and the energies read the dequantized h.
 
 torch-free (onnx, numpy, onnxruntime): a device holding the fp32 graphs and the calibration cache
 can quantize the graphs it cuts itself.
