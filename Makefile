@@ -1,4 +1,5 @@
-# `make demo` and `make test` each set up .venv from requirements.txt first (offline-capable here).
+# `make demo` and `make test` each set up .venv first: the package with its dependencies from
+# pyproject.toml ([train,dev] extras), at the tested versions in requirements.txt (constraints).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared
@@ -10,8 +11,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -c requirements.txt -e ".[train,dev]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -54,7 +54,7 @@ def main() -> int:
             progress=not args.quiet,
             int8=Int8Options(args.data, images=args.calibration_images, eval_images=args.eval_images),
         )
-        names = [f"{g}{s}" for g in ("full", "class_cat") for s in ("", "_fp16", "_int8", "_int8-cpu")]
+        names = [f"{g}{s}" for g in ("full", "class_cat") for s in ("", "_fp16", "_int8", "_int8_cpu")]
         report = run_bench(
             d,
             batches=[args.batch],

@@ -1,7 +1,7 @@
 """Coded ResNeXt: train, prune to per-class detectors, export and run on ONNX Runtime / TensorRT.
 
 `import codedresnext` is light: torch-dependent parts load on first use, so a device with only
-onnx, onnx-graphsurgeon, numpy and a runtime can use the pruner and the runtime.
+onnx, numpy and a runtime can use the pruner and the runtime.
 """
 
 from __future__ import annotations

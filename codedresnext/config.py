@@ -7,7 +7,6 @@ codewords, so a checkpoint or an ONNX file rebuilds exactly the network it came 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .coding import CodingScheme, paper_scheme
@@ -114,22 +113,37 @@ class ModelConfig:
 
 # --- presets ----------------------------------------------------------------------------------
 
-# (out_channels, width d, active, branches, depth, stride) per stage
-_Layout = tuple[tuple[int, int, int, int, int, int], ...]
+
+def _stage(out_channels: int, width: int, branches: int, active: int, depth: int, stride: int) -> StageConfig:
+    """A preset's stage: StageConfig without codewords (build_config picks them for the class count)."""
+    return StageConfig(
+        out_channels=out_channels, width=width, branches=branches, active=active, depth=depth, stride=stride
+    )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
+    """A named network and its training defaults; `build_config` resolves it for a class count."""
+
     name: str
-    layout: _Layout
+    doc: str
+    stages: tuple[StageConfig, ...]  # without codewords
     dataset: str  # which paper table the codewords come from (when K matches)
     class_names: tuple[str, ...]
-    stem: str
-    stem_channels: int
-    input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    doc: str
+    stem: str = "cifar"
+    stem_channels: int = 64
+    input_size: int = 32
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+    # training defaults (METHOD.md section 4); TrainConfig can override both
+    randaugment: tuple[int, int] | None = None  # (num_ops, magnitude); None: no RandAugment
+    train_crop: str = "pad"  # "pad": pad-4 random crop (CIFAR); "resized": random-resized crop (ImageNet)
+
+    def __post_init__(self) -> None:
+        if self.train_crop not in ("pad", "resized"):
+            raise CodedResNeXtError(f"preset {self.name}: train_crop must be 'pad' or 'resized'")
+        if any(s.codewords is not None for s in self.stages):
+            raise CodedResNeXtError(f"preset {self.name}: stages carry no codewords (build_config adds them)")
 
 
 PRESETS: dict[str, Preset] = {}
@@ -142,73 +156,66 @@ def register(p: Preset) -> Preset:
 
 register(
     Preset(
-        "cifar10",
-        ((256, 11, 10, 10, 3, 1), (512, 22, 5, 10, 3, 2), (1024, 44, 3, 10, 3, 2)),
-        "cifar10",
-        tuple(CIFAR10_CLASSES),
-        "cifar",
-        64,
-        32,
-        CIFAR10_MEAN,
-        CIFAR10_STD,
-        "Coded ResNeXt-29 (10x11d), paper Table 1; 4,638,926 parameters.",
+        name="cifar10",
+        doc="Coded ResNeXt-29 (10x11d), paper Table 1; 4,638,926 parameters.",
+        stages=(_stage(256, 11, 10, 10, 3, 1), _stage(512, 22, 10, 5, 3, 2), _stage(1024, 44, 10, 3, 3, 2)),
+        dataset="cifar10",
+        class_names=tuple(CIFAR10_CLASSES),
+        randaugment=(3, 4),
     )
 )
 register(
     Preset(
-        "cifar100",
-        ((256, 6, 20, 20, 3, 1), (512, 12, 8, 20, 3, 2), (1024, 24, 4, 20, 3, 2)),
-        "cifar100",
-        CIFAR100_CLASSES,
-        "cifar",
-        64,
-        32,
-        CIFAR100_MEAN,
-        CIFAR100_STD,
-        "Coded ResNeXt-29 (20x6d), paper Table 1.",
+        name="cifar100",
+        doc="Coded ResNeXt-29 (20x6d), paper Table 1; 4,749,136 parameters.",
+        stages=(_stage(256, 6, 20, 20, 3, 1), _stage(512, 12, 20, 8, 3, 2), _stage(1024, 24, 20, 4, 3, 2)),
+        dataset="cifar100",
+        class_names=CIFAR100_CLASSES,
+        mean=CIFAR100_MEAN,
+        std=CIFAR100_STD,
+        randaugment=(1, 2),
     )
 )
 register(
     Preset(
-        "imagenet",
-        ((256, 4, 32, 32, 3, 1), (512, 8, 32, 32, 4, 2), (1024, 16, 16, 32, 6, 2), (2048, 32, 8, 32, 3, 2)),
-        "imagenet",
-        tuple(f"class_{i:03d}" for i in range(1000)),
-        "imagenet",
-        64,
-        160,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "Coded ResNeXt-50 (32x4d), paper Table 1; 160x160 input.",
+        name="imagenet",
+        doc="Coded ResNeXt-50 (32x4d), paper Table 1; 160x160 input; 25,027,904 parameters.",
+        stages=(
+            _stage(256, 4, 32, 32, 3, 1),
+            _stage(512, 8, 32, 32, 4, 2),
+            _stage(1024, 16, 32, 16, 6, 2),
+            _stage(2048, 32, 32, 8, 3, 2),
+        ),
+        dataset="imagenet",
+        class_names=tuple(f"class_{i:03d}" for i in range(1000)),
+        stem="imagenet",
+        input_size=160,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        randaugment=(2, 10),
+        train_crop="resized",
     )
 )
 register(
     Preset(
-        "tiny",
-        ((64, 4, 10, 10, 1, 1), (128, 8, 5, 10, 2, 2), (256, 16, 3, 10, 2, 2)),
-        "cifar10",
-        tuple(CIFAR10_CLASSES),
-        "cifar",
-        32,
-        32,
-        CIFAR10_MEAN,
-        CIFAR10_STD,
-        "Small CIFAR-10 network with the cifar10 codes (5/10, 3/10); trains on a 2-core CPU.",
+        name="tiny",
+        doc="Small CIFAR-10 network with the cifar10 codes (5/10, 3/10); trains on a 2-core CPU; "
+        "293,216 parameters. Crop + flip only by default (the demo recipe's few-epoch budget).",
+        stages=(_stage(64, 4, 10, 10, 1, 1), _stage(128, 8, 10, 5, 2, 2), _stage(256, 16, 10, 3, 2, 2)),
+        dataset="cifar10",
+        class_names=tuple(CIFAR10_CLASSES),
+        stem_channels=32,
     )
 )
 register(
     Preset(
-        "small",
-        ((64, 4, 10, 10, 1, 1), (128, 8, 5, 10, 3, 2), (256, 16, 3, 10, 3, 2)),
-        "cifar10",
-        tuple(CIFAR10_CLASSES),
-        "cifar",
-        32,
-        32,
-        CIFAR10_MEAN,
-        CIFAR10_STD,
-        "The demo model's CPU network: tiny with three blocks per coded stage (six coded blocks, an "
-        "early exit after each); 426,144 parameters, 1.1x tiny's training step.",
+        name="small",
+        doc="The demo model's CPU network: tiny with three blocks per coded stage (six coded blocks, an "
+        "early exit after each); 426,144 parameters, 1.1x tiny's training step. Crop + flip by default.",
+        stages=(_stage(64, 4, 10, 10, 1, 1), _stage(128, 8, 10, 5, 3, 2), _stage(256, 16, 10, 3, 3, 2)),
+        dataset="cifar10",
+        class_names=tuple(CIFAR10_CLASSES),
+        stem_channels=32,
     )
 )
 
@@ -246,10 +253,12 @@ def build_config(
     else:
         class_names = tuple(f"class_{i}" for i in range(num_classes))
     stages = []
-    for out, width, active, n, depth, stride in p.layout:
-        coded = active < n and not control
-        words = _scheme_for(p.dataset, len(p.class_names), num_classes, active, n) if coded else None
-        stages.append(StageConfig(out, width, n, active if coded else n, depth, stride, words))
+    for s in p.stages:
+        coded = s.coded and not control
+        words = (
+            _scheme_for(p.dataset, len(p.class_names), num_classes, s.active, s.branches) if coded else None
+        )
+        stages.append(dataclasses.replace(s, active=s.active if coded else s.branches, codewords=words))
     kwargs = dict(
         name=name,
         num_classes=num_classes,
@@ -268,6 +277,3 @@ def build_config(
 
 def list_presets() -> dict[str, str]:
     return {k: p.doc for k, p in PRESETS.items()}
-
-
-PresetFn = Callable[..., ModelConfig]

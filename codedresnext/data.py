@@ -1,10 +1,11 @@
 """Datasets: CIFAR-10/100 (torchvision or an official root), ImageFolder trees and .tar.gz of them.
 
-Every split is decoded once into a uint8 array (N, H, W, 3) and cached as .npy under the cache
-(CODEDRESNEXT_CACHE, default ~/.cache/codedresnext), so an epoch costs no image decoding and
-augmentation runs on uint8 tensors. This in-memory design suits CIFAR-scale data (60k images of
-32x32 are 184 MB); larger trees must be stored downscaled (`size`), and a split that would not fit
-in memory is refused with a clear error instead of exhausting RAM.
+Two ways to hold a split. `load_dataset` decodes it once into a uint8 array (N, H, W, 3) cached
+as .npy under the cache (CODEDRESNEXT_CACHE, default ~/.cache/codedresnext), so an epoch costs no
+image decoding: right for CIFAR-scale data (60k images of 32x32 are 184 MB); a split that would
+not fit in memory is refused with a clear error instead of exhausting RAM. `open_dataset` may
+instead return a `FolderDataset` (ImageFolder trees only): the file list and labels, decoded per
+batch by the training input pipeline (DataLoader workers), for trees of any size and resolution.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .archives import cache_root, extract_archive
 from .errors import DataError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm"}
@@ -42,85 +44,24 @@ class ArrayDataset:
         return ArrayDataset(self.images[idx], self.labels[idx], self.class_names)
 
 
-def cache_root() -> Path:
-    root = os.environ.get("CODEDRESNEXT_CACHE") or Path.home() / ".cache" / "codedresnext"
-    return Path(root)
+@dataclass
+class FolderDataset:
+    """An ImageFolder split listed but not decoded: image files and int64 labels (streaming)."""
 
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
 
-# --- archives ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.labels)
 
+    def subset(self, idx: np.ndarray) -> FolderDataset:
+        return FolderDataset(tuple(self.files[i] for i in idx), self.labels[idx], self.class_names)
 
-def _check_member(m: tarfile.TarInfo, dest: Path) -> None:
-    """Refuse members that could write outside `dest`: absolute paths, '..', links, devices."""
-    name = m.name
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    why = None
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        why = "has an absolute path"
-    elif ".." in parts:
-        why = "contains '..'"
-    elif m.issym() or m.islnk():
-        why = "is a link"
-    elif not (m.isfile() or m.isdir()):
-        why = "is not a regular file or folder"
-    else:
-        target = (dest / name).resolve()
-        if not (target == dest or dest in target.parents):
-            why = "would land outside the extraction folder"
-    if why:
-        raise DataError(
-            f"archive member {name!r} {why}; refusing to extract this archive (it may be malicious). "
-            "Re-create it with only regular files under train/ and test/."
-        )
-
-
-def _extract_into(archive: Path, dest: Path) -> None:
-    """Stream-extract `archive` into the empty folder `dest`, checking every member first."""
-    dest = dest.resolve()
-    made: set[Path] = set()
-    with tarfile.open(archive, "r:*") as tar:
-        for m in tar:
-            _check_member(m, dest)
-            target = dest / m.name
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            src = tar.extractfile(m)
-            assert src is not None  # regular file
-            with src, open(target, "wb") as f:
-                shutil.copyfileobj(src, f)
-
-
-def extract_archive(archive: Path) -> Path:
-    """Extract a .tar(.gz) once into the cache (atomically: a folder appears only when complete)."""
-    archive = Path(archive)
-    st = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    dest = cache_root() / "extracted" / f"{archive.name.split('.')[0]}-{key}"
-    if dest.is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
-    try:
-        try:
-            _extract_into(archive, tmp)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            raise DataError(
-                f"cannot read archive {archive}: {e}. It looks corrupt or truncated; re-download or "
-                "re-copy it."
-            ) from e
-        try:
-            os.replace(tmp, dest)
-        except OSError:  # another process won the race
-            if not dest.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    def decode(self, i: int, size: int | None = None) -> np.ndarray:
+        """Image i as (H, W, 3) uint8 RGB; with `size` exactly as `load_dataset(..., size=size)`
+        stores it (shorter side resized, centre crop), so both paths see the same pixels."""
+        return _decode_file(self.files[i], size)
 
 
 # --- ImageFolder trees ------------------------------------------------------------------------
@@ -225,9 +166,9 @@ def _decode_folder(
     if need > limit:
         raise DataError(
             f"{split_dir}: {n} images of {first.shape[1]}x{first.shape[0]} need {need / 2**30:.1f} GiB "
-            f"decoded, more than the {limit / 2**30:.1f} GiB allowed. This loader keeps a split in "
-            "memory (CIFAR-scale data); store the images smaller with --image-size (e.g. 64 or 160), "
-            "use a subset, or raise CODEDRESNEXT_MAX_DATA_GB if the machine has the RAM."
+            f"decoded, more than the {limit / 2**30:.1f} GiB allowed in memory. Train from disk instead "
+            "(--stream, or --workers N which streams ImageFolder trees), store the images smaller with "
+            "--image-size, or raise CODEDRESNEXT_MAX_DATA_GB if the machine has the RAM."
         )
     images = np.empty((n,) + first.shape, np.uint8)  # (N, H, W, 3)
     labels = np.empty(n, np.int64)
@@ -292,30 +233,10 @@ def _torchvision_cifar(name: str, root: Path, train: bool, download: bool) -> Ar
 # --- entry points -----------------------------------------------------------------------------
 
 
-def load_dataset(
-    source: str | os.PathLike,
-    split: str = "train",
-    *,
-    download: bool = False,
-    size: int | None = None,
-    max_bytes: int | None = None,
-) -> ArrayDataset:
-    """Load `split` ('train' or 'test') from a name ('cifar10', 'cifar100'), a folder or an archive.
-
-    - 'cifar10' / 'cifar100': torchvision's dataset under the cache (downloaded only if download=True)
-    - a folder holding cifar-10-batches-py or cifar-100-python (or that folder itself): the official
-      CIFAR release (also as its .tar.gz)
-    - a folder with train/<class>/ and test/<class>/ images (test/ may be called val/): an
-      ImageFolder tree; labels follow the sorted class-folder names
-    - a .tar.gz / .tgz / .tar of such a tree, possibly wrapped in one top folder: extracted once
-      into the cache
-    `size` stores ImageFolder images as size x size (shorter side resized, centre crop); without
-    it all images must share one size. `max_bytes` caps the decoded split (default: half the RAM).
-    """
+def _resolve(source: str | os.PathLike, split: str, download: bool) -> ArrayDataset | Path:
+    """CIFAR as arrays, or the split folder of an ImageFolder tree (archives extracted first)."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', not {split!r}")
-    if size is not None and size < 1:
-        raise DataError(f"image size must be positive, not {size}")
     src = str(source)
     if src in ("cifar10", "cifar100"):
         return _torchvision_cifar(src, cache_root() / "torchvision", split == "train", download)
@@ -348,7 +269,67 @@ def load_dataset(
         split_dir = root / "val"
     if not split_dir.is_dir():
         raise DataError(f"{root} has no {split}/ folder; an ImageFolder tree needs train/ and test/")
-    return _cached_folder(split_dir, size, max_bytes)
+    return split_dir
+
+
+def load_dataset(
+    source: str | os.PathLike,
+    split: str = "train",
+    *,
+    download: bool = False,
+    size: int | None = None,
+    max_bytes: int | None = None,
+) -> ArrayDataset:
+    """Load `split` ('train' or 'test') from a name ('cifar10', 'cifar100'), a folder or an archive.
+
+    - 'cifar10' / 'cifar100': torchvision's dataset under the cache (downloaded only if download=True)
+    - a folder holding cifar-10-batches-py or cifar-100-python (or that folder itself): the official
+      CIFAR release (also as its .tar.gz)
+    - a folder with train/<class>/ and test/<class>/ images (test/ may be called val/): an
+      ImageFolder tree; labels follow the sorted class-folder names
+    - a .tar.gz / .tgz / .tar of such a tree, possibly wrapped in one top folder: extracted once
+      into the cache
+    `size` stores ImageFolder images as size x size (shorter side resized, centre crop); without
+    it all images must share one size. `max_bytes` caps the decoded split (default: half the RAM).
+    """
+    if size is not None and size < 1:
+        raise DataError(f"image size must be positive, not {size}")
+    found = _resolve(source, split, download)
+    if isinstance(found, ArrayDataset):
+        return found
+    return _cached_folder(found, size, max_bytes)
+
+
+def open_dataset(
+    source: str | os.PathLike,
+    split: str = "train",
+    *,
+    stream: bool | None = None,
+    download: bool = False,
+    size: int | None = None,
+    max_bytes: int | None = None,
+) -> ArrayDataset | FolderDataset:
+    """Like `load_dataset`, but an ImageFolder split may stay on disk as a `FolderDataset`.
+
+    stream=True: always, for ImageFolder trees (CIFAR sources are arrays already and stay so);
+    False: always decode into memory (refused if it would not fit); None: decode when the split
+    fits in the memory limit, else stream. Nothing is decoded for a streamed split except, for
+    stream=None, its first image (to size the array it would need).
+    """
+    if size is not None and size < 1:
+        raise DataError(f"image size must be positive, not {size}")
+    found = _resolve(source, split, download)
+    if isinstance(found, ArrayDataset):
+        return found
+    classes, files = _list_folder(found)
+    if stream is None:
+        n = sum(len(fs) for fs in files)
+        limit = _memory_limit() if max_bytes is None else max_bytes
+        stream = n * _decode_file(files[0][0], size).nbytes > limit
+    if not stream:
+        return _cached_folder(found, size, max_bytes)
+    labels = np.concatenate([np.full(len(fs), k, np.int64) for k, fs in enumerate(files)])
+    return FolderDataset(tuple(f for fs in files for f in fs), labels, classes)
 
 
 def load_npz_images(path: str | os.PathLike) -> ArrayDataset:

@@ -1,21 +1,33 @@
 """`make demo`: the shipped demo model end to end - export, evaluate on the shipped graphs,
 calibrate early exits, benchmark on ONNX Runtime, print a summary table.
 
-Runs offline on ../shared/datasets/cifar10-jpeg.tar.gz, or online with `--data cifar10 --download`
+Runs offline on SHARED/datasets/cifar10-jpeg.tar.gz, or online with `--data cifar10 --download`
 (torchvision). Library calls only; every step is also a `codedresnext` command (printed as it runs).
+From a source checkout the defaults are the repository's models/demo/model.pt and ../shared; an
+installed package takes them from --model / --shared or CODEDRESNEXT_DEMO_MODEL / CODEDRESNEXT_SHARED.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+from ._paths import checkout_root, shared_root
+from .artifact import MANIFEST_NAME
 from .errors import CodedResNeXtError
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_MODEL = ROOT / "models" / "demo" / "model.pt"
+MODEL_ENV = "CODEDRESNEXT_DEMO_MODEL"
+
+
+def default_model() -> Path | None:
+    """$CODEDRESNEXT_DEMO_MODEL, else models/demo/model.pt of the source checkout, else None."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    root = checkout_root()
+    return root / "models" / "demo" / "model.pt" if root is not None else None
 
 
 def _step(title: str, command: str) -> float:
@@ -26,14 +38,15 @@ def _step(title: str, command: str) -> float:
 def run(args: argparse.Namespace) -> dict:
     from .evaluate.run import EvalConfig, evaluate
     from .export import export_graphs
-    from .runtime.bench import run_bench, write_report
+    from .runtime.bench import run_bench
+    from .runtime.bench_report import write_report
     from .runtime.calibrate import calibrate_directory
 
     out = Path(args.out)
     export_dir, eval_dir = out / "export", out / "evaluation"
     data = args.data
-    ood = Path(args.shared) / "datasets" / "cifar100-test-partial.npz"
-    ood_arg = str(ood) if ood.is_file() else None
+    ood = Path(args.shared) / "datasets" / "cifar100-test-partial.npz" if args.shared else None
+    ood_arg = str(ood) if ood and ood.is_file() else None
     timings = {}
 
     t = _step(
@@ -95,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
     timings["bench"] = time.perf_counter() - t
     summary = _summary(metrics, cal, report)
     print("\n" + summary)
-    print(f"\nfiles: {eval_dir / 'report.html'}, {paths['markdown']}, {export_dir / 'manifest.json'}")
+    print(f"\nfiles: {eval_dir / 'report.html'}, {paths['markdown']}, {export_dir / MANIFEST_NAME}")
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     return {"metrics": metrics, "calibration": cal, "bench": report, "timings": timings}
 
@@ -117,7 +130,7 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
                 f"{100 * ee['compute_saved']:.1f}% / {ee['accuracy_loss_points']:.2f} pt",
             )
         )
-    g = report.get("goals", {})
+    g = report.get("ratios", {})
     eff = g.get("class_speedup_over_flop_ratio")
     if eff:
         rows.append(
@@ -140,8 +153,17 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m codedresnext.demo", description=__doc__)
-    p.add_argument("--model", default=str(DEMO_MODEL), help="checkpoint (default: the shipped demo model)")
-    p.add_argument("--shared", default=str(ROOT.parent / "shared"), help="the offline data folder")
+    model, shared = default_model(), shared_root()
+    p.add_argument(
+        "--model",
+        default=str(model) if model else None,
+        help=f"checkpoint (default: ${MODEL_ENV}, else the checkout's models/demo/model.pt)",
+    )
+    p.add_argument(
+        "--shared",
+        default=str(shared) if shared else None,
+        help="the offline data folder (default: $CODEDRESNEXT_SHARED, else ../shared beside the checkout)",
+    )
     p.add_argument(
         "--data",
         default=None,
@@ -152,9 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-duration", type=float, default=1.0)
     p.add_argument("--calibration-limit", type=int, default=2000)
     args = p.parse_args(argv)
-    if args.data is None:
-        local = Path(args.shared) / "datasets" / "cifar10-jpeg.tar.gz"
-        args.data = str(local) if local.is_file() else "cifar10"
+    if args.model is None or not Path(args.model).is_file():
+        print(
+            f"demo: error: no demo model at {args.model or '(none: not a source checkout)'}; pass --model "
+            f"CKPT or set {MODEL_ENV} (the repository ships it as models/demo/model.pt)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.data is None:  # without an offline data folder: torchvision's CIFAR-10
+        local = Path(args.shared) / "datasets" / "cifar10-jpeg.tar.gz" if args.shared else None
+        args.data = str(local) if local and local.is_file() else "cifar10"
     if args.data in ("cifar10", "cifar100"):
         args.download = True  # torchvision's copy; downloaded once into the cache
     try:

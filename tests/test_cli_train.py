@@ -98,3 +98,16 @@ def test_bad_flag_values_are_argparse_errors(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--data", "x", "--out", "y", "--randaugment", "three"])
     assert e.value.code == 2 and "NUM_OPS,MAGNITUDE" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_train_config_defaults():
+    """No default is spelled twice: every option lands on a TrainConfig field with its default."""
+    import dataclasses
+
+    from codedresnext.commands.train import config_kwargs
+    from codedresnext.train import TrainConfig
+
+    args = cli.build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    kw = config_kwargs(args)
+    assert kw == dataclasses.asdict(TrainConfig(data="d", out="o"))
+    assert set(kw) == {f.name for f in dataclasses.fields(TrainConfig)}  # every field is an option

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codedresnext import data
+from codedresnext import archives, data
 from codedresnext.config import CIFAR10_CLASSES
 from codedresnext.errors import DataError
 
@@ -183,7 +183,7 @@ def test_archive_is_extracted_once(small_tree, tmp_path, monkeypatch, top):
     def no_extract(*a, **k):
         raise AssertionError("extracted twice")
 
-    monkeypatch.setattr(data, "_extract_into", no_extract)
+    monkeypatch.setattr(archives, "_extract_into", no_extract)
     assert len(data.load_dataset(arc, "test")) == 100
     assert list((tmp_path / "cache" / "extracted").iterdir()) == extracted
 

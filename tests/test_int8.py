@@ -58,7 +58,7 @@ def test_every_fp32_graph_has_both_int8_twins(int8_export):
             assert t["flops"] == g["flops"] and t["params"] == g["params"]
             assert (int8_export / t["file"]).is_file() and t["bytes"] < g["bytes"]  # int8 weights
     assert by_name["segment0_int8"]["segment"]["next"] == "segment1_int8"
-    assert by_name["reject_cat_a_int8-cpu"]["reject"]["b"] == "reject_cat_b_int8-cpu"
+    assert by_name["reject_cat_a_int8_cpu"]["reject"]["b"] == "reject_cat_b_int8_cpu"
     assert m["int8"]["calibration_images"] == 64 and m["int8"]["calibration_split"] == "train"
     assert (int8_export / m["int8"]["ranges"]).is_file()
 
@@ -102,7 +102,7 @@ def test_exported_int8_full_graph_quantize_zero_points_are_int8_zeros(int8_expor
 
 def test_cpu_form_is_rejected_by_the_trt_check(int8_export):
     """The check can fail: uint8 activations and int32 bias are not TensorRT's form."""
-    model = onnx.load(str(int8_export / "full_int8-cpu.onnx"))
+    model = onnx.load(str(int8_export / "full_int8_cpu.onnx"))
     with pytest.raises(GraphError, match="zero point|int32"):
         Q.check_quantized(model, "int8")
     assert Q.check_quantized(model, "int8-cpu")["quantized_convs"] > 0
@@ -133,7 +133,7 @@ def test_pruned_weights_use_full_graph_scales(int8_export):
     full = onnx.load(str(int8_export / "full.onnx"))
     cls = onnx.load(str(int8_export / "class_cat.onnx"))
     ranges = Q.load_ranges(int8_export / Q.CALIBRATION_FILE)
-    shipped = onnx.load(str(int8_export / "class_cat_int8-cpu.onnx"))
+    shipped = onnx.load(str(int8_export / "class_cat_int8_cpu.onnx"))
     again = Q.quantize(cls, ranges, "int8-cpu", full=Q.full_weights(full))
     assert again.SerializeToString() == shipped.SerializeToString()  # a device can redo it, bit for bit
     plain = Q.quantize(cls, ranges, "int8-cpu")

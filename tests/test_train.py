@@ -176,7 +176,7 @@ def test_own_class_count_gets_a_generated_scheme(small_tree, tmp_path):
 def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, session_cache):
     """A run killed (SIGKILL) right after a mid-epoch checkpoint, then resumed, ends bit-identical to
     an uninterrupted run: same weights, BatchNorm statistics, optimizer state and metrics."""
-    extra = ("--epochs", "2", "--save-every", "1", "--p-drop", "0.2")  # RandAugment 3,4 on (default)
+    extra = ("--epochs", "2", "--save-every", "1", "--p-drop", "0.2", "--randaugment", "2,9")
     ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
     killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
     last = tmp_path / "killed" / "last.pt"
@@ -207,7 +207,9 @@ def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, ses
 
 
 def test_torchrun_two_processes_equal_grad_accum(small_tree, tmp_path, session_cache):
-    """gloo, 2 processes x micro-batch 20 == 1 process with --grad-accum 2 (dropSubNN on)."""
+    """gloo, 2 processes x micro-batch 20 == 1 process with --grad-accum 2 (dropSubNN on). The
+    torchrun job streams the tree from disk through a DataLoader worker per process; the single
+    process holds it in memory and augments in the main process: the same micro-batches."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun is not installed beside this python")
@@ -219,7 +221,7 @@ def test_torchrun_two_processes_equal_grad_accum(small_tree, tmp_path, session_c
         "--nproc-per-node",
         "2",
         "-m",
-        *_train_cmd(small_tree, tmp_path / "ddp", *extra)[2:],
+        *_train_cmd(small_tree, tmp_path / "ddp", *extra, "--workers", "1")[2:],
     ]
     _finish(_cli(ddp_cmd, session_cache))
     _finish(single)
@@ -233,7 +235,8 @@ def test_torchrun_two_processes_equal_grad_accum(small_tree, tmp_path, session_c
     assert mb["train_cross_entropy"] == pytest.approx(ma["train_cross_entropy"], rel=1e-5)
     assert mb["train_accuracy"] == ma["train_accuracy"]
     assert mb["train_coding_loss"] == pytest.approx(ma["train_coding_loss"], rel=1e-4)
-    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
+    ddp_cfg = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert ddp_cfg["world_size"] == 2 and ddp_cfg["streamed"] is True
 
 
 # --- schedule and flags -----------------------------------------------------------------------
@@ -263,11 +266,14 @@ def test_eval_subset_defaults():
     assert TrainConfig(max_steps=30).resolved_eval_limit() == 2000
     assert TrainConfig(max_steps=30, eval_limit=0).resolved_eval_limit() is None
     assert TrainConfig(eval_limit=500).resolved_eval_limit() == 500
-    assert TrainConfig(preset="cifar100").resolved_randaugment(100) == (1, 2)
-    assert TrainConfig(preset="cifar10").resolved_randaugment(10) == (3, 4)
-    assert TrainConfig().resolved_randaugment(10) is None  # tiny: the CPU preset
-    assert TrainConfig(randaugment=(2, 5)).resolved_randaugment(10) == (2, 5)
-    assert TrainConfig(no_randaugment=True).resolved_randaugment(10) is None
+    # RandAugment: the preset's default (METHOD.md section 4), --randaugment, --no-randaugment
+    assert TrainConfig(preset="cifar100").resolved_randaugment() == (1, 2)
+    assert TrainConfig(preset="cifar10").resolved_randaugment() == (3, 4)
+    assert TrainConfig(preset="imagenet").resolved_randaugment() == (2, 10)
+    assert TrainConfig().resolved_randaugment() is None  # tiny: the CPU preset
+    assert TrainConfig(preset="small").resolved_randaugment() is None
+    assert TrainConfig(randaugment=(2, 5)).resolved_randaugment() == (2, 5)
+    assert TrainConfig(preset="cifar10", no_randaugment=True).resolved_randaugment() is None
 
 
 @pytest.mark.parametrize(

@@ -57,15 +57,17 @@ def test_the_ort_cpu_int8_form_is_refused(version, precision):
 
 
 def test_choose_source_builds_the_int8_twin():
+    from codedresnext.artifact import ManifestEntry
+
     graphs = {
-        "full": {"name": "full", "file": "full.onnx", "precision": "fp32"},
-        "full_int8": {"name": "full_int8", "file": "full_int8.onnx", "precision": "int8"},
-        "full_int8-cpu": {"name": "full_int8-cpu", "file": "full_int8-cpu.onnx", "precision": "int8-cpu"},
-        "class_cat": {"name": "class_cat", "file": "class_cat.onnx", "precision": "fp32"},
+        "full": ManifestEntry("full", "full.onnx", "full", precision="fp32"),
+        "full_int8": ManifestEntry("full_int8", "full_int8.onnx", "full", precision="int8"),
+        "full_int8_cpu": ManifestEntry("full_int8_cpu", "full_int8_cpu.onnx", "full", precision="int8-cpu"),
+        "class_cat": ManifestEntry("class_cat", "class_cat.onnx", "class", precision="fp32"),
     }
     for v in ("10.3.0", "11.0.0"):
-        assert choose_source(graphs["full"], graphs, "int8", v)["file"] == "full_int8.onnx"
-        assert choose_source(graphs["full_int8"], graphs, "int8", v)["file"] == "full_int8.onnx"
+        assert choose_source(graphs["full"], graphs, "int8", v).file == "full_int8.onnx"
+        assert choose_source(graphs["full_int8"], graphs, "int8", v).file == "full_int8.onnx"
     with pytest.raises(GraphError, match="--int8 --calibration"):
         choose_source(graphs["class_cat"], graphs, "int8", "10.3.0")
 
@@ -101,14 +103,16 @@ def test_old_or_garbled_tensorrt_versions():
 
 
 def test_choose_source_uses_the_fp16_graph_on_trt11_only():
+    from codedresnext.artifact import ManifestEntry
+
     graphs = {
-        "full": {"name": "full", "file": "full.onnx", "precision": "fp32"},
-        "full_fp16": {"name": "full_fp16", "file": "full_fp16.onnx", "precision": "fp16"},
-        "class_cat": {"name": "class_cat", "file": "class_cat.onnx", "precision": "fp32"},
+        "full": ManifestEntry("full", "full.onnx", "full", precision="fp32"),
+        "full_fp16": ManifestEntry("full_fp16", "full_fp16.onnx", "full", precision="fp16"),
+        "class_cat": ManifestEntry("class_cat", "class_cat.onnx", "class", precision="fp32"),
     }
-    assert choose_source(graphs["full"], graphs, "fp16", "11.0.0")["file"] == "full_fp16.onnx"
-    assert choose_source(graphs["full"], graphs, "fp16", "10.3.0")["file"] == "full.onnx"
-    assert choose_source(graphs["full"], graphs, "fp32", "11.0.0")["file"] == "full.onnx"
+    assert choose_source(graphs["full"], graphs, "fp16", "11.0.0").file == "full_fp16.onnx"
+    assert choose_source(graphs["full"], graphs, "fp16", "10.3.0").file == "full.onnx"
+    assert choose_source(graphs["full"], graphs, "fp32", "11.0.0").file == "full.onnx"
     with pytest.raises(GraphError, match="--fp16"):
         choose_source(graphs["class_cat"], graphs, "fp16", "11.0.0")
 

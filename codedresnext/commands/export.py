@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--int8",
         action="store_true",
-        help="also INT8 twins of every fp32 graph: NAME_int8 (TensorRT Q/DQ), NAME_int8-cpu (ORT CPU)",
+        help="also INT8 twins of every fp32 graph: NAME_int8 (TensorRT Q/DQ), NAME_int8_cpu (ORT CPU)",
     )
     p.add_argument(
         "--calibration",
@@ -164,24 +164,28 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         int8=int8,
     )
-    worst = max(
-        (
-            g["verification"]["max_abs"]
-            for g in m["graphs"]
-            if "verification" in g and "max_abs" in g["verification"]
-        ),
-        default=None,
-    )
-    for g in m["graphs"]:
-        v = g.get("verification", {})
-        errs = [v[k]["max_abs"] for k in ("random", "images") if "max_abs" in v.get(k, {})]
+    _print_summary(m, args.out)
+    return 0
+
+
+def _print_summary(m, out: str) -> None:
+    """One line per graph (file, kind, params, FLOPs, worst verification error) and a total."""
+    worst = max((g.verification.max_abs for g in m.graphs if g.verification), default=None)
+    for g in m.graphs:
+        v = g.verification
+        errs = (
+            [r.max_abs for r in (v.random, v.images) if r is not None and r.max_abs is not None] if v else []
+        )
         err = f"max abs err {max(errs):.2e}" if errs else "not verified"
-        if "accuracy" in g:
-            a = g["accuracy"]
-            err = "top-1 agreement {:.4f}".format(a["top1_agreement"]) if "top1_agreement" in a else err
-        print(f"{g['file']:<40} {g['kind']:<10} params {g['params']:>10,}  FLOPs {g['flops']:>14,}  {err}")
+        a = g.accuracy or {}
+        if "top1_agreement" in a:
+            err = f"int8 top-1 agreement {a['top1_agreement']:.4f}"
+        elif a.get("decision_agreement"):
+            err = f"int8 decision agreement {min(a['decision_agreement'].values()):.4f}"
+        elif a.get("exit_top1_agreement"):
+            err = f"int8 exit top-1 agreement {min(a['exit_top1_agreement'].values()):.4f}"
+        print(f"{g.file:<40} {g.kind:<10} params {g.params:>10,}  FLOPs {g.flops:>14,}  {err}")
     print(
-        f"wrote {len(m['graphs'])} graphs + manifest.json to {args.out}"
+        f"wrote {len(m.graphs)} graphs + manifest.json to {out}"
         + (f" (worst error {worst:.2e})" if worst is not None else "")
     )
-    return 0

@@ -1,8 +1,13 @@
-"""codedresnext train: train a preset on a dataset (torchrun for several processes/GPUs)."""
+"""codedresnext train: train a preset on a dataset (torchrun for several processes/GPUs).
+
+Every option's destination is a `TrainConfig` field and its default is that field's default, so
+the CLI and the Python API cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def _pair(s: str) -> tuple[int, int]:
@@ -14,6 +19,9 @@ def _pair(s: str) -> tuple[int, int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..train.config import TrainConfig
+
+    d = TrainConfig()  # the defaults
     p = sub.add_parser(
         "train",
         help="train a Coded ResNeXt (or the --control baseline)",
@@ -22,7 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "torchrun --nproc-per-node G -m codedresnext.cli train ... (a W-process run "
         "equals one process with --grad-accum W).",
     )
-    p.add_argument("--preset", default="tiny", help="cifar10 | cifar100 | imagenet | tiny (default tiny)")
+    _run_options(p, d)
+    _optimizer_options(p.add_argument_group("optimisation"), d)
+    _data_options(p.add_argument_group("data and augmentation"), d)
+    p.set_defaults(func=run)
+
+
+def _run_options(p: argparse.ArgumentParser, d) -> None:
+    from ..config import PRESETS
+
+    p.add_argument("--preset", default=d.preset, help=f"{' | '.join(PRESETS)} (default {d.preset})")
     p.add_argument(
         "--data",
         required=True,
@@ -31,85 +48,100 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, help="run directory (config.json, metrics.jsonl, last.pt, best.pt)"
     )
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    p.add_argument("--batch-size", type=int, default=128, help="global batch (default 128)")
-    p.add_argument("--lr", type=float, default=None, help="peak LR (default 0.1 x batch/512, the paper's)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--mu", type=float, default=6.0, help="coding loss weight (paper: 6 CIFAR, 1 ImageNet)")
-    p.add_argument("--p-drop", type=float, default=0.1, help="dropSubNN probability (paper: 0.1)")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--schedule", choices=("cosine", "onecycle"), default="cosine")
-    p.add_argument("--warmup-frac", type=float, default=0.0)
-    p.add_argument(
-        "--randaugment",
-        type=_pair,
-        default=None,
-        metavar="OPS,MAG",
-        help="RandAugment (default: 3,4 for 10 classes, 1,2 for 100 as the paper; none for tiny)",
+    p.add_argument("--control", action="store_true", help="plain ResNeXt baseline (every block r = 1)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--save-every", type=int, default=d.save_every, help="also checkpoint every N steps")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"(default {d.seed})")
+    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
+    g.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
+    g.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps")
+    g.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"global batch (default {d.batch_size})"
     )
-    p.add_argument("--no-randaugment", action="store_true", help="only pad-4 crop and flip")
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps")
-    p.add_argument(
-        "--eval-limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate on a fixed random subset of N test images; 0 = all (default: all, "
-        "or 2000 when --max-steps is given)",
+    g.add_argument("--grad-accum", type=int, default=d.grad_accum, help=f"(default {d.grad_accum})")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak LR (default 0.1 x batch/512, the paper's)")
+    g.add_argument("--min-lr", type=float, default=d.min_lr, help=f"final LR (default {d.min_lr})")
+    g.add_argument("--momentum", type=float, default=d.momentum, help=f"Nesterov (default {d.momentum})")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"(default {d.weight_decay})")
+    g.add_argument(
+        "--schedule", choices=("cosine", "onecycle"), default=d.schedule, help=f"(default {d.schedule})"
     )
-    p.add_argument(
+    g.add_argument("--warmup-frac", type=float, default=d.warmup_frac, help=f"(default {d.warmup_frac})")
+    g.add_argument(
+        "--mu",
+        type=float,
+        default=d.mu,
+        help=f"coding loss weight (default {d.mu}; paper: 6 CIFAR, 1 ImageNet)",
+    )
+    g.add_argument(
+        "--p-drop", type=float, default=d.p_drop, help=f"dropSubNN probability (default {d.p_drop})"
+    )
+    g.add_argument(
+        "--label-smoothing", type=float, default=d.label_smoothing, help=f"(default {d.label_smoothing})"
+    )
+
+
+def _data_options(g: argparse._ArgumentGroup, d) -> None:
+    from ..config import PRESETS
+    from ..train.config import AUTO_EVAL_LIMIT
+
+    ra = ", ".join(
+        f"{k} {','.join(map(str, v.randaugment)) if v.randaugment else 'none'}" for k, v in PRESETS.items()
+    )
+    g.add_argument("--randaugment", type=_pair, default=d.randaugment, metavar="OPS,MAG",
+                   help=f"RandAugment (default: the preset's: {ra})")  # fmt: skip
+    g.add_argument("--no-randaugment", action="store_true", help="only the crop and flip")
+    g.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
+    g.add_argument(
         "--image-size",
         type=int,
-        default=None,
+        default=d.image_size,
         metavar="N",
-        help="store ImageFolder images as N x N (shorter side resized, centre crop); needed "
-        "when image sizes differ, and to fit large images in memory",
+        help="ImageFolder images as N x N (shorter side resized, centre crop; the crop size for "
+        "random-resized-crop presets); needed when image sizes differ",
     )
-    p.add_argument("--flip-tta", action="store_true", help="test-time flip averaging in evaluation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--control", action="store_true", help="plain ResNeXt baseline (every block r = 1)")
-    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
-    p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        metavar="N",
+        help=f"DataLoader processes that decode and augment (default {d.workers}: batched in the "
+        "main process, on the training device); N > 0 streams ImageFolder trees from disk",
+    )
+    g.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=d.stream,
+        help="read ImageFolder images from disk per batch instead of decoding the split into memory "
+        "(default: stream with --workers > 0 or when the split would not fit in memory)",
+    )
+    g.add_argument(
+        "--eval-limit",
+        type=int,
+        default=d.eval_limit,
+        metavar="N",
+        help="evaluate on a fixed random subset of N test images; 0 = all (default: all, "
+        f"or {AUTO_EVAL_LIMIT} when --max-steps is given)",
+    )
+    g.add_argument("--flip-tta", action="store_true", help="test-time flip averaging in evaluation")
+
+
+def config_kwargs(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields among the parsed options (every option is one)."""
+    from ..train.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
 
-    cfg = TrainConfig(
-        preset=args.preset,
-        data=args.data,
-        out=args.out,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        mu=args.mu,
-        p_drop=args.p_drop,
-        label_smoothing=args.label_smoothing,
-        schedule=args.schedule,
-        warmup_frac=args.warmup_frac,
-        randaugment=args.randaugment,
-        no_randaugment=args.no_randaugment,
-        grad_accum=args.grad_accum,
-        save_every=args.save_every,
-        eval_limit=args.eval_limit,
-        image_size=args.image_size,
-        flip_tta=args.flip_tta,
-        seed=args.seed,
-        control=args.control,
-        download=args.download,
-        resume=args.resume,
-        device=args.device,
-        channels_last=not args.no_channels_last,
-        progress=not args.quiet,
-    )
+    cfg = TrainConfig(**config_kwargs(args))
     res = train(cfg)
     print(f"done: {res['step']} steps, best test accuracy {res['best_accuracy']:.4f}, run in {res['out']}")
     return 0

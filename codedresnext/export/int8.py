@@ -99,82 +99,76 @@ def load_int8_data(opts: Int8Options, cfg) -> Int8Data:
     return Int8Data(calib, test, labels, desc)
 
 
-def _renamed(extra: dict, sfx: str) -> dict:
-    """Links between graphs (segment 'next', reject 'a'/'b') point at the same precision's twins."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in extra.items()}
-    if "segment" in out and out["segment"].get("next"):
-        out["segment"]["next"] += sfx
-    if "reject" in out:
-        out["reject"]["a"] += sfx
-        out["reject"]["b"] += sfx
-    return out
-
-
-def _twin(tmp: Path, entry: dict, ranges, full: dict, precision: str, method: str) -> dict:
+def _twin(tmp: Path, entry, ranges, full: dict, precision: str, method: str):
+    """Quantize one fp32 graph of `tmp` into its `precision` twin; returns the twin's ManifestEntry."""
+    import dataclasses
     import hashlib
 
     import onnx
 
-    from .exporter import _io_specs
+    from ..artifact import precision_suffix
     from .ops import check_graph
+    from .record import io_specs
 
-    model = onnx.load(str(tmp / entry["file"]))
+    model = onnx.load(str(tmp / entry.file))
     q = Q.quantize(model, ranges, precision, full=full)
     summary = Q.check_quantized(q, precision)
     data = q.SerializeToString()
     check_graph(q, data)
-    sfx = Q.suffix(precision)
-    name = entry["name"] + sfx
+    sfx = precision_suffix(precision)
+    name = entry.name + sfx
     (tmp / f"{name}.onnx").write_bytes(data)
-    ins, outs = _io_specs(q)
-    skip = {"name", "file", "precision", "sha256", "bytes", "inputs", "outputs", "verification"}
-    extra = {k: v for k, v in entry.items() if k in ("segment", "reject")}
-    return {
-        **{k: v for k, v in entry.items() if k not in skip | set(extra)},
-        "name": name,
-        "file": f"{name}.onnx",
-        "precision": precision,
-        "fp32_twin": entry["name"],
-        "inputs": ins,
-        "outputs": outs,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-        "quantization": {"calibration_method": method, "ranges": Q.CALIBRATION_FILE, **summary},
-        **_renamed(extra, sfx),
-    }
+    ins, outs = io_specs(q)
+    seg, rej = entry.segment, entry.reject  # links point at the same precision's twins
+    if seg is not None:
+        seg = dataclasses.replace(seg, next=seg.next + sfx if seg.next else None)
+    if rej is not None:
+        rej = dataclasses.replace(rej, a=rej.a + sfx, b=rej.b + sfx)
+    return dataclasses.replace(
+        entry,
+        name=name,
+        file=f"{name}.onnx",
+        precision=precision,
+        fp32_twin=entry.name,
+        inputs=ins,
+        outputs=outs,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        verification=None,
+        thresholds=None,
+        segment=seg,
+        reject=rej,
+        quantization={"calibration_method": method, "ranges": Q.CALIBRATION_FILE, **summary},
+    )
 
 
-def add_int8_twins(
-    tmp: Path, manifest: dict, full_model, data: Int8Data, opts: Int8Options, *, progress: bool
-):
-    """Calibrate on the full graph, write every fp32 graph's twins + ranges into `tmp`, measure them,
-    and add their entries and an "int8" section to `manifest` (in place)."""
+def add_int8_twins(tmp: Path, manifest, full_model, data: Int8Data, opts: Int8Options, *, progress: bool):
+    """Calibrate on the full graph, write every fp32 graph's twins + ranges into `tmp`, measure them;
+    returns the manifest with their entries and an "int8" section added."""
+    import time
+
     from tqdm import tqdm
 
     from .._io import sha256_file
-    from ..artifact import save_manifest
+    from ..artifact import FP32
     from ..runtime.graphs import prepare_batch
 
     inp = full_model.graph.input[0].name
     shape = (None, *[d.dim_value or None for d in full_model.graph.input[0].type.tensor_type.shape.dim[1:]])
-    pre = manifest.get("preprocessing") or {}
     batches = [
-        prepare_batch(data.calib[i : i + opts.batch], inp, shape, pre)
+        prepare_batch(data.calib[i : i + opts.batch], inp, shape, manifest.preprocessing)
         for i in range(0, len(data.calib), opts.batch)
     ]
-    import time
-
     t0 = time.perf_counter()
     ranges = Q.calibrate(full_model, batches, method=opts.method, percentile=opts.percentile)
     calibration_s = time.perf_counter() - t0
     Q.save_ranges(ranges, tmp / Q.CALIBRATION_FILE)
-    fp32 = [g for g in manifest["graphs"] if g.get("precision", "fp32") == "fp32"]
     full = Q.full_weights(full_model)
     twins = []
-    for g in tqdm(fp32, desc="int8", unit="graph", disable=not progress):
+    for g in tqdm([g for g in manifest.graphs if g.precision == FP32], desc="int8", disable=not progress):
         twins += [_twin(tmp, g, ranges, full, p, opts.method) for p in opts.precisions]
-    manifest["graphs"] += twins
-    manifest["int8"] = {
+    manifest.graphs += twins
+    manifest.int8 = {
         **data.description,
         "calibration_method": opts.method,
         **({"percentile": opts.percentile} if opts.method == "percentile" else {}),
@@ -186,15 +180,16 @@ def add_int8_twins(
         "recipes": {p: vars(Q.RECIPES[p]) for p in opts.precisions},
     }
     if data.test is not None:
-        save_manifest(tmp, manifest)  # graph_accuracy reads the directory's manifest
+        manifest.save(tmp)  # graph_accuracy reads the directory's manifest
         _measure(tmp, twins, data, progress)
+    return manifest
 
 
-def _measure(tmp: Path, twins: Sequence[dict], data: Int8Data, progress: bool) -> None:
-    """Each twin vs its fp32 twin on the test sample (only graphs that start from images or chains)."""
+def _measure(tmp: Path, twins: Sequence, data: Int8Data, progress: bool) -> None:
+    """Each twin vs its fp32 twin on the test sample (segments / reject b behind their own chain)."""
     from tqdm import tqdm
 
     from ..runtime.accuracy import graph_accuracy
 
     for t in tqdm(twins, desc="int8 accuracy", unit="graph", disable=not progress):
-        t["accuracy"] = graph_accuracy(tmp, t["name"], data.test, data.labels, reference=t["fp32_twin"])
+        t.accuracy = graph_accuracy(tmp, t.name, data.test, data.labels, reference=t.fp32_twin)

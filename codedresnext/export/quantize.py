@@ -87,11 +87,6 @@ RECIPES = {
 }
 
 
-def suffix(precision: str) -> str:
-    """Graph-name suffix of a precision twin: full -> full_int8 / full_int8-cpu."""
-    return f"_{precision}"
-
-
 # -- calibration ---------------------------------------------------------------------------------------
 
 

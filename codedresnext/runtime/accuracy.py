@@ -24,29 +24,28 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import INPUT_FLOAT, INPUT_UINT8, OUTPUT_LOGITS, find_graph, load_manifest
+from ..artifact import (
+    INPUT_FLOAT,
+    INPUT_UINT8,
+    OUTPUT_LOGITS,
+    GraphKind,
+    Manifest,
+    ManifestEntry,
+    load_manifest,
+)
 from ..errors import GraphError
 from .backend import open_backend
 from .graphs import prepare_batch
 
 
-def chain_for(manifest: dict, entry: dict) -> list[dict]:
+def chain_for(manifest: Manifest, entry: ManifestEntry) -> list[ManifestEntry]:
     """The graphs to run in order to compute `entry` from images (entry last)."""
-    graphs = manifest.get("graphs", [])
-    if entry.get("kind") == "segment" and entry.get("segment", {}).get("index", 0) > 0:
-        prec = entry.get("precision", "fp32")
-        segs = sorted(
-            (
-                g
-                for g in graphs
-                if g.get("kind") == "segment" and g.get("precision", "fp32") == prec and "segment" in g
-            ),
-            key=lambda g: g["segment"]["index"],
-        )
-        return [g for g in segs if g["segment"]["index"] <= entry["segment"]["index"]]
-    rej = entry.get("reject") or {}
-    if rej.get("part") == "b":
-        return [find_graph(manifest, rej["a"]), entry]
+    if entry.kind == GraphKind.SEGMENT and entry.segment is not None and entry.segment.index > 0:
+        segs = [g for g in manifest.of_kind(GraphKind.SEGMENT, precision=entry.precision) if g.segment]
+        segs.sort(key=lambda g: g.segment.index)
+        return [g for g in segs if g.segment.index <= entry.segment.index]
+    if entry.reject is not None and entry.reject.part == "b":
+        return [manifest.graph(entry.reject.a), entry]
     return [entry]
 
 
@@ -57,18 +56,18 @@ def run_graph(
     *,
     batch: int = 250,
     threads: int | None = 1,
-    manifest: dict | None = None,
+    manifest: Manifest | None = None,
 ) -> dict[str, np.ndarray]:
     """All outputs of graph `name` (behind its chain) on uint8 (N, H, W, 3) images, concatenated."""
     directory = Path(directory)
     manifest = manifest or load_manifest(directory)
-    chain = chain_for(manifest, find_graph(manifest, name))
-    backends = [open_backend("ort", directory / g["file"], threads=threads) for g in chain]
+    chain = chain_for(manifest, manifest.graph(name))
+    backends = [open_backend("ort", directory / g.file, threads=threads) for g in chain]
     try:
         first = backends[0].inputs[0]
         if first.name not in (INPUT_FLOAT, INPUT_UINT8):
-            raise GraphError(f"{chain[0]['name']} does not start from images (input {first.name!r})")
-        pre = manifest.get("preprocessing") or {}
+            raise GraphError(f"{chain[0].name} does not start from images (input {first.name!r})")
+        pre = manifest.preprocessing
         parts: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(images), batch):
             out = backends[0].infer(
@@ -120,9 +119,9 @@ def graph_accuracy(
 
     directory = Path(directory)
     manifest = load_manifest(directory)
-    entry = find_graph(manifest, name)
-    names = list(manifest["model"]["class_names"])
-    classes = list(entry.get("classes") or names)
+    entry = manifest.graph(name)
+    names = list(manifest.model.class_names)
+    classes = list(entry.classes or names)
     labels = np.asarray(labels)
     got = run_graph(directory, name, images, batch=batch, threads=threads, manifest=manifest)
     res: dict[str, Any] = {"images": int(len(labels)), **_figures(got, labels, classes, names)}

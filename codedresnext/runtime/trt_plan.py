@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifact import FP16, INT8, ManifestEntry, precision_suffix
 from ..errors import BackendUnavailable, GraphError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -106,28 +107,30 @@ def plan_precision(precision: str, *, trt_version: str, graph: str, int8_fp16: b
     return PrecisionPlan(precision, False, flags)
 
 
-def choose_source(entry: dict, graphs: dict[str, dict], precision: str, trt_version: str) -> dict:
+def choose_source(
+    entry: ManifestEntry, graphs: dict[str, ManifestEntry], precision: str, trt_version: str
+) -> ManifestEntry:
     """Which manifest graph to build for `entry` at `precision`.
 
     fp16 on TensorRT 11+ must use the FP16 graph (`NAME_fp16`, precision "fp16"); on TensorRT 10 the
     fp32 graph with the FP16 builder flag is the JetPack-proven path, so the fp32 graph is built.
     int8 (TensorRT 10 and 11) builds the Q/DQ twin `NAME_int8` (precision "int8").
     """
-    if precision == "int8":
-        if entry.get("precision") == "int8":
+    if precision == INT8:
+        if entry.precision == INT8:
             return entry
-        sib = graphs.get(f"{entry['name']}_int8")
-        if sib is None or sib.get("precision") != "int8":
+        sib = graphs.get(entry.name + precision_suffix(INT8))
+        if sib is None or sib.precision != INT8:
             raise GraphError(
-                f"no INT8 (Q/DQ) twin of {entry['name']!r} in this export; re-export with "
+                f"no INT8 (Q/DQ) twin of {entry.name!r} in this export; re-export with "
                 "`codedresnext export ... --int8 --calibration DATA`"
             )
         return sib
     if precision == "fp16" and trt_major(trt_version) >= 11:
-        sib = graphs.get(f"{entry['name']}_fp16")
-        if sib is None or sib.get("precision") != "fp16":
+        sib = graphs.get(entry.name + precision_suffix(FP16))
+        if sib is None or sib.precision != FP16:
             raise GraphError(
-                f"TensorRT {trt_version} needs the FP16 graph of {entry['name']!r} (strongly typed networks "
+                f"TensorRT {trt_version} needs the FP16 graph of {entry.name!r} (strongly typed networks "
                 "only); re-export with `codedresnext export ... --fp16`"
             )
         return sib

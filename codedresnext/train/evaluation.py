@@ -6,34 +6,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import ArrayDataset
+from ..data import ArrayDataset, FolderDataset
 from ..model import CodedResNeXt, early_decode
 from .augment import to_input
+from .pipeline import eval_images
 
 
 @torch.no_grad()
 def predict_arrays(
     model: CodedResNeXt,
-    ds: ArrayDataset,
+    ds: ArrayDataset | FolderDataset,
     *,
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     flip_tta: bool = False,
     keep_classes: list[int] | None = None,
     progress: bool = False,
+    size: int | None = None,
+    workers: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Run the model over `ds`; returns logits (M, K) and energies per coded block (M, N)."""
+    """Run the model over `ds`; returns logits (M, K) and energies per coded block (M, N).
+
+    A FolderDataset is decoded at `size` (as load_dataset stores it) by `workers` processes."""
     model.eval()
     cfg = model.cfg
     logits, energies = [], []
-    rng = range(0, len(ds), batch_size)
+    batches = eval_images(ds, batch_size, size=size, workers=workers)
     if progress:
         from tqdm import tqdm
 
-        rng = tqdm(rng, desc="eval", unit="batch", leave=False)
-    for i in rng:
-        imgs = torch.from_numpy(ds.images[i : i + batch_size])
-        x = to_input(imgs, cfg.mean, cfg.std).to(device)
+        batches = tqdm(batches, total=-(-len(ds) // batch_size), desc="eval", unit="batch", leave=False)
+    for imgs in batches:
+        x = to_input(imgs.to(device), cfg.mean, cfg.std)
         out = model(x, keep_classes=keep_classes)
         lg = out.logits.float()
         if flip_tta:
@@ -48,7 +52,7 @@ def predict_arrays(
     }
 
 
-def classifier_metrics(model: CodedResNeXt, ds: ArrayDataset, **kw) -> dict:
+def classifier_metrics(model: CodedResNeXt, ds: ArrayDataset | FolderDataset, **kw) -> dict:
     """accuracy, cross_entropy, coding_loss[block], early_decoder_accuracy[block] on `ds`."""
     from ..model import coding_loss
 
