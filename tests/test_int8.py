@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from codedresnext.artifact import Preprocessing, precision_suffix
 from codedresnext.cli import main
 from codedresnext.errors import GraphError
 from codedresnext.export import quantize as Q
@@ -53,7 +54,7 @@ def test_every_fp32_graph_has_both_int8_twins(int8_export):
     by_name = {g["name"]: g for g in m["graphs"]}
     for g in fp32:
         for p in Q.INT8_PRECISIONS:
-            t = by_name[f"{g['name']}_{p}"]
+            t = by_name[g["name"] + precision_suffix(p)]
             assert t["precision"] == p and t["kind"] == g["kind"] and t["fp32_twin"] == g["name"]
             assert t["flops"] == g["flops"] and t["params"] == g["params"]
             assert (int8_export / t["file"]).is_file() and t["bytes"] < g["bytes"]  # int8 weights
@@ -119,9 +120,12 @@ def test_int8_class_graph_equals_int8_masked_reference(
     from codedresnext.runtime.graphs import prepare_batch
 
     m = _manifest(int8_export)
-    x = prepare_batch(real_images.images, "images", (None, 3, 32, 32), m["preprocessing"])
-    c = _logits(int8_export / f"class_cat_{precision}.onnx", x)
-    k = _logits(int8_export / f"masked_cat_{precision}.onnx", x)
+    x = prepare_batch(
+        real_images.images, "images", (None, 3, 32, 32), Preprocessing.from_dict(m["preprocessing"])
+    )
+    sfx = precision_suffix(precision)
+    c = _logits(int8_export / f"class_cat{sfx}.onnx", x)
+    k = _logits(int8_export / f"masked_cat{sfx}.onnx", x)
     f = _logits(int8_export / "masked_cat.onnx", x)
     d = np.abs(c - k)
     assert d.max() <= max_abs and d.mean() <= mean_abs, (d.max(), d.mean())
