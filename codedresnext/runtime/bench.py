@@ -29,6 +29,7 @@ QPS_NOTE = (
     "throughput_sps counts samples per second; trtexec's 'qps' counts batches (queries) per "
     "second, so samples/s = qps x batch"
 )
+_BACKEND_LABEL = {"ort": "ONNX Runtime", "trt": "TensorRT", "torch": "the ONNX graph through PyTorch"}
 DEFAULT_KINDS = ("full", "masked", "class", "subset", "multi-exit")
 
 
@@ -99,8 +100,8 @@ def _graph_runner(directory: Path, g: dict, backend: str, options: dict) -> Runn
     )
 
 
-def _torch_runner(directory: Path, full: dict | None, threads: int | None) -> Runner:
-    be = open_backend("torch", directory / "source.pt", threads=threads)
+def _torch_runner(directory: Path, full: dict | None, threads: int | None, device: str = "cpu") -> Runner:
+    be = open_backend("torch", directory / "source.pt", threads=threads, device=device)
     be.infer(_random_feed(be, 1))
 
     def make(batch: int) -> Callable[[], Any]:
@@ -116,7 +117,7 @@ def _torch_runner(directory: Path, full: dict | None, threads: int | None) -> Ru
         be.info(),
         None,
         [],
-        ("torch", str(directory / "source.pt"), {"threads": threads}),
+        ("torch", str(directory / "source.pt"), {"threads": threads, "device": device}),
     )
 
 
@@ -219,6 +220,9 @@ def environment(threads: int, backend: str, provider: str) -> dict:
     from .. import __version__
 
     env["codedresnext"] = __version__
+    from .environment import describe
+
+    env.update(describe(backend))
     try:
         import onnxruntime
 
@@ -380,14 +384,20 @@ def run_bench(
     min_iterations: int = 10,
     memory: bool = True,
     progress: bool = True,
+    backend_options: dict | None = None,
 ) -> dict:
-    """Benchmark an export directory; returns the report dict (see write_report for the files)."""
+    """Benchmark an export directory; returns the report dict (see write_report for the files).
+
+    backend_options go to every graph's backend (torch: device, cuda_graph; trt: batch profile,
+    which defaults to (min, max, max) of `batches` so that every benchmarked batch is in range)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
     threads = int(threads or os.cpu_count() or 1)
-    options: dict[str, Any] = {"threads": threads}
+    options: dict[str, Any] = {"threads": threads, **(backend_options or {})}
     if backend == "ort":
         options["provider"] = provider
+    elif backend == "trt":
+        options.setdefault("batch", (min(batches), max(batches), max(batches)))
     selected = select_graphs(manifest, graphs, max_class_graphs)
     runners = []
     for g in selected:
@@ -399,7 +409,8 @@ def run_bench(
     if torch_peer:
         if (directory / "source.pt").is_file():
             try:
-                runners.append(_torch_runner(directory, full, threads))
+                dev = options.get("device", "cpu") if backend == "torch" else "cpu"
+                runners.append(_torch_runner(directory, full, threads, dev))
             except Exception as e:  # a missing torch is a note, not a failed benchmark
                 notes.append(f"PyTorch peer skipped: {e}")
         else:
@@ -492,6 +503,7 @@ def markdown(report: dict) -> str:
         "",
         f"Note: {QPS_NOTE}.",
         "",
+        *_gpu_lines(env),
         "| graph | kind | params | MFLOPs | FLOP ratio | batch | median ms | p99 ms | samples/s | speedup | "
         "speedup / FLOP ratio | peak MiB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -532,7 +544,8 @@ def markdown(report: dict) -> str:
     if "ort_over_torch_full" in gl:
         o = gl["ort_over_torch_full"]
         lines.append(
-            f"- ONNX Runtime / PyTorch eager throughput on the full model: {o['throughput_ratio']:.2f} "
+            f"- {_BACKEND_LABEL.get(env['backend'], env['backend'])} / PyTorch eager throughput on the full "
+            f"model: {o['throughput_ratio']:.2f} "
             f"(goal >= 1: {'met' if o['met'] else 'NOT met'})"
         )
     if "early_exit" in report:
@@ -572,6 +585,21 @@ def markdown(report: dict) -> str:
     for n in report.get("notes", []):
         lines.append(f"- note: {n}")
     return "\n".join(lines) + "\n"
+
+
+def _gpu_lines(env: dict) -> list[str]:
+    """GPU, driver and CUDA library versions, where the report has them."""
+    gpus = [g for g in env.get("gpus") or [] if "name" in g]
+    if not gpus:
+        return []
+    lib = env.get("libraries") or {}
+    tc = env.get("torch_cuda") or {}
+    names = ", ".join(f"{g['name']} (sm {g.get('compute_capability')})" for g in gpus)
+    return [
+        f"GPU: {names}; driver {env.get('driver')}; torch {lib.get('torch')} (CUDA {tc.get('cuda_build')}, "
+        f"cuDNN {tc.get('cudnn')}), onnxruntime {lib.get('onnxruntime')}, TensorRT {lib.get('tensorrt')}.",
+        "",
+    ]
 
 
 def plot(report: dict, path: str | os.PathLike) -> bool:
