@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, GraphError
 from .backend import Backend, onnx_io_specs, require
 
 # user-facing provider names -> ONNX Runtime execution providers (in priority order)
@@ -51,8 +51,14 @@ class OrtBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         self.providers = resolve_providers(provider, ort.get_available_providers())
-        self.session = ort.InferenceSession(str(path), sess_options=so, providers=self.providers)
-        self.inputs, self.outputs = onnx_io_specs(path)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so, providers=self.providers)
+            self.inputs, self.outputs = onnx_io_specs(path)
+        except Exception as e:  # InvalidProtobuf, InvalidGraph, DecodeError, ...: say what to do
+            raise GraphError(
+                f"ONNX Runtime cannot load {path}: {type(e).__name__}: {str(e).strip()[:300]}. The file is "
+                "corrupt, truncated or not an ONNX graph; re-export it (`codedresnext export`)"
+            ) from e
         self._ort_version = ort.__version__
 
     def _run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
