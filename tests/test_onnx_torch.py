@@ -288,3 +288,38 @@ def test_backend_options_fail_clearly(exports):
     assert info["mode"] == "onnx" and info["device"] == "cpu" and info["torch"] == str(torch.__version__)
     with pytest.raises(GraphError, match="must be a numpy float32"):
         be.infer({"images": np.zeros((1, 3, 32, 32), np.float64)})
+
+
+def test_bench_cli_with_the_torch_backend_lists_the_class_graphs(exports, tmp_path):
+    """`codedresnext bench D --backend torch --batch 1,8 --json F` on an export with class graphs."""
+    import json
+    import subprocess
+    import sys
+
+    js = tmp_path / "b.json"
+    r = subprocess.run(
+        [
+            sys.executable, "-m", "codedresnext.cli", "bench", str(exports / "float"), "--backend", "torch",
+            "--batch", "1,8", "--warmup", "0.01", "--duration", "0.05", "--rounds", "1",
+            "--min-iterations", "1", "--threads", "1", "--no-memory", "--quiet", "--json", str(js),
+            "--out", str(tmp_path / "rep"),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(js.read_text())
+    cls = [g for g in rep["graphs"] if g["kind"] == "class"]
+    assert [g["name"] for g in cls] == ["class_cat", "class_dog"]
+    for g in rep["graphs"]:
+        assert [x["batch"] for x in g["results"]] == [1, 8] and all(
+            x["iterations"] >= 1 for x in g["results"]
+        )
+        assert g["backend_info"]["backend"] == "torch"
+    assert all(g["backend_info"]["mode"] == "onnx" and g["backend_info"]["device"] == "cpu" for g in cls)
+    assert rep["env"]["backend"] == "torch" and rep["env"]["torch_cuda"]["torch"] == str(torch.__version__)
+    assert "the ONNX graph through PyTorch / PyTorch eager" in r.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "codedresnext.cli", "bench", str(exports / "float"), "--cuda-graph"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--backend torch" in bad.stderr
