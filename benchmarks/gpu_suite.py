@@ -1,4 +1,5 @@
-"""Everything a lent GPU should measure, in one command (under 8 minutes on one H100/H200-class GPU):
+"""Everything a lent GPU should measure, in one command (sized for under 8 minutes on one H100/H200-class
+GPU; the total and the 480 s budget are in the report):
 
 1. tests      the `gpu`-marked tests (tests/test_gpu.py): CUDA training steps, CUDA inference parity
               of the torch backend (eager and CUDA graphs) vs ONNX Runtime on real images, resume

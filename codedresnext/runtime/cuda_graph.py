@@ -4,7 +4,9 @@ Why: an interpreted graph of a few hundred small kernels is launch-bound at smal
 graph replays the whole launch sequence with one call. Static buffers hold the inputs and outputs
 (the PyTorch pattern: warm up on a side stream, capture, then copy new inputs into the static
 inputs and replay). Outputs are the static buffers themselves: the caller copies them out before the
-next replay. Imports torch at module level: only the torch backend imports it, lazily.
+next replay. At most `max_graphs` shapes are captured (the early-exit cascade compacts batches to
+every size); further shapes run eagerly. Imports torch at module level: only the torch backend
+imports it, lazily.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ class _Captured:
 class CudaGraphRunner:
     """`runner(list of host or device tensors) -> tuple of device tensors` (valid until the next call)."""
 
-    def __init__(self, module: torch.nn.Module, device: torch.device, *, warmup: int = 3) -> None:
+    def __init__(
+        self, module: torch.nn.Module, device: torch.device, *, warmup: int = 3, max_graphs: int = 16
+    ) -> None:
         if device.type != "cuda":
             raise GraphError(
                 f"CUDA graphs need a CUDA device, not {device}; drop cuda_graph or use device='cuda'"
             )
-        self.module, self.device, self.warmup = module, device, warmup
+        self.module, self.device, self.warmup, self.max_graphs = module, device, warmup, max_graphs
         self._graphs: dict[tuple, _Captured] = {}
 
     @property
@@ -42,6 +46,9 @@ class CudaGraphRunner:
         key = tuple((tuple(t.shape), t.dtype) for t in inputs)
         cap = self._graphs.get(key)
         if cap is None:
+            if len(self._graphs) >= self.max_graphs:
+                with torch.inference_mode():
+                    return tuple(self.module(*[t.to(self.device) for t in inputs]))
             cap = self._graphs[key] = self._capture(inputs)
         for static, t in zip(cap.inputs, inputs):
             static.copy_(t, non_blocking=True)
