@@ -291,7 +291,7 @@ STAGES = {
 # -- report -----------------------------------------------------------------------------------------
 def environment(device: str) -> dict:
     from codedresnext.runtime.bench import cpu_model
-    from codedresnext.runtime.environment import describe
+    from codedresnext.runtime.gpuinfo import describe
 
     try:
         commit = subprocess.run(

@@ -383,12 +383,12 @@ def test_corrupt_onnx_file_gives_a_graph_error(tmp_path):
 
     bad = tmp_path / "full.onnx"
     bad.write_bytes(b"\x08\x07 this is not a protobuf \xff\xfe" * 20)
-    with pytest.raises(GraphError, match=r"ONNX Runtime cannot load .*full\.onnx.*corrupt.*re-export"):
+    with pytest.raises(GraphError, match=r"ONNX Runtime cannot load .*full\.onnx.*re-export"):
         open_backend("ort", bad, threads=1)
     good = make_export(tmp_path / "e") / "full.onnx"
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(GraphError, match="corrupt, truncated"):
+    with pytest.raises(GraphError, match=r"ONNX Runtime cannot load .*truncated\.onnx"):
         open_backend("ort", truncated, threads=1)
 
 
@@ -433,7 +433,7 @@ def test_runtime_imports_no_torch():
         "import codedresnext.runtime.backend, codedresnext.runtime.ort, codedresnext.runtime.trt, "
         "codedresnext.runtime.detector, codedresnext.runtime.cascade, codedresnext.runtime.calibrate, "
         "codedresnext.runtime.bench, codedresnext.runtime.triton, codedresnext.runtime.torch_backend, "
-        "codedresnext.runtime.predict, codedresnext.runtime.environment\n"
+        "codedresnext.runtime.predict, codedresnext.runtime.gpuinfo\n"
         "from codedresnext.runtime.bench import environment\n"
         "assert environment(1, 'ort', 'cpu')['libraries']['onnx']\n"
         "print('ok')\n"

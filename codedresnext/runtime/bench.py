@@ -220,7 +220,7 @@ def environment(threads: int, backend: str, provider: str) -> dict:
     from .. import __version__
 
     env["codedresnext"] = __version__
-    from .environment import describe
+    from .gpuinfo import describe
 
     env.update(describe(backend))
     try:
