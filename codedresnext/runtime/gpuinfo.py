@@ -111,6 +111,10 @@ def describe(backend: str | None = None) -> dict[str, Any]:
             import onnxruntime
 
             env["onnxruntime_providers"] = onnxruntime.get_available_providers()
+            from onnxruntime.capi import build_and_package_info as build  # GPU builds name their CUDA
+
+            env["onnxruntime_cuda"] = getattr(build, "cuda_version", None)
+            env["onnxruntime_cudnn"] = getattr(build, "cudnn_version", None)
         except ImportError:
             pass
     return env
