@@ -230,20 +230,58 @@ def _allowlist_graph() -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(m, strict_mode=True)
 
 
+def _qdq_graph() -> onnx.ModelProto:
+    """Explicit quantization as TensorRT builds it: per-tensor int8 activations, per-channel int8
+    weights (DequantizeLinear of an int8 initializer), and a uint8 round trip with a zero point."""
+    r = np.random.default_rng(3)
+    w = r.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w_scale = (np.abs(w).reshape(4, -1).max(1) / 127).astype(np.float32)
+    inits = {
+        "w_q": np.clip(np.round(w / w_scale[:, None, None, None]), -127, 127).astype(np.int8),
+        "w_s": w_scale,
+        "a_s": np.array(0.02, np.float32),
+        "a_z": np.array(0, np.int8),
+        "u_s": np.array(0.05, np.float32),
+        "u_z": np.array(128, np.uint8),
+    }
+    N = helper.make_node
+    nodes = [
+        N("QuantizeLinear", ["x", "a_s", "a_z"], ["xq"]),
+        N("DequantizeLinear", ["xq", "a_s", "a_z"], ["xd"]),
+        N("DequantizeLinear", ["w_q", "w_s"], ["wd"], axis=0),
+        N("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
+        N("QuantizeLinear", ["c", "u_s", "u_z"], ["cq"]),
+        N("DequantizeLinear", ["cq", "u_s", "u_z"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, 8, 8])],
+        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in ("y", "cq", "xq")],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return onnx.shape_inference.infer_shapes(m, strict_mode=True)
+
+
 def test_every_allowlisted_op_matches_onnxruntime(tmp_path):
     from codedresnext.export.ops import TRT_ALLOWED_OPS
 
     assert TRT_ALLOWED_OPS - {"Constant"} <= set(OPS), "an allowlisted op has no torch implementation"
-    m = _allowlist_graph()
-    used = {n.op_type for n in m.graph.node}
-    assert used == set(TRT_ALLOWED_OPS), sorted(set(TRT_ALLOWED_OPS) - used)
-    onnx.save(m, tmp_path / "ops.onnx")
-    x = np.random.default_rng(1).standard_normal((3, 3, 9, 9)).astype(np.float32)
-    ref = _ort(tmp_path / "ops.onnx", {"x": x})
-    got = open_backend("torch", tmp_path / "ops.onnx", threads=1).infer({"x": x})
-    for k, r in ref.items():
-        assert got[k].dtype == r.dtype and got[k].shape == r.shape, k
-        np.testing.assert_allclose(got[k], r, rtol=1e-5, atol=1e-5, err_msg=k)
+    graphs = {"ops": _allowlist_graph(), "qdq": _qdq_graph()}
+    used = {n.op_type for m in graphs.values() for n in m.graph.node}
+    assert set(TRT_ALLOWED_OPS) <= used, sorted(set(TRT_ALLOWED_OPS) - used)  # every op is exercised
+    rng = np.random.default_rng(1)
+    for name, m in graphs.items():
+        onnx.save(m, tmp_path / f"{name}.onnx")
+        shape = [d.dim_value or 3 for d in m.graph.input[0].type.tensor_type.shape.dim]
+        x = rng.standard_normal(shape).astype(np.float32)
+        ref = _ort(tmp_path / f"{name}.onnx", {"x": x})
+        got = open_backend("torch", tmp_path / f"{name}.onnx", threads=1).infer({"x": x})
+        for k, r in ref.items():
+            assert got[k].dtype == r.dtype and got[k].shape == r.shape, k
+            np.testing.assert_allclose(got[k], r, rtol=1e-5, atol=1e-5, err_msg=k)
 
 
 def _tiny(nodes, inits, out_type=TensorProto.FLOAT) -> onnx.ModelProto:
