@@ -157,7 +157,18 @@ def test_resume_after_kill_on_device(device, small_tree, tmp_path, session_cache
     (bit-exact on CPU; on CUDA within the run-to-run noise of cuDNN's non-deterministic kernels)."""
     from test_train import _cli, _finish, _state, _train_cmd
 
-    extra = ("--max-steps", "30", "--save-every", "3", "--device", str(device), "--eval-limit", "20")
+    extra = (
+        "--epochs",
+        "6",
+        "--max-steps",
+        "30",
+        "--save-every",
+        "3",
+        "--device",
+        str(device),
+        "--eval-limit",
+        "20",
+    )
     ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
     _finish(ref)
     killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
