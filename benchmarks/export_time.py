@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from codedresnext.artifact import GraphKind, load_manifest
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 GOAL_S = 60.0
@@ -86,13 +88,13 @@ def main() -> int:
         tmp = Path(tmp)
         cmd = [*exe, "--out", str(tmp / "noverify"), "--no-verify"]
         res["runs"]["no_verify"] = {"command": _show(cmd), "wall_s": round(_run(cmd), 2)}
-        manifest = json.loads((tmp / "noverify" / "manifest.json").read_text())
-        graphs = manifest["graphs"]
-        res["graphs"] = len(graphs)
-        res["class_graphs"] = sum(g["kind"] == "class" for g in graphs)
-        res["bytes_written"] = sum(g["bytes"] for g in graphs)
-        res["class_params"] = sorted({g["params"] for g in graphs if g["kind"] == "class"})
-        res["full_params"] = graphs[0]["params"]
+        manifest = load_manifest(tmp / "noverify")
+        classes = manifest.of_kind(GraphKind.CLASS)
+        res["graphs"] = len(manifest.graphs)
+        res["class_graphs"] = len(classes)
+        res["bytes_written"] = sum(g.size_bytes for g in manifest.graphs)
+        res["class_params"] = sorted({g.params for g in classes})
+        res["full_params"] = manifest.graphs[0].params
         if not args.skip_verified:
             cmd = [*exe, "--out", str(tmp / "verify"), "--verify-batch", "1", "--verify-images", "1"]
             res["runs"]["verify_1_random_1_image"] = {"command": _show(cmd), "wall_s": round(_run(cmd), 2)}

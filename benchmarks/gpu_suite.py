@@ -286,7 +286,7 @@ def _speedups(rep: dict) -> dict:
             "class_speedup_min": sp[0] if sp else None,
         }
     fr = [g["flop_ratio_vs_full"] for g in cls if g.get("flop_ratio_vs_full")]
-    return {"flop_ratio": sum(fr) / len(fr) if fr else None, "by_batch": by_batch, "goals": rep["goals"]}
+    return {"flop_ratio": sum(fr) / len(fr) if fr else None, "by_batch": by_batch, "ratios": rep["ratios"]}
 
 
 STAGES = {

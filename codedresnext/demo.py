@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from .artifact import MANIFEST_NAME
 from .errors import CodedResNeXtError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,8 @@ def _step(title: str, command: str) -> float:
 def run(args: argparse.Namespace) -> dict:
     from .evaluate.run import EvalConfig, evaluate
     from .export import export_graphs
-    from .runtime.bench import run_bench, write_report
+    from .runtime.bench import run_bench
+    from .runtime.bench_report import write_report
     from .runtime.calibrate import calibrate_directory
 
     out = Path(args.out)
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
     timings["bench"] = time.perf_counter() - t
     summary = _summary(metrics, cal, report)
     print("\n" + summary)
-    print(f"\nfiles: {eval_dir / 'report.html'}, {paths['markdown']}, {export_dir / 'manifest.json'}")
+    print(f"\nfiles: {eval_dir / 'report.html'}, {paths['markdown']}, {export_dir / MANIFEST_NAME}")
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     return {"metrics": metrics, "calibration": cal, "bench": report, "timings": timings}
 
@@ -117,7 +119,7 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
                 f"{100 * ee['compute_saved']:.1f}% / {ee['accuracy_loss_points']:.2f} pt",
             )
         )
-    g = report.get("goals", {})
+    g = report.get("ratios", {})
     eff = g.get("class_speedup_over_flop_ratio")
     if eff:
         rows.append(

@@ -19,3 +19,7 @@ class GraphError(CodedResNeXtError):
 
 class BackendUnavailable(CodedResNeXtError):
     """An optional inference backend (TensorRT, onnxruntime-gpu, torch) is not installed."""
+
+
+class BackendClosed(CodedResNeXtError):
+    """A backend, detector or cascade was used after close() (or after its `with` block ended)."""

@@ -1,43 +1,60 @@
-"""Write detector thresholds into an export: manifest graph entries and ONNX graph metadata.
+"""Detector thresholds: how they are chosen (F1-optimal) and where they are stored (manifest + graphs).
 
-numpy/onnx only (no torch), so thresholds can also be recalibrated on a device. Graphs of kind
-"class" and "subset" get `thresholds` = {class name: logit threshold} for their classes, both in
-their manifest entry and in the metadata key artifact.META_THRESHOLDS; the rewritten file's sha256
-is updated in the manifest. Every file is replaced atomically (temp file + rename), and the
-manifest is written last, so readers never see a threshold the graph does not carry.
+numpy/onnx only (no torch), so thresholds can also be recalibrated on a device. Graphs of the
+detector kinds (artifact.DETECTOR_KINDS: "class", "subset") get `thresholds` = {class name: logit
+threshold} for their classes, both in their manifest entry and in the metadata key
+artifact.META_THRESHOLDS; the rewritten file's sha256 is updated in the manifest. Every file is
+replaced atomically (temp file + rename), and the manifest is written last, so readers never see
+a threshold the graph does not carry.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from . import artifact
 from ._io import sha256_file, write_bytes
 from .errors import GraphError
 
-DETECTOR_KINDS = ("class", "subset")
 
+def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(threshold, F1) maximising F1 of the decision `score > threshold`.
 
-def _validate(thresholds: dict[str, float]) -> dict[str, float]:
-    out = {}
-    for name, t in thresholds.items():
-        try:
-            t = float(t)
-        except (TypeError, ValueError) as e:
-            raise GraphError(f"threshold for {name!r} is not a number: {t!r}") from e
-        if not math.isfinite(t):
-            raise GraphError(f"threshold for {name!r} is {t}; thresholds must be finite")
-        out[str(name)] = t
-    return out
+    Tie rule (the one used everywhere: evaluate's detectors, calibrate's reject pairs): candidate
+    cuts lie between consecutive *distinct* scores, so tied scores are never split (a cut inside a
+    run of equal scores would not be realisable by `>`); the threshold is the midpoint of the gap,
+    or 1.0 below the lowest score when calling everything positive wins. Among cuts of equal F1 the
+    highest threshold (fewest positives) is taken. ValueError without positives or with NaN/inf.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    if s.shape != y.shape:
+        raise ValueError(f"{s.size} scores but {y.size} labels")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or infinity")
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        raise ValueError("no positive samples: the F1-optimal threshold is undefined")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)  # positives among the top i+1 scores
+    fp = np.cumsum(~y)
+    last_of_run = np.r_[s[1:] != s[:-1], True]  # cut only after the last of equal scores
+    cut = np.nonzero(last_of_run)[0]
+    f1 = 2 * tp[cut] / (n_pos + tp[cut] + fp[cut])  # 2TP / (2TP + FP + FN)
+    best = int(np.argmax(f1))  # first maximum = highest threshold
+    i = cut[best]
+    thr = (s[i] + s[i + 1]) / 2 if i + 1 < len(s) else s[i] - 1.0
+    return float(thr), float(f1[best])
 
 
 def _set_graph_metadata(path: Path, values: dict[str, float]) -> None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    model = artifact.load_onnx(path)  # external weights stay where they are
     props = [p for p in model.metadata_props if p.key != artifact.META_THRESHOLDS]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
@@ -47,7 +64,7 @@ def _set_graph_metadata(path: Path, values: dict[str, float]) -> None:
 
 
 def write_thresholds(
-    export_dir: str | os.PathLike, thresholds: dict[str, float], *, source: dict | None = None
+    export_dir: str | os.PathLike, thresholds: dict[str, float], *, source: dict[str, Any] | None = None
 ) -> list[str]:
     """Store `thresholds` ({class name: threshold}) in every detector graph of `export_dir`.
 
@@ -55,10 +72,10 @@ def write_thresholds(
     chosen) is recorded in the manifest. Returns the names of the updated graphs.
     """
     export_dir = Path(export_dir)
-    thresholds = _validate(thresholds)
+    thresholds = artifact.finite_thresholds(thresholds, "thresholds")
     manifest = artifact.load_manifest(export_dir)
-    graphs = [g for g in manifest.get("graphs", []) if g.get("kind") in DETECTOR_KINDS]
-    known = {c for g in graphs for c in g.get("classes", [])}
+    graphs = manifest.of_kind(*artifact.DETECTOR_KINDS, precision=None)
+    known = {c for g in graphs for c in g.classes}
     unknown = sorted(set(thresholds) - known)
     if unknown:
         raise GraphError(
@@ -67,22 +84,20 @@ def write_thresholds(
         )
     updated = []
     for g in graphs:
-        classes = list(g.get("classes", []))
-        if not classes or not all(c in thresholds for c in classes):
+        if not g.classes or not all(c in thresholds for c in g.classes):
             continue
-        path = export_dir / g["file"]
+        path = export_dir / g.file
         if not path.is_file():
-            raise GraphError(f"manifest lists {g['file']} but {path} is missing; re-export")
-        values = {c: thresholds[c] for c in classes}
+            raise GraphError(f"manifest lists {g.file} but {path} is missing; re-export")
+        values = {c: thresholds[c] for c in g.classes}
         _set_graph_metadata(path, values)
-        g["thresholds"] = values
-        g["sha256"] = sha256_file(path)
-        updated.append(g["name"])
-    merged = {**manifest.get("thresholds", {}), **thresholds}
-    manifest["thresholds"] = dict(sorted(merged.items()))
+        g.thresholds = values
+        g.sha256 = sha256_file(path)
+        updated.append(g.name)
+    manifest.thresholds = dict(sorted({**(manifest.thresholds or {}), **thresholds}.items()))
     if source is not None:
-        manifest["thresholds_source"] = source
-    artifact.save_manifest(export_dir, manifest)
+        manifest.thresholds_source = source
+    manifest.save(export_dir)
     return updated
 
 
@@ -91,16 +106,14 @@ def read_thresholds(export_dir: str | os.PathLike) -> dict[str, dict[str, float]
     export_dir = Path(export_dir)
     manifest = artifact.load_manifest(export_dir)
     out = {}
-    for g in manifest.get("graphs", []):
-        if g.get("kind") not in DETECTOR_KINDS:
-            continue
-        meta = artifact.read_metadata(export_dir / g["file"]).get(artifact.META_THRESHOLDS)
+    for g in manifest.of_kind(*artifact.DETECTOR_KINDS, precision=None):
+        meta = artifact.read_metadata(export_dir / g.file).get(artifact.META_THRESHOLDS)
         if meta is None:
             continue
-        if g.get("thresholds") != meta:
+        if g.thresholds != meta:
             raise GraphError(
-                f"{g['file']}: thresholds in the graph {meta} differ from the manifest "
-                f"{g.get('thresholds')}; rerun `codedresnext evaluate --graphs {export_dir}`"
+                f"{g.file}: thresholds in the graph {meta} differ from the manifest "
+                f"{g.thresholds}; rerun `codedresnext evaluate --graphs {export_dir}`"
             )
-        out[g["name"]] = {k: float(v) for k, v in meta.items()}
+        out[g.name] = {k: float(v) for k, v in meta.items()}
     return out

@@ -330,9 +330,9 @@ def test_onnx_detector_metrics_equal_pytorch_and_thresholds_are_written(tmp_path
     for c in got["per_class"]:
         assert written[f"class_{c['class']}"] == {c["class"]: pytest.approx(c["threshold"], abs=0)}
     manifest = artifact.load_manifest(export)
-    for g in manifest["graphs"]:
-        assert g["sha256"] == sha256_file(export / g["file"])
-    assert manifest["thresholds_source"]["train_samples"] == 200
+    for g in manifest.graphs:
+        assert g.sha256 == sha256_file(export / g.file)
+    assert manifest.thresholds_source["train_samples"] == 200
 
     other = tmp_path / "other.pt"
     save_checkpoint(other, micro_model(seed=3))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from export_helpers import make_model, preprocess, run, torch_logits
 
+from codedresnext.artifact import GraphKind, TensorInfo
 from codedresnext.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,25 +59,25 @@ def test_manifest_describes_verified_graphs(exported, ckpt, cifar10_tgz):
     from codedresnext.artifact import load_manifest
 
     m = load_manifest(exported)
-    names = [g["name"] for g in m["graphs"]]
-    assert names[:11] == ["full"] + [f"class_{c}" for c in m["model"]["class_names"]]
+    names = m.names
+    assert names[:11] == ["full"] + [f"class_{c}" for c in m.model.class_names]
     assert {"subset_cat__dog", "multi_exit", "segment0", "segment1", "reject_cat_a", "reject_cat_b"} <= set(
         names
     )
-    assert m["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    assert m["untrained"] is False and m["opset"] == 17
-    assert m["segments"]["order"] == ["segment0", "segment1"]
-    assert str(cifar10_tgz) in m["verification"]["images"]
-    for g in m["graphs"]:
-        data = (exported / g["file"]).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == g["sha256"]
-        v = g["verification"]
-        assert v["passed"] and v["random"]["max_abs"] <= 1e-4 and v["images"]["max_abs"] <= 1e-4
-        assert v["random"]["max_abs"] > 0 or g["kind"] == "segment"  # really compared numbers
-        assert g["params"] > 0 and g["flops"] > 0 and g["inputs"][0]["shape"][0] == "batch"
-        if g["kind"] == "class":
-            assert g["params"] == g["analytic_params"] == 133408
-            assert g["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 1]}]
+    assert m.checkpoint.sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert m.untrained is False and m.opset == 17
+    assert m.segments.order == ["segment0", "segment1"]
+    assert str(cifar10_tgz) in m.verification.images
+    for g in m.graphs:
+        data = (exported / g.file).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == g.sha256
+        v = g.verification
+        assert v.passed and v.random.max_abs <= 1e-4 and v.images.max_abs <= 1e-4
+        assert v.random.max_abs > 0 or g.kind == GraphKind.SEGMENT  # really compared numbers
+        assert g.params > 0 and g.flops > 0 and g.inputs[0].shape[0] == "batch"
+        if g.kind == GraphKind.CLASS:
+            assert g.params == g.analytic_params == 133408
+            assert g.outputs == [TensorInfo("logits", "float32", ["batch", 1])]
     assert (exported / "source.pt").is_file()
 
 
@@ -209,12 +210,12 @@ def test_preset_export_is_marked_untrained(tmp_path):
         == 0
     )
     m = load_manifest(out)
-    assert m["untrained"] is True and m["preprocessing"]["dtype"] == "uint8"
-    assert m["graphs"][0]["inputs"][0] == {"name": "frames", "dtype": "uint8", "shape": ["batch", 32, 32, 3]}
+    assert m.untrained is True and m.preprocessing.dtype == "uint8"
+    assert m.graphs[0].inputs[0] == TensorInfo("frames", "uint8", ["batch", 32, 32, 3])
     meta = read_metadata(out / "full.onnx")
     assert meta["codedresnext.untrained"] is True
     assert json.loads(json.dumps(meta["codedresnext.model_config"]))["name"] == "tiny"
-    model, _ = load_checkpoint(out / m["checkpoint"]["source"])  # the runtime's PyTorch peer
+    model, _ = load_checkpoint(out / m.checkpoint.source)  # the runtime's PyTorch peer
     frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     import onnx
 
@@ -249,20 +250,20 @@ def test_custom_segment_cuts_reject_pairs_and_opset(ckpt, tmp_path, capsys):
         == 0
     )
     m = load_manifest(out)
-    assert m["segments"]["order"] == ["segment0", "segment1", "segment2"]
-    seg = {g["name"]: g for g in m["graphs"] if g["kind"] == "segment"}
-    assert [seg[n]["blocks"] for n in m["segments"]["order"]] == [[0, 0], [1, 2], [3, 4]]
-    assert [seg[n]["inputs"][0]["name"] for n in m["segments"]["order"]] == [
+    assert m.segments.order == ["segment0", "segment1", "segment2"]
+    seg = {g.name: g for g in m.of_kind(GraphKind.SEGMENT)}
+    assert [seg[n].blocks for n in m.segments.order] == [[0, 0], [1, 2], [3, 4]]
+    assert [seg[n].inputs[0].name for n in m.segments.order] == [
         "images",
         "features_in",
         "features",
     ]
-    assert "exit_scores" not in [o["name"] for o in seg["segment0"]["outputs"]]  # block 0 is plain
-    assert m["reject"] == [
+    assert "exit_scores" not in seg["segment0"].output_names  # block 0 is plain
+    assert [r.to_dict() for r in m.reject] == [
         {"class": "frog", "block": 3, "exit": 2, "a": "reject_frog_a", "b": "reject_frog_b", "part": "a"}
     ]
-    assert all(g["verification"]["passed"] for g in m["graphs"])
-    assert "0 real images" in m["verification"]["images"]
+    assert all(g.verification.passed for g in m.graphs)
+    assert "0 real images" in m.verification.images
     assert main(["export", str(ckpt), "--out", str(tmp_path / "o16"), "--opset", "16", "--quiet"]) == 2
     assert "opset 16 is too old" in capsys.readouterr().err
     assert main(["export", str(ckpt), "--out", str(tmp_path / "r"), "--reject-block", "0", "--quiet"]) == 2

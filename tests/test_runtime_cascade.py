@@ -148,17 +148,13 @@ def test_calibrate_directory_writes_thresholds(tmp_path, cifar10_tgz):
     assert "test split" in summary["split"]
     assert ee["calibration"]["accuracy_loss_points"] <= 0.5 + 1e-9
     m = load_manifest(d)
-    seg = {g["name"]: g for g in m["graphs"] if g["kind"] == "segment"}
-    assert seg["segment0"]["exit_threshold"] == ee["thresholds"]["segment0"]
-    assert "exit_threshold" not in seg["segment2"]
-    assert m["calibration"]["early_exit"]["max_accuracy_loss"] == 0.5
+    assert m.graph("segment0").exit_threshold == ee["thresholds"]["segment0"]
+    assert m.graph("segment2").exit_threshold is None  # the last segment has no exit
+    assert m.calibration["early_exit"]["max_accuracy_loss"] == 0.5
     casc = EarlyExitClassifier.from_directory(d, threads=1)  # picks the calibrated thresholds up
     assert casc.thresholds == [ee["thresholds"]["segment0"], ee["thresholds"]["segment1"]]
     rej = summary["early_reject"]["classes"]["cat"]
-    assert (
-        m["graphs"][[g["name"] for g in m["graphs"]].index("reject_cat_a")]["reject_threshold"]
-        == rej["reject_threshold"]
-    )
+    assert m.graph("reject_cat_a").reject_threshold == rej["reject_threshold"]
     ev = rej["evaluation"]
     assert ev["positives"] + ev["negatives"] == 300
     assert 0.0 <= ev["negatives_rejected"] <= 1.0

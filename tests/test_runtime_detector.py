@@ -36,7 +36,7 @@ def test_detector_scores_equal_the_full_graph_column(export_dir, real_images):
 
 def test_detector_from_a_file_finds_its_manifest_entry(export_dir):
     det = Detector(export_dir / "class_dog.onnx", threads=1)
-    assert det.ref.entry["name"] == "class_dog" and det.threshold == -0.5  # manifest beats metadata (0.5)
+    assert det.ref.entry.name == "class_dog" and det.threshold == -0.5  # manifest beats metadata (0.5)
     assert Detector(export_dir / "class_dog.onnx", threshold=1.25, threads=1).threshold == 1.25
 
 

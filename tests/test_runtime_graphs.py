@@ -24,6 +24,11 @@ from codedresnext.artifact import (
     META_KIND,
     META_PREPROCESSING,
     META_THRESHOLDS,
+    GraphKind,
+    Manifest,
+    ManifestEntry,
+    SegmentInfo,
+    TensorInfo,
     save_manifest,
 )
 from codedresnext.errors import BackendUnavailable, GraphError
@@ -296,23 +301,23 @@ def make_export(directory: Path, seed: int = 0) -> Path:
         path = directory / f"{name}.onnx"
         onnx.save(model, path)
         params = int(sum(np.prod(t.dims) for t in model.graph.initializer))
-        entry = {
-            "name": name,
-            "file": path.name,
-            "kind": kind,
-            "classes": classes,
-            "params": params,
-            "flops": flops[name],
-            "inputs": [{"name": v.name} for v in model.graph.input],
-            "outputs": [{"name": v.name} for v in model.graph.output],
-            "sha256": sha256_file(path),
-        }
-        if kind == "segment":
-            entry["index"] = int(name[-1])
-        if kind in ("class", "subset", "reject"):
-            entry["thresholds"] = {c: (0.5 if c == "cat" else -0.5) for c in classes}
+        entry = ManifestEntry(
+            name=name,
+            file=path.name,
+            kind=kind,
+            classes=classes,
+            params=params,
+            flops=flops[name],
+            inputs=[TensorInfo(v.name) for v in model.graph.input],
+            outputs=[TensorInfo(v.name) for v in model.graph.output],
+            sha256=sha256_file(path),
+        )
+        if kind == GraphKind.SEGMENT:
+            entry.segment = SegmentInfo(index=int(name[-1]))
+        if kind in (GraphKind.CLASS, GraphKind.SUBSET, GraphKind.REJECT):
+            entry.thresholds = {c: (0.5 if c == "cat" else -0.5) for c in classes}
         entries.append(entry)
-    save_manifest(directory, {"graphs": entries, "untrained": True})
+    save_manifest(directory, Manifest(graphs=entries, untrained=True))
     return directory
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from codedresnext.artifact import load_manifest
+from codedresnext.artifact import GraphKind, load_manifest
 from codedresnext.runtime import Detector, EarlyExitClassifier, RejectDetector, open_backend
 
 INF = float("inf")
@@ -42,8 +42,7 @@ def _x(frames):
 
 def _exit_of_segment(manifest, name):
     """Coded-block exit index j of a segment's exit (its last block)."""
-    g = next(g for g in manifest["graphs"] if g["name"] == name)
-    return manifest["model"]["coded_blocks"].index(g["blocks"][1])
+    return manifest.model.coded_blocks.index(manifest.graph(name).blocks[1])
 
 
 def test_cascade_equals_multi_exit_graph_on_real_segments(tiny, real_images):
@@ -74,7 +73,7 @@ def test_real_per_sample_exits_with_compaction(tiny, real_images):
     assert 0 < left.sum() < len(x)
     np.testing.assert_array_equal(res.exit_index, np.where(left, 0, 1))
     np.testing.assert_array_equal(res.predictions, np.where(left, exits[0].argmax(1), logits.argmax(1)))
-    fl = [g["flops"] for g in load_manifest(tiny)["graphs"] if g["kind"] == "segment"]
+    fl = [g.flops for g in load_manifest(tiny).of_kind(GraphKind.SEGMENT)]
     np.testing.assert_allclose(res.flops, np.where(left, fl[0], fl[0] + fl[1]))
 
 
@@ -123,9 +122,9 @@ def test_calibrate_cli_on_real_export(tiny, cifar10_tgz, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     m = load_manifest(d)
-    cal = m["calibration"]["early_exit"]
+    cal = m.calibration["early_exit"]
     assert cal["calibration"]["accuracy_loss_points"] <= 0.5 + 1e-9
-    assert "test split" in m["calibration"]["split"]
+    assert "test split" in m.calibration["split"]
     casc = EarlyExitClassifier.from_directory(d, threads=1)
     assert casc.thresholds == list(cal["thresholds"].values())
 

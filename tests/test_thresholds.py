@@ -37,13 +37,9 @@ def _graph(path, classes, kind, seed):
         p.key, p.value = k, json.dumps(v)
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
-    return {
-        "name": path.stem,
-        "file": path.name,
-        "kind": kind,
-        "classes": classes,
-        "sha256": sha256_file(path),
-    }
+    return artifact.ManifestEntry(
+        name=path.stem, file=path.name, kind=kind, classes=classes, sha256=sha256_file(path)
+    )
 
 
 @pytest.fixture
@@ -54,7 +50,7 @@ def export_dir(tmp_path):
         _graph(tmp_path / "class_dog.onnx", ["dog"], "class", 2),
         _graph(tmp_path / "subset_cat_frog.onnx", ["cat", "frog"], "subset", 3),
     ]
-    artifact.save_manifest(tmp_path, {"classes": ["cat", "dog", "frog"], "graphs": graphs})
+    artifact.Manifest(graphs=graphs).save(tmp_path)
     return tmp_path
 
 
@@ -72,14 +68,13 @@ def test_thresholds_written_to_manifest_and_metadata(export_dir):
     assert updated == ["class_cat", "class_dog"]  # the subset also needs frog: left alone
 
     m = artifact.load_manifest(export_dir)
-    by_name = {g["name"]: g for g in m["graphs"]}
-    assert by_name["class_cat"]["thresholds"] == {"cat": 0.25}
-    assert by_name["class_dog"]["thresholds"] == {"dog": -1.5}
-    assert "thresholds" not in by_name["subset_cat_frog"] and "thresholds" not in by_name["full"]
-    assert m["thresholds"] == {"cat": 0.25, "dog": -1.5}
-    assert m["thresholds_source"] == {"criterion": "max F1"}
-    for g in m["graphs"]:  # every sha256 matches the file on disk
-        assert g["sha256"] == sha256_file(export_dir / g["file"])
+    assert m.graph("class_cat").thresholds == {"cat": 0.25}
+    assert m.graph("class_dog").thresholds == {"dog": -1.5}
+    assert m.graph("subset_cat_frog").thresholds is None and m.graph("full").thresholds is None
+    assert m.thresholds == {"cat": 0.25, "dog": -1.5}
+    assert m.thresholds_source == {"criterion": "max F1"}
+    for g in m.graphs:  # every sha256 matches the file on disk
+        assert g.sha256 == sha256_file(export_dir / g.file)
     assert sha256_file(export_dir / "full.onnx") == full_sha
 
     meta = artifact.read_metadata(export_dir / "class_dog.onnx")
@@ -114,7 +109,7 @@ def test_bad_thresholds_are_refused_and_nothing_changes(export_dir):
 def test_disagreeing_manifest_is_detected(export_dir):
     write_thresholds(export_dir, {"cat": 0.5})
     m = artifact.load_manifest(export_dir)
-    next(g for g in m["graphs"] if g["name"] == "class_cat")["thresholds"] = {"cat": 9.0}
+    m.graph("class_cat").thresholds = {"cat": 9.0}
     artifact.save_manifest(export_dir, m)
     with pytest.raises(GraphError, match="differ"):
         read_thresholds(export_dir)

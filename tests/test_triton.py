@@ -17,7 +17,7 @@ from codedresnext.runtime.triton import TRITON_DTYPES, parse_config, write_repos
 def _check_repo(export_dir, repo, max_batch):
     from codedresnext.artifact import load_manifest
 
-    names = [g["name"] for g in load_manifest(export_dir)["graphs"]]
+    names = load_manifest(export_dir).names
     assert sorted(p.name for p in repo.iterdir()) == sorted(names)
     for name in names:
         model_file = repo / name / "1" / "model.onnx"

@@ -62,14 +62,16 @@ def test_old_or_garbled_tensorrt_versions():
 
 
 def test_choose_source_uses_the_fp16_graph_on_trt11_only():
+    from codedresnext.artifact import ManifestEntry
+
     graphs = {
-        "full": {"name": "full", "file": "full.onnx", "precision": "fp32"},
-        "full_fp16": {"name": "full_fp16", "file": "full_fp16.onnx", "precision": "fp16"},
-        "class_cat": {"name": "class_cat", "file": "class_cat.onnx", "precision": "fp32"},
+        "full": ManifestEntry("full", "full.onnx", "full", precision="fp32"),
+        "full_fp16": ManifestEntry("full_fp16", "full_fp16.onnx", "full", precision="fp16"),
+        "class_cat": ManifestEntry("class_cat", "class_cat.onnx", "class", precision="fp32"),
     }
-    assert choose_source(graphs["full"], graphs, "fp16", "11.0.0")["file"] == "full_fp16.onnx"
-    assert choose_source(graphs["full"], graphs, "fp16", "10.3.0")["file"] == "full.onnx"
-    assert choose_source(graphs["full"], graphs, "fp32", "11.0.0")["file"] == "full.onnx"
+    assert choose_source(graphs["full"], graphs, "fp16", "11.0.0").file == "full_fp16.onnx"
+    assert choose_source(graphs["full"], graphs, "fp16", "10.3.0").file == "full.onnx"
+    assert choose_source(graphs["full"], graphs, "fp32", "11.0.0").file == "full.onnx"
     with pytest.raises(GraphError, match="--fp16"):
         choose_source(graphs["class_cat"], graphs, "fp16", "11.0.0")
 

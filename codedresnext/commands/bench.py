@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
+from ..runtime.ort import DEFAULT_PROVIDER, PROVIDERS
+
 
 def _ints(s: str) -> list[int]:
     try:
@@ -24,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "samples/s). Graphs are timed interleaved in one run; ratios use medians.",
     )
     p.add_argument("directory", help="export directory (manifest.json)")
-    p.add_argument("--backend", default="ort", choices=("ort", "trt", "torch"))
-    p.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="ONNX Runtime EP")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
+    p.add_argument("--provider", default=DEFAULT_PROVIDER, choices=sorted(PROVIDERS), help="ONNX Runtime EP")
     p.add_argument(
         "--device",
         default="cpu",
@@ -40,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-iterations", type=int, default=10, help="at least this many calls per graph and batch"
     )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    p.add_argument(
+        "--spinning",
+        action="store_true",
+        help="ONNX Runtime intra-op threads busy-wait (cores you own; off: a shared CPU stays usable)",
+    )
     p.add_argument(
         "--graphs",
         default=None,
@@ -70,7 +78,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.bench import markdown, run_bench, write_report
+    from ..runtime.bench import run_bench
+    from ..runtime.bench_report import markdown, write_report
 
     report = run_bench(
         args.directory,
@@ -88,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         early_exit_limit=args.early_exit_limit,
         min_iterations=args.min_iterations,
         memory=not args.no_memory,
+        spinning=args.spinning,
         progress=not args.quiet,
         backend_options=_backend_options(args),
     )

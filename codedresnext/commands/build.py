@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..runtime.trt_plan import PRECISIONS  # no TensorRT import: the planning half
+
 
 def _batch(s: str) -> tuple[int, int, int]:
     try:
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "precision, GPU compute capability, TensorRT version and profile.",
     )
     p.add_argument("directory")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--batch", type=_batch, default=(1, 8, 32), help="optimisation profile MIN,OPT,MAX")
     p.add_argument("--graphs", default=None, help="comma-separated graph names (default: all)")
     p.add_argument("--cache", default=None, help="engine + timing cache folder (default DIR/engines)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use at most N images per half")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
     p.set_defaults(func=run)
 
 
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch=args.batch,
         threads=args.threads,
+        backend=args.backend,
     )
     print(json.dumps(res, indent=2))
     return 0

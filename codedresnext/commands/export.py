@@ -120,21 +120,21 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    worst = max(
-        (
-            g["verification"]["max_abs"]
-            for g in m["graphs"]
-            if "verification" in g and "max_abs" in g["verification"]
-        ),
-        default=None,
-    )
-    for g in m["graphs"]:
-        v = g.get("verification", {})
-        errs = [v[k]["max_abs"] for k in ("random", "images") if "max_abs" in v.get(k, {})]
+    _print_summary(m, args.out)
+    return 0
+
+
+def _print_summary(m, out: str) -> None:
+    """One line per graph (file, kind, params, FLOPs, worst verification error) and a total."""
+    worst = max((g.verification.max_abs for g in m.graphs if g.verification), default=None)
+    for g in m.graphs:
+        v = g.verification
+        errs = (
+            [r.max_abs for r in (v.random, v.images) if r is not None and r.max_abs is not None] if v else []
+        )
         err = f"max abs err {max(errs):.2e}" if errs else "not verified"
-        print(f"{g['file']:<40} {g['kind']:<10} params {g['params']:>10,}  FLOPs {g['flops']:>14,}  {err}")
+        print(f"{g.file:<40} {g.kind:<10} params {g.params:>10,}  FLOPs {g.flops:>14,}  {err}")
     print(
-        f"wrote {len(m['graphs'])} graphs + manifest.json to {args.out}"
+        f"wrote {len(m.graphs)} graphs + manifest.json to {out}"
         + (f" (worst error {worst:.2e})" if worst is not None else "")
     )
-    return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="run one graph on image files (top classes or detector decision)")
@@ -11,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--graph", required=True, help="an .onnx file, or a graph name with --dir")
     p.add_argument("--dir", default=None, help="export directory (then --graph is a graph name)")
     p.add_argument("--top", type=int, default=3)
-    p.add_argument("--backend", default="ort", choices=("ort", "trt", "torch"))
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
     p.set_defaults(func=run)
 
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..thresholds import f1_optimal_threshold  # the one implementation (tie rule documented there)
+
+__all__ = ["binary_report", "f1_optimal_threshold", "precision_recall_f1", "roc_auc"]
+
 
 def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -30,30 +34,6 @@ def precision_recall_f1(scores: np.ndarray, labels: np.ndarray, threshold: float
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
-
-
-def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1) maximising F1 of `score > threshold`.
-
-    Candidate cuts lie between consecutive distinct scores (tied scores are never split); the
-    threshold is the midpoint of the gap, or 1.0 below the lowest score when calling everything
-    positive wins. Among equal F1 the highest threshold (fewest positives) is taken.
-    """
-    s, y = _check(scores, labels)
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        raise ValueError("no positive samples: the F1-optimal threshold is undefined")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    tp = np.cumsum(y)  # positives among the top i+1 scores
-    fp = np.cumsum(~y)
-    last_of_run = np.r_[s[1:] != s[:-1], True]  # cut only after the last of equal scores
-    cut = np.nonzero(last_of_run)[0]
-    f1 = 2 * tp[cut] / (n_pos + tp[cut] + fp[cut])  # 2TP / (2TP + FP + FN)
-    best = int(np.argmax(f1))
-    i = cut[best]
-    thr = (s[i] + s[i + 1]) / 2 if i + 1 < len(s) else s[i] - 1.0
-    return float(thr), float(f1[best])
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -64,29 +64,28 @@ def _check_classes(ds: ArrayDataset, names: tuple[str, ...], what: str) -> None:
         )
 
 
-def compute(cfg: EvalConfig) -> tuple[dict, dict]:
-    """All metrics (JSON-ready) and the arrays the figures need."""
+def _load_model(cfg: EvalConfig):
     import torch
 
     from ..checkpoint import load_checkpoint
-    from ..model import early_decode
-    from .binary import detector_metrics, summarise
-    from .energy import codeword_agreement, mean_energy_per_class
-    from .inference import run_passes
-    from .removal import removal_curves
-    from .sampling import stratified_subset
 
-    t0 = time.time()
     model, _ = load_checkpoint(cfg.checkpoint)
     model.eval().to(memory_format=torch.channels_last)
-    mc = model.cfg
-    names = tuple(mc.class_names)
     n_coded = len(model.coded_blocks)
     if n_coded and not -n_coded <= cfg.removal_block < n_coded:
         raise CodedResNeXtError(
             f"--removal-block {cfg.removal_block} out of range: the model has {n_coded} "
             f"coded blocks (0..{n_coded - 1}, or -1 for the last)"
         )
+    return model
+
+
+def _load_sets(
+    cfg: EvalConfig, names: tuple[str, ...]
+) -> tuple[ArrayDataset, ArrayDataset, ArrayDataset | None]:
+    """Stratified test and training subsets (checked against the model's classes), and the OOD set."""
+    from .sampling import stratified_subset
+
     test = load_dataset(cfg.data, "test", download=cfg.download)
     _check_classes(test, names, f"{cfg.data} (test)")
     test = test.subset(stratified_subset(test.labels, cfg.limit, cfg.seed))
@@ -94,26 +93,17 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
     _check_classes(train, names, f"{cfg.data} (train)")
     train = train.subset(stratified_subset(train.labels, cfg.train_limit, cfg.seed + 1))
     ood = _ood(cfg.ood, test.images.shape[1:]) if cfg.ood else None
-    kw = {"batch_size": cfg.batch_size, "progress": cfg.progress}
-    torch_paths = cfg.graphs is None
+    return test, train, ood
 
-    res = run_passes(
-        model, test, full=True, class_paths=torch_paths, flip_tta=cfg.flip_tta, desc="test", **kw
-    )
-    m: dict = {
-        "checkpoint": str(cfg.checkpoint),
-        "checkpoint_sha256": sha256_file(cfg.checkpoint),
-        "model": mc.name,
-        "classes": list(names),
-        "data": str(cfg.data),
-        "ood": cfg.ood,
-        "graphs": cfg.graphs,
-        "test_samples": len(test),
-        "train_samples": len(train),
-        "ood_samples": len(ood) if ood is not None else 0,
-        "flip_tta": cfg.flip_tta,
-        "accuracy": float(np.mean(res["logits"].argmax(1) == test.labels)),
-    }
+
+def _full_model_metrics(model, res: dict, test: ArrayDataset, cfg: EvalConfig) -> tuple[dict, list]:
+    """Accuracy, early-decoder accuracy per coded block and the energy study; (metrics, mean energies)."""
+    import torch
+
+    from ..model import early_decode
+    from .energy import codeword_agreement, mean_energy_per_class
+
+    m: dict = {"accuracy": float(np.mean(res["logits"].argmax(1) == test.labels))}
     if cfg.flip_tta:
         m["accuracy_no_tta"] = float(np.mean(res["logits_plain"].argmax(1) == test.labels))
     coded = model.coded_blocks
@@ -123,32 +113,74 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
         float((early_decode(torch.from_numpy(e), w).argmin(1).numpy() == test.labels).mean())
         for e, w in zip(res["energies"], words)
     ]
-    mean_e = [mean_energy_per_class(e, test.labels, mc.num_classes) for e in res["energies"]]
+    mean_e = [mean_energy_per_class(e, test.labels, model.cfg.num_classes) for e in res["energies"]]
     m["energy"] = {
         "blocks": coded,
         "codeword_agreement": [codeword_agreement(e, w.numpy()) for e, w in zip(mean_e, words)],
         "mean_energy": [np.round(e, 5).tolist() for e in mean_e],
     }
+    return m, mean_e
 
-    sets = {"train": train.images, "test": test.images}
-    if ood is not None:
-        sets["ood"] = ood.images
-    if torch_paths:
+
+def _detector_logits(model, cfg: EvalConfig, res: dict, test, train, ood, kw: dict) -> tuple[dict, dict]:
+    """{set: (M, K) class-path logits} from the masked PyTorch model, or (--graphs) from the shipped
+    class graphs through runtime.Detector, checked against PyTorch on `check_samples` test images."""
+    from .inference import run_passes
+
+    if cfg.graphs is None:
         binary = {"test": res["binary"]}
         binary["train"] = run_passes(model, train, full=False, desc="train subset", **kw)["binary"]
         if ood is not None:
             binary["ood"] = run_passes(model, ood, full=False, desc="OOD", **kw)["binary"]
-        m["detector_source"] = "PyTorch masked model"
-    else:
-        from .graphs import check_same_checkpoint, class_graphs, onnx_class_logits
+        return binary, {"detector_source": "PyTorch masked model"}
+    from .graphs import check_same_checkpoint, class_graphs, onnx_class_logits
 
-        graphs = class_graphs(cfg.graphs, names)
-        check_same_checkpoint(next(iter(graphs.values())), cfg.checkpoint)
-        binary = onnx_class_logits(graphs, sets, mean=mc.mean, std=mc.std, **kw)
-        n = min(cfg.check_samples, len(test))
-        ref = run_passes(model, test.subset(np.arange(n)), full=False, **kw)["binary"]
-        m["onnx_max_abs_diff_vs_torch"] = float(np.abs(ref - binary["test"][:n]).max())
-        m["detector_source"] = f"ONNX Runtime, class graphs in {cfg.graphs}"
+    graphs = class_graphs(cfg.graphs, tuple(model.cfg.class_names))
+    check_same_checkpoint(next(iter(graphs.values())), cfg.checkpoint)
+    sets = {"train": train.images, "test": test.images}
+    if ood is not None:
+        sets["ood"] = ood.images
+    binary = onnx_class_logits(graphs, sets, **kw)
+    n = min(cfg.check_samples, len(test))
+    ref = run_passes(model, test.subset(np.arange(n)), full=False, **kw)["binary"]
+    return binary, {
+        "onnx_max_abs_diff_vs_torch": float(np.abs(ref - binary["test"][:n]).max()),
+        "detector_source": f"ONNX Runtime (runtime.Detector), class graphs in {cfg.graphs}",
+    }
+
+
+def compute(cfg: EvalConfig) -> tuple[dict, dict]:
+    """All metrics (JSON-ready) and the arrays the figures need: full model, detectors, removal."""
+    from .binary import detector_metrics, summarise
+    from .inference import run_passes
+    from .removal import removal_curves
+    from .sampling import stratified_subset
+
+    t0 = time.time()
+    model = _load_model(cfg)
+    names = tuple(model.cfg.class_names)
+    test, train, ood = _load_sets(cfg, names)
+    kw = {"batch_size": cfg.batch_size, "progress": cfg.progress}
+    res = run_passes(
+        model, test, full=True, class_paths=cfg.graphs is None, flip_tta=cfg.flip_tta, desc="test", **kw
+    )
+    m: dict = {
+        "checkpoint": str(cfg.checkpoint),
+        "checkpoint_sha256": sha256_file(cfg.checkpoint),
+        "model": model.cfg.name,
+        "classes": list(names),
+        "data": str(cfg.data),
+        "ood": cfg.ood,
+        "graphs": cfg.graphs,
+        "test_samples": len(test),
+        "train_samples": len(train),
+        "ood_samples": len(ood) if ood is not None else 0,
+        "flip_tta": cfg.flip_tta,
+    }
+    full_metrics, mean_e = _full_model_metrics(model, res, test, cfg)
+    m.update(full_metrics)
+    binary, source = _detector_logits(model, cfg, res, test, train, ood, kw)
+    m.update(source)
     rows = detector_metrics(
         names,
         binary["train"],
@@ -161,8 +193,7 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
     )
     m.update(summarise(rows))
     m["per_class"] = rows
-
-    if coded:
+    if model.coded_blocks:
         rem_set = test.subset(stratified_subset(test.labels, cfg.removal_limit, cfg.seed + 2))
         m["removal"] = removal_curves(
             model, rem_set, coded_index=cfg.removal_block, draws=cfg.removal_draws, seed=cfg.seed, **kw
@@ -173,7 +204,7 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
         "binary": binary,
         "test_labels": test.labels,
         "mean_energy": mean_e,
-        "codewords": [w.numpy() for w in words],
+        "codewords": [model.blocks[b].codewords.cpu().numpy() for b in model.coded_blocks],
     }
     return m, arrays
 

@@ -3,7 +3,7 @@
 Library entry points (torch needed only where marked):
 - `export_graphs(out=DIR, checkpoint=PATH | preset=NAME | model=MODEL, classes="all", subsets=[[a, b]],
   multi_exit=True, segments=True | [cuts], masked=True, reject_block=J, uint8=True, fp16=True,
-  opset=17, tolerance=1e-4, images=PATH, verify=True)` -> manifest dict; writes DIR/*.onnx,
+  opset=17, tolerance=1e-4, images=PATH, verify=True)` -> artifact.Manifest; writes DIR/*.onnx,
   DIR/source.pt and DIR/manifest.json atomically (torch).
 - `load_full_graph(path)` -> FullGraph; `prune(full, ["cat"])` -> onnx.ModelProto;
   `prune_file(full_onnx, out_file, ["cat", "dog"])`; `derive(full, spec)` for any GraphSpec
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 _LAZY = {
     "export_graphs": "exporter",
-    "plan_graphs": "exporter",
+    "plan_graphs": "plan",
     "load_full_graph": "pruner",
     "prune": "pruner",
     "prune_file": "pruner",

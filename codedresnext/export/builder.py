@@ -34,6 +34,7 @@ from ..artifact import (
     OUTPUT_FEATURES,
     OUTPUT_LOGITS,
     OUTPUT_REJECT_DISTANCE,
+    GraphKind,
     exit_energies_name,
     exit_scores_name,
 )
@@ -49,7 +50,7 @@ F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 class GraphSpec:
     """What one graph computes. `keep[i]` = kept branches of block i (None = all)."""
 
-    kind: str
+    kind: GraphKind
     keep: tuple[tuple[int, ...] | None, ...]
     rows: tuple[int, ...] = ()  # classifier rows (classes) in output order
     masked: bool = False  # keep applied as a constant 0/1 Mul; nothing sliced (the paper's way)

@@ -6,15 +6,22 @@ import json
 from collections.abc import Sequence
 
 from ..artifact import (
+    FP16,
+    FP32,
     META_CHECKPOINT_SHA256,
     META_CLASSES,
     META_EXITS,
     META_FORMAT,
+    META_FORMAT_VERSION,
     META_GRAPH,
     META_KIND,
     META_MODEL_CONFIG,
     META_PREPROCESSING,
     META_UNTRAINED,
+    OUTPUT_EXIT_SCORES,
+    Preprocessing,
+    exit_energies_name,
+    exit_scores_name,
 )
 from ..config import ModelConfig
 from .builder import GraphSpec
@@ -22,21 +29,11 @@ from .builder import GraphSpec
 
 def preprocessing(cfg: ModelConfig, uint8: bool) -> dict:
     """How to feed the graph: raw uint8 NHWC frames, or float NCHW normalised with mean/std."""
-    return {
-        "mean": list(cfg.mean),
-        "std": list(cfg.std),
-        "size": cfg.input_size,
-        "layout": "NHWC" if uint8 else "NCHW",
-        "dtype": "uint8" if uint8 else "float32",
-        "in_graph": uint8,  # True: the graph does /255, mean/std and HWC->CHW itself
-        "input": "frames" if uint8 else "images",
-    }
+    return Preprocessing.for_model(cfg, uint8=uint8).to_dict()
 
 
 def exits_info(cfg: ModelConfig, spec: GraphSpec) -> list[dict]:
     """Which coded blocks report an early decoder in this graph, and under which output names."""
-    from ..artifact import OUTPUT_EXIT_SCORES, exit_energies_name, exit_scores_name
-
     n = len(spec.keep)
     stop = n if spec.stop is None else spec.stop
     out = []
@@ -70,11 +67,11 @@ def graph_metadata(
         "keep": [None if k is None else list(k) for k in spec.keep],
         "masked": spec.masked,
         "reject": None if spec.reject is None else {"block": spec.reject[0], "class": spec.reject[1]},
-        "precision": "fp16" if spec.fp16 else "fp32",
+        "precision": FP16 if spec.fp16 else FP32,
         "opset": opset,
     }
     meta = {
-        META_FORMAT: "1",
+        META_FORMAT: META_FORMAT_VERSION,
         META_MODEL_CONFIG: cfg.to_dict(),
         META_KIND: spec.kind,
         META_CLASSES: names,

@@ -20,11 +20,16 @@ import numpy as np
 
 from .._io import write_bytes
 from ..artifact import (
+    FP16,
+    HEAD_KINDS,
+    INPUT_UINT8,
     META_CHECKPOINT_SHA256,
+    META_CLASSES,
     META_GRAPH,
     META_MODEL_CONFIG,
     META_THRESHOLDS,
     META_UNTRAINED,
+    load_onnx,
     read_metadata,
 )
 from ..config import ModelConfig
@@ -52,22 +57,12 @@ class FullGraph:
 
 def load_full_graph(src) -> FullGraph:
     """Read a full (or multi-exit) graph written by `codedresnext export`: path or ModelProto."""
-    import onnx
     from onnx import numpy_helper
 
-    if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.is_file():
-            raise GraphError(f"ONNX file {path} does not exist")
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # DecodeError and friends
-            raise GraphError(f"{path} is not a readable ONNX file ({e}); re-export it") from e
-    else:
-        model = src
+    model = load_onnx(src) if isinstance(src, (str, os.PathLike)) else src
     meta = read_metadata(model)
     graph = meta.get(META_GRAPH) or {}
-    if graph.get("kind") not in ("full", "multi-exit") or not graph.get("head") or graph.get("start_block"):
+    if graph.get("kind") not in HEAD_KINDS or not graph.get("head") or graph.get("start_block"):
         raise GraphError(
             f"the pruner needs the full graph (kind 'full' from `codedresnext export`), this one is "
             f"kind {graph.get('kind')!r}"
@@ -89,8 +84,8 @@ def load_full_graph(src) -> FullGraph:
         weights,
         str(meta.get(META_CHECKPOINT_SHA256, "")),
         bool(meta.get(META_UNTRAINED, False)),
-        "frames" in inputs,
-        graph.get("precision") == "fp16",
+        INPUT_UINT8 in inputs,
+        graph.get("precision") == FP16,
         opset,
         thresholds,
     )
@@ -139,7 +134,7 @@ def prune_file(src: str | os.PathLike, out: str | os.PathLike, classes: Sequence
     meta = {p.key: p.value for p in model.metadata_props}
     return {
         "file": str(out),
-        "classes": json.loads(meta["codedresnext.classes"]),
+        "classes": json.loads(meta[META_CLASSES]),
         "params": count_params(model),
         "flops": count_flops(model)["flops"],
     }

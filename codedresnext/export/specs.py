@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..artifact import GraphKind
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
 from .builder import GraphSpec
@@ -12,20 +13,20 @@ from .layout import block_layout, keep_branches
 
 def full_spec(cfg: ModelConfig, **kw) -> GraphSpec:
     n = len(block_layout(cfg))
-    return GraphSpec("full", (None,) * n, rows=tuple(range(cfg.num_classes)), **kw)
+    return GraphSpec(GraphKind.FULL, (None,) * n, rows=tuple(range(cfg.num_classes)), **kw)
 
 
 def multi_exit_spec(cfg: ModelConfig, **kw) -> GraphSpec:
     if not cfg.coded_blocks:
         raise CodedResNeXtError("this model has no coded blocks, so no early exits; use the full graph")
     n = len(block_layout(cfg))
-    return GraphSpec("multi-exit", (None,) * n, rows=tuple(range(cfg.num_classes)), exits=True, **kw)
+    return GraphSpec(GraphKind.MULTI_EXIT, (None,) * n, rows=tuple(range(cfg.num_classes)), exits=True, **kw)
 
 
 def path_spec(cfg: ModelConfig, classes: Sequence[int], *, masked: bool = False, **kw) -> GraphSpec:
     """Physically pruned (or, masked=True, zero-masked) path of `classes`, one logit per class."""
     keep = tuple(keep_branches(block_layout(cfg), classes))
-    kind = "masked" if masked else ("class" if len(classes) == 1 else "subset")
+    kind = GraphKind.MASKED if masked else (GraphKind.CLASS if len(classes) == 1 else GraphKind.SUBSET)
     return GraphSpec(kind, keep, rows=tuple(classes), masked=masked, **kw)
 
 
@@ -55,7 +56,7 @@ def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | None = None, **kw) -> 
     for a, b in zip(bounds[:-1], bounds[1:]):
         out.append(
             GraphSpec(
-                "segment",
+                GraphKind.SEGMENT,
                 (None,) * n,
                 rows=tuple(range(cfg.num_classes)),
                 start=a,
@@ -80,6 +81,6 @@ def reject_specs(cfg: ModelConfig, k: int, block: int, **kw) -> tuple[GraphSpec,
         coded = [i for i in cfg.coded_blocks if i < len(layout) - 1]
         raise CodedResNeXtError(f"--reject-block must be a coded block index before the last block: {coded}")
     keep = tuple(keep_branches(layout, [k]))
-    a = GraphSpec("reject", keep, rows=(k,), stop=block + 1, reject=(block, k), **kw)
-    b = GraphSpec("reject", keep, rows=(k,), start=block + 1, **kw)
+    a = GraphSpec(GraphKind.REJECT, keep, rows=(k,), stop=block + 1, reject=(block, k), **kw)
+    b = GraphSpec(GraphKind.REJECT, keep, rows=(k,), start=block + 1, **kw)
     return a, b

@@ -10,6 +10,8 @@ _LAZY = {
     "Backend": ("codedresnext.runtime.backend", "Backend"),
     "TensorSpec": ("codedresnext.runtime.backend", "TensorSpec"),
     "open_backend": ("codedresnext.runtime.backend", "open_backend"),
+    "BACKENDS": ("codedresnext.runtime.backend", "BACKENDS"),
+    "create_session": ("codedresnext.runtime.ort", "create_session"),
     "Detector": ("codedresnext.runtime.detector", "Detector"),
     "SubsetDetector": ("codedresnext.runtime.detector", "SubsetDetector"),
     "RejectDetector": ("codedresnext.runtime.detector", "RejectDetector"),
@@ -17,7 +19,7 @@ _LAZY = {
     "CascadeResult": ("codedresnext.runtime.cascade", "CascadeResult"),
     "calibrate_directory": ("codedresnext.runtime.calibrate", "calibrate_directory"),
     "run_bench": ("codedresnext.runtime.bench", "run_bench"),
-    "write_report": ("codedresnext.runtime.bench", "write_report"),
+    "write_report": ("codedresnext.runtime.bench_report", "write_report"),
     "write_repository": ("codedresnext.runtime.triton", "write_repository"),
     "build_directory": ("codedresnext.runtime.trt", "build_directory"),
 }

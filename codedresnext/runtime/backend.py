@@ -1,11 +1,15 @@
 """One small interface over every inference backend: load a graph, infer dicts of numpy, time it.
 
 No torch or onnxruntime at module level: a device that has only numpy and one runtime can import
-this. Backends register by name in `BACKENDS` and import their library inside `load`.
+this. Backends register by name in `BACKENDS` and import their library inside `load`. A backend
+has a lifecycle (Polygraphy's runners are the model): `with open_backend(...) as be:` closes its
+session / engine / device buffers at the end; `close()` does it by hand, is idempotent, and any
+later `infer` raises BackendClosed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -14,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable, GraphError
+from ..artifact import load_onnx
+from ..errors import BackendClosed, BackendUnavailable, GraphError
 
 # ONNX tensor element types -> numpy (the subset our graphs use)
 _ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16}
@@ -42,10 +47,24 @@ class Timing:
         self.latencies_s.clear()
 
 
-class Backend:
-    """Base class: `load(path)` once, then `infer({name: array}) -> {name: array}`.
+class Closing:
+    """Context-manager protocol over `close()` for objects that own backends (detectors, cascades)."""
 
-    Subclasses implement `_load` and `_run`; this class validates inputs and records timing.
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Backend:
+    """Base class: `load(path)` once, then `infer({name: array}) -> {name: array}`, then `close()`.
+
+    Subclasses implement `_load`, `_run` and (when they hold resources) `_close`; this class
+    validates inputs, records timing and guards use after close.
     """
 
     name = "base"
@@ -56,6 +75,7 @@ class Backend:
         self.outputs: list[TensorSpec] = []
         self.timing = Timing()
         self.record_timing = False
+        self._closed = False
 
     # -- interface -------------------------------------------------------------------------
     def load(self, path: str | os.PathLike, **options: Any) -> Backend:
@@ -67,6 +87,7 @@ class Backend:
 
     def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run one batch; `feeds` must name every graph input with its dtype."""
+        self._check_open()
         self._check_feeds(feeds)
         t0 = time.perf_counter()
         out = self._run(feeds, outputs)
@@ -78,8 +99,34 @@ class Backend:
         """What a benchmark records about this backend (library version, providers, threads)."""
         return {"backend": self.name}
 
+    def random_feed(self, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """Seeded random inputs of batch size `batch` for every input (uint8 in [0, 255], else N(0, 1)):
+        what benchmarks and the memory probe run, since timing does not depend on the values."""
+        rng = np.random.default_rng(seed)
+        feeds = {}
+        for s in self.inputs:
+            shape = (batch, *[d or 1 for d in s.shape[1:]])
+            if s.dtype == np.uint8:
+                feeds[s.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+            else:
+                feeds[s.name] = rng.standard_normal(shape).astype(s.dtype)
+        return feeds
+
     def close(self) -> None:
-        """Release sessions/engines (optional)."""
+        """Release the session / engine / buffers; idempotent. Later `infer` raises BackendClosed."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- to implement ----------------------------------------------------------------------
     def _load(self, path: Path, **options: Any) -> None:
@@ -87,6 +134,9 @@ class Backend:
 
     def _run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def _close(self) -> None:
+        """Free what `_load` acquired (nothing by default)."""
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -96,6 +146,13 @@ class Backend:
     @property
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosed(
+                f"the {self.name} backend for {self.path} was closed; open the graph again "
+                "(open_backend) to run it"
+            )
 
     def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
         missing = [s.name for s in self.inputs if s.name not in feeds]
@@ -120,9 +177,7 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
 
 def onnx_io_specs(path: str | os.PathLike) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of an ONNX file, read with onnx (no runtime needed)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    model = load_onnx(path)
 
     def spec(v) -> TensorSpec:
         t = v.type.tensor_type
@@ -133,6 +188,8 @@ def onnx_io_specs(path: str | os.PathLike) -> tuple[list[TensorSpec], list[Tenso
     return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
 
 
+# the registry: CLI choices (commands/) and open_backend read it; "ort" is the default
+DEFAULT_BACKEND = "ort"
 BACKENDS = {
     "ort": ("codedresnext.runtime.ort", "OrtBackend"),
     "trt": ("codedresnext.runtime.trt", "TrtBackend"),
@@ -141,14 +198,21 @@ BACKENDS = {
 
 
 def open_backend(kind: str, path: str | os.PathLike, **options: Any) -> Backend:
-    """Load `path` on backend `kind` ('ort', 'trt', 'torch'); BackendUnavailable if not installed."""
+    """Load `path` on backend `kind` (a BACKENDS key); BackendUnavailable if not installed.
+
+    Use it as a context manager (`with open_backend(...) as be:`) or call `be.close()`."""
     import importlib
 
     if kind not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {kind!r}; choose one of {sorted(BACKENDS)}")
     mod, cls = BACKENDS[kind]
     backend: Backend = getattr(importlib.import_module(mod), cls)()
-    return backend.load(path, **options)
+    try:
+        return backend.load(path, **options)
+    except BaseException:
+        with contextlib.suppress(Exception):  # free what _load acquired; the load error is the news
+            backend.close()
+        raise
 
 
 def require(module: str, package: str, why: str) -> Any:

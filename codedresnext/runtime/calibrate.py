@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import load_manifest, save_manifest
+from ..artifact import FP32, GraphKind, Manifest, load_manifest
 from ..errors import DataError, GraphError
+from ..thresholds import f1_optimal_threshold
+from .backend import DEFAULT_BACKEND
 
 NEVER = float("inf")
 
@@ -110,17 +112,6 @@ def calibrate_reject_threshold(
     return float(lost_if[allowed])  # reject only distances strictly above the (allowed+1)-th largest
 
 
-def f1_optimal_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Logit threshold maximising F1 (decision: score > threshold)."""
-    order = np.argsort(-scores)
-    s, y = scores[order], positive[order].astype(np.float64)
-    tp = np.cumsum(y)
-    k = np.arange(1, len(s) + 1)
-    f1 = 2 * tp / (k + y.sum())
-    i = int(np.argmax(f1))
-    return float((s[i] + s[i + 1]) / 2) if i + 1 < len(s) else float(s[i] - 1e-6)
-
-
 def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """Part A and part B on every image (no early stop): distances and the detector's logits."""
     res = [det.run(images[i : i + batch], with_b_for_all=True) for i in range(0, len(images), batch)]
@@ -192,23 +183,42 @@ def calibrate_directory(
     max_recall_loss: float = 1.0,
     limit: int | None = None,
     batch: int = 64,
-    backend: str = "ort",
+    backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
 ) -> dict:
     """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
-    from .cascade import EarlyExitClassifier
-    from .detector import RejectDetector
-
     directory = Path(directory)
     manifest = load_manifest(directory)
-    kinds = {g.get("kind") for g in manifest["graphs"]}
-    if not {"segment", "reject"} & kinds:
+    has_segments, has_reject = manifest.has_kind(GraphKind.SEGMENT), manifest.has_kind(GraphKind.REJECT)
+    if not (has_segments or has_reject):
         raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
     split = load_heldout(data, limit=limit)
-    cal, ev = split["calibration"], split["evaluation"]
     summary: dict[str, Any] = {"data": str(data), "split": split["description"]}
-    if "segment" in kinds:
-        casc = EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads)
+    opts = {"backend": backend, "threads": threads, "batch": batch}
+    if has_segments:
+        summary["early_exit"] = calibrate_exits(directory, manifest, split, max_accuracy_loss, **opts)
+    if has_reject:
+        summary["early_reject"] = calibrate_rejects(directory, manifest, split, max_recall_loss, **opts)
+    manifest.calibration = summary
+    manifest.save(directory)
+    return summary
+
+
+def calibrate_exits(
+    directory: Path,
+    manifest: Manifest,
+    split: dict,
+    max_accuracy_loss: float,
+    *,
+    backend: str,
+    threads: int | None,
+    batch: int,
+) -> dict:
+    """Exit thresholds on the calibration half (set on the segment entries), report on both halves."""
+    from .cascade import EarlyExitClassifier
+
+    cal, ev = split["calibration"], split["evaluation"]
+    with EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads) as casc:
         if any(np.isnan(casc.segment_flops)):
             raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
 
@@ -231,54 +241,57 @@ def calibrate_directory(
         full_acc = 100.0 * float(np.mean(lg_e.argmax(1) == ev.labels))
         rep_e = _report(preds, idx, fl, ev.labels, full_acc, casc.segment_flops, casc.num_exits)
         names = [casc.refs[i].name for i in casc.exit_segments]
-        for g in manifest["graphs"]:
-            if g["name"] in names:
-                g["exit_threshold"] = thresholds[names.index(g["name"])]
-        summary["early_exit"] = {
-            "thresholds": dict(zip(names, thresholds)),
-            "max_accuracy_loss": max_accuracy_loss,
-            "calibration": rep_c,
-            "evaluation": rep_e,
-        }
-    if "reject" in kinds:
-        rej = {}
-        classes = {c for g in manifest["graphs"] if g.get("kind") == "reject" for c in g.get("classes", [])}
-        for cls in sorted(classes):
-            det = RejectDetector.from_directory(directory, cls, backend=backend, threads=threads)
-            if cls not in cal.class_names:
-                raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
-            k = list(cal.class_names).index(cls)
+    for g in manifest.graphs:
+        if g.name in names:
+            g.exit_threshold = thresholds[names.index(g.name)]
+    return {
+        "thresholds": dict(zip(names, thresholds)),
+        "max_accuracy_loss": max_accuracy_loss,
+        "calibration": rep_c,
+        "evaluation": rep_e,
+    }
+
+
+def calibrate_rejects(
+    directory: Path,
+    manifest: Manifest,
+    split: dict,
+    max_recall_loss: float,
+    *,
+    backend: str,
+    threads: int | None,
+    batch: int,
+) -> dict:
+    """Per reject class: the reject threshold (set on its entries) and the evaluation-half figures."""
+    from .detector import RejectDetector
+
+    cal, ev = split["calibration"], split["evaluation"]
+    rej = {}
+    rejects = manifest.of_kind(GraphKind.REJECT, precision=None)
+    for cls in sorted({c for g in rejects for c in g.classes}):
+        if cls not in cal.class_names:
+            raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
+        k = list(cal.class_names).index(cls)
+        with RejectDetector.from_directory(directory, cls, backend=backend, threads=threads) as det:
             c_out = run_reject(det, cal.images, batch)
             source = "manifest"
             if det.threshold is None:  # no fitted decision threshold (untrained export): F1-optimal here
-                det.threshold = f1_optimal_threshold(c_out["scores"], cal.labels == k)
+                det.threshold = f1_optimal_threshold(c_out["scores"], cal.labels == k)[0]
                 source = "F1-optimal on the calibration half"
             pos = cal.labels == k
             detected = c_out["scores"][pos] > det.threshold
             t = calibrate_reject_threshold(c_out["distance"][pos], detected, max_recall_loss=max_recall_loss)
             det.reject_threshold = t
-            for g in manifest["graphs"]:
-                if g.get("kind") == "reject" and cls in g.get("classes", []):
-                    g["reject_threshold"] = t
-            class_flops = next(
-                (
-                    g.get("flops")
-                    for g in manifest["graphs"]
-                    if g.get("kind") == "class"
-                    and g.get("classes") == [cls]
-                    and g.get("precision", "fp32") == "fp32"
-                ),
-                None,
-            )
+            for g in rejects:
+                if cls in g.classes:
+                    g.reject_threshold = t
+            class_graph = manifest.class_graph(cls, FP32)
             rej[cls] = {
                 "reject_threshold": t,
                 "decision_threshold": det.threshold,
                 "decision_threshold_source": source,
-                "evaluation": evaluate_reject(det, ev.images, ev.labels == k, batch, class_flops),
+                "evaluation": evaluate_reject(
+                    det, ev.images, ev.labels == k, batch, class_graph.flops if class_graph else None
+                ),
             }
-        summary["early_reject"] = {"classes": rej, "max_recall_loss": max_recall_loss}
-    if "early_exit" not in summary and "early_reject" not in summary:
-        raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
-    manifest["calibration"] = summary
-    save_manifest(directory, manifest)
-    return summary
+    return {"classes": rej, "max_recall_loss": max_recall_loss}

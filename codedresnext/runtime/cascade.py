@@ -1,10 +1,11 @@
 """Early-exit inference over segment graphs, with batch compaction on the host.
 
-Segments (manifest kind "segment", in order) chain stem..block i, block i+1..j, ...: each passes the
+Segments (GraphKind.SEGMENT graphs, in order) chain stem..block i, block i+1..j, ...: each passes the
 outputs the next one takes by name ("features") and, except the last, reports its exit's class
 scores ("exit_scores", softmax(-distance) of the early decoder). A sample stops at the first exit
 whose confidence (max exit score) is above that exit's threshold; only the others run the next
-segment. Not built on ONNX/TensorRT `If` (that decides per batch, not per sample).
+segment. Not built on ONNX/TensorRT `If` (that decides per batch, not per sample). The cascade
+owns its segment backends: `with EarlyExitClassifier.from_directory(D) as casc:` or `close()`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import OUTPUT_EXIT_SCORES, OUTPUT_LOGITS, load_manifest
+from ..artifact import (
+    FP16,
+    FP32,
+    OUTPUT_EXIT_SCORES,
+    OUTPUT_LOGITS,
+    GraphKind,
+    Manifest,
+    ManifestEntry,
+    load_manifest,
+)
 from ..errors import GraphError
-from .backend import Backend, open_backend
+from .backend import DEFAULT_BACKEND, Backend, Closing, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
+from .postprocess import softmax
 
 
 @dataclass
@@ -32,49 +43,62 @@ class CascadeResult:
         return float(np.mean(self.flops)) if len(self.flops) else 0.0
 
 
-def segment_entries(manifest: dict, precision: str = "fp32") -> list[dict]:
+def segment_entries(manifest: Manifest, precision: str = FP32) -> list[ManifestEntry]:
     """Segment graph entries in cascade order: the manifest's "segments" order if given (fp32), else
     the entries' segment index, else manifest order. precision "fp16" picks the `_fp16` variants."""
-    segs = [
-        g
-        for g in manifest.get("graphs", [])
-        if g.get("kind") == "segment" and g.get("precision", "fp32") == precision
-    ]
+    segs = manifest.of_kind(GraphKind.SEGMENT, precision=precision)
     if not segs:
         raise GraphError(
             f"no {precision} segment graphs in this export; run `codedresnext export ... --segments`"
-            + (" --fp16" if precision == "fp16" else "")
+            + (" --fp16" if precision == FP16 else "")
         )
-    order = (manifest.get("segments") or {}).get("order")
-    if order and precision == "fp32":
-        by_name = {g["name"]: g for g in segs}
+    order = manifest.segments.order if manifest.segments else None
+    if order and precision == FP32:
+        by_name = {g.name: g for g in segs}
         if set(order) <= set(by_name):
             return [by_name[n] for n in order]
-
-    def index(g: dict):
-        seg = g.get("segment")
-        return g.get("index", seg.get("index") if isinstance(seg, dict) else seg)
-
-    if all(isinstance(index(g), int) for g in segs):
-        segs = sorted(segs, key=index)
+    if all(g.segment is not None for g in segs):
+        segs = sorted(segs, key=lambda g: g.segment.index)
     return segs
 
 
-class EarlyExitClassifier:
+class EarlyExitClassifier(Closing):
     """Runs segment graphs in cascade; thresholds[j] belongs to exit j (the j-th segment's exit)."""
 
     def __init__(
         self,
         refs: list[GraphRef],
         *,
-        backend: str = "ort",
+        backend: str = DEFAULT_BACKEND,
         thresholds: list[float] | None = None,
         **options: Any,
     ) -> None:
         if not refs:
             raise GraphError("an early-exit cascade needs at least one segment graph")
         self.refs = refs
-        self.segments: list[Backend] = [open_backend(backend, r.path, **options) for r in refs]
+        self.segments: list[Backend] = []
+        try:
+            for r in refs:
+                self.segments.append(open_backend(backend, r.path, **options))
+            self._check_chain(refs)
+        except BaseException:
+            self.close()
+            raise
+        # exits: every segment but the last that outputs exit scores
+        self.exit_segments = [
+            i for i, s in enumerate(self.segments[:-1]) if OUTPUT_EXIT_SCORES in s.output_names
+        ]
+        n = len(self.exit_segments)
+        if thresholds is None:
+            thresholds = [_exit_threshold(refs[i]) for i in self.exit_segments]
+        if len(thresholds) != n:
+            self.close()
+            raise GraphError(f"{len(thresholds)} thresholds given for {n} exits")
+        self.thresholds = [float(t) for t in thresholds]
+        self.segment_flops = [float(r.flops) if r.flops is not None else np.nan for r in refs]
+
+    def _check_chain(self, refs: list[GraphRef]) -> None:
+        """One image input first, logits last, and each segment's inputs among the previous outputs."""
         first = self.segments[0]
         if len(first.inputs) != 1:
             raise GraphError(
@@ -88,26 +112,17 @@ class EarlyExitClassifier:
                 raise GraphError(
                     f"segment {r.name} needs {missing}, which the previous segment does not output"
                 )
-        # exits: every segment but the last that outputs exit scores
-        self.exit_segments = [
-            i for i, s in enumerate(self.segments[:-1]) if OUTPUT_EXIT_SCORES in s.output_names
-        ]
-        n = len(self.exit_segments)
-        if thresholds is None:
-            thresholds = [
-                r.entry.get("exit_threshold", float("inf")) for r in (refs[i] for i in self.exit_segments)
-            ]
-        if len(thresholds) != n:
-            raise GraphError(f"{len(thresholds)} thresholds given for {n} exits")
-        self.thresholds = [float(t) for t in thresholds]
-        self.segment_flops = [float(r.flops) if r.flops is not None else np.nan for r in refs]
+
+    def close(self) -> None:
+        for seg in self.segments:
+            seg.close()
 
     @classmethod
     def from_directory(
-        cls, directory: str | os.PathLike, *, precision: str = "fp32", **kw: Any
+        cls, directory: str | os.PathLike, *, precision: str = FP32, **kw: Any
     ) -> EarlyExitClassifier:
         entries = segment_entries(load_manifest(directory), precision)
-        refs = [resolve_graph(directory, g["name"]) for g in entries]
+        refs = [resolve_graph(directory, g.name) for g in entries]
         return cls(refs, **kw)
 
     @property
@@ -133,7 +148,7 @@ class EarlyExitClassifier:
             if si == len(self.segments) - 1:
                 logits = out[OUTPUT_LOGITS]
                 preds[live] = logits.argmax(1)
-                conf[live] = _softmax(logits).max(1)
+                conf[live] = softmax(logits).max(1)
                 break
             stop = np.zeros(len(live), bool)
             if si in self.exit_segments:
@@ -166,7 +181,7 @@ class EarlyExitClassifier:
         raise AssertionError("unreachable")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+def _exit_threshold(ref: GraphRef) -> float:
+    """The calibrated exit threshold of a segment, or +inf (never exit) before calibration."""
+    t = ref.entry.exit_threshold if ref.entry else None
+    return float("inf") if t is None else t

@@ -1,7 +1,9 @@
 """Application API for binary and subset detectors, with an optional early-reject stage.
 
-A detector is one pruned graph (kind "class": one logit; kind "subset": one logit per chosen class)
-and a logit threshold per class from the manifest entry or the graph metadata.
+A detector is one pruned graph (GraphKind.CLASS: one logit; GraphKind.SUBSET: one logit per chosen
+class) and a logit threshold per class from the manifest entry or the graph metadata. Detectors own
+the backends they open: `with Detector(...) as det:` (or `det.close()`) releases them, and a closed
+detector raises BackendClosed.
 """
 
 from __future__ import annotations
@@ -12,21 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import OUTPUT_FEATURES, OUTPUT_LOGITS
+from ..artifact import FP32, OUTPUT_FEATURES, OUTPUT_LOGITS, OUTPUT_REJECT_DISTANCE, GraphKind, load_manifest
 from ..errors import GraphError
-from .backend import Backend, open_backend
+from .backend import DEFAULT_BACKEND, Backend, Closing, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
 
-OUTPUT_REJECT = "reject_distance"
 
-
-class _GraphModel:
-    """A graph on a backend with the batch preparation its input needs."""
+class GraphModel(Closing):
+    """A graph on a backend with the batch preparation its input needs (owns the backend)."""
 
     def __init__(self, ref: GraphRef, backend: str, **options: Any) -> None:
         self.ref = ref
         self.backend: Backend = open_backend(backend, ref.path, **options)
         if len(self.backend.inputs) != 1:
+            self.backend.close()
             raise GraphError(f"{ref.path} has inputs {self.backend.input_names}; expected one image input")
         self.input = self.backend.inputs[0]
 
@@ -36,8 +37,15 @@ class _GraphModel:
     def run(self, x: Any) -> dict[str, np.ndarray]:
         return self.backend.infer({self.input.name: self.prepare(x)})
 
+    def close(self) -> None:
+        self.backend.close()
 
-class SubsetDetector(_GraphModel):
+    @property
+    def closed(self) -> bool:
+        return self.backend.closed
+
+
+class SubsetDetector(GraphModel):
     """One logit per chosen class; decide() -> (batch, k) booleans, logit > that class's threshold."""
 
     def __init__(
@@ -45,7 +53,7 @@ class SubsetDetector(_GraphModel):
         source: str | os.PathLike,
         name: str | None = None,
         *,
-        backend: str = "ort",
+        backend: str = DEFAULT_BACKEND,
         thresholds: dict[str, float] | None = None,
         **options: Any,
     ) -> None:
@@ -79,12 +87,13 @@ class Detector(SubsetDetector):
         source: str | os.PathLike,
         name: str | None = None,
         *,
-        backend: str = "ort",
+        backend: str = DEFAULT_BACKEND,
         threshold: float | None = None,
         **options: Any,
     ) -> None:
         super().__init__(source, name, backend=backend, **options)
         if len(self.classes) != 1:
+            self.close()
             raise GraphError(
                 f"{self.ref.name} covers classes {self.classes}; Detector needs a one-class "
                 "graph (use SubsetDetector for several)"
@@ -114,10 +123,10 @@ class RejectResult:
     all_scores: np.ndarray | None = None  # (B,) part B logits of every sample (with_b_for_all only)
 
 
-class RejectDetector:
+class RejectDetector(Closing):
     """Early reject: part A (stem .. an early coded block) outputs "reject_distance" and "features";
     samples whose distance exceeds `reject_threshold` are negatives at once, the rest go on (compacted)
-    to part B ("logits").
+    to part B ("logits"). Owns both backends (close() / `with`).
     """
 
     def __init__(
@@ -126,64 +135,77 @@ class RejectDetector:
         part_b: str | os.PathLike,
         *,
         directory: str | os.PathLike | None = None,
-        backend: str = "ort",
+        backend: str = DEFAULT_BACKEND,
         threshold: float | None = None,
         reject_threshold: float | None = None,
         **options: Any,
     ) -> None:
         ref_a = resolve_graph(directory, str(part_a)) if directory else resolve_graph(part_a)
         ref_b = resolve_graph(directory, str(part_b)) if directory else resolve_graph(part_b)
-        self.a = _GraphModel(ref_a, backend, **options)
-        self.b = open_backend(backend, ref_b.path, **options)
+        self.a = GraphModel(ref_a, backend, **options)
+        try:
+            self.b = open_backend(backend, ref_b.path, **options)
+        except BaseException:
+            self.a.close()
+            raise
         self.ref_b = ref_b
-        if (
-            OUTPUT_REJECT not in self.a.backend.output_names
-            or OUTPUT_FEATURES not in self.a.backend.output_names
-        ):
-            raise GraphError(
-                f"{ref_a.path} is not a reject part A (outputs {self.a.backend.output_names}; "
-                f"needs {OUTPUT_REJECT!r} and {OUTPUT_FEATURES!r})"
-            )
-        classes = ref_b.classes or ref_a.classes
-        if len(classes) != 1:
-            raise GraphError(f"early reject needs a one-class pair, got classes {classes}")
-        self.class_name = classes[0]
+        try:
+            self.class_name = self._check_pair(ref_a, ref_b)
+        except GraphError:
+            self.close()
+            raise
         th = {**ref_a.thresholds(), **ref_b.thresholds()}
         self.threshold = float(threshold) if threshold is not None else th.get(self.class_name)
         if reject_threshold is None:
-            reject_threshold = ref_a.entry.get("reject_threshold", ref_b.entry.get("reject_threshold"))
+            reject_threshold = next(
+                (
+                    r.entry.reject_threshold
+                    for r in (ref_a, ref_b)
+                    if r.entry and r.entry.reject_threshold is not None
+                ),
+                None,
+            )
         self.reject_threshold = float("inf") if reject_threshold is None else float(reject_threshold)
         self.flops_a = ref_a.flops
         self.flops_b = ref_b.flops
 
+    def _check_pair(self, ref_a: GraphRef, ref_b: GraphRef) -> str:
+        """The pair's one class; GraphError unless part A outputs distance and features."""
+        outs = self.a.backend.output_names
+        if OUTPUT_REJECT_DISTANCE not in outs or OUTPUT_FEATURES not in outs:
+            raise GraphError(
+                f"{ref_a.path} is not a reject part A (outputs {outs}; "
+                f"needs {OUTPUT_REJECT_DISTANCE!r} and {OUTPUT_FEATURES!r})"
+            )
+        classes = ref_b.classes or ref_a.classes
+        if len(classes) != 1:
+            raise GraphError(f"early reject needs a one-class pair, got classes {classes}")
+        return classes[0]
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()
+
     @classmethod
     def from_directory(cls, directory: str | os.PathLike, class_name: str, **kw: Any) -> RejectDetector:
-        """The reject pair of `class_name` in an export directory (two graphs of kind "reject")."""
-        from ..artifact import load_manifest
-
+        """The fp32 reject pair of `class_name` in an export directory (two GraphKind.REJECT graphs)."""
         manifest = load_manifest(directory)
-        for r in manifest.get("reject") or []:  # the exporter's pair list: {"class", "a", "b", ...}
-            if r.get("class") == class_name and r.get("a") and r.get("b"):
-                return cls(r["a"], r["b"], directory=directory, **kw)
-        pair = [
-            g
-            for g in manifest["graphs"]
-            if g.get("kind") == "reject"
-            and g.get("precision", "fp32") == "fp32"
-            and class_name in (g.get("classes") or [])
-        ]
-        a = [g for g in pair if OUTPUT_REJECT in _names(g.get("outputs"))]
-        b = [g for g in pair if OUTPUT_LOGITS in _names(g.get("outputs"))]
+        for r in manifest.reject or []:  # the exporter's pair list
+            if r.class_name == class_name:
+                return cls(r.a, r.b, directory=directory, **kw)
+        pair = [g for g in manifest.of_kind(GraphKind.REJECT, precision=FP32) if class_name in g.classes]
+        a = [g for g in pair if OUTPUT_REJECT_DISTANCE in g.output_names]
+        b = [g for g in pair if OUTPUT_LOGITS in g.output_names]
         if len(a) != 1 or len(b) != 1:
             raise GraphError(
                 f"no early-reject pair for class {class_name!r} in {directory}; export with reject graphs"
             )
-        return cls(a[0]["name"], b[0]["name"], directory=directory, **kw)
+        return cls(a[0].name, b[0].name, directory=directory, **kw)
 
     def run(self, x: Any, *, with_b_for_all: bool = False) -> RejectResult:
         """with_b_for_all runs part B on every sample too (calibration needs the logits of all)."""
         out_a = self.a.run(x)
-        dist = out_a[OUTPUT_REJECT].reshape(-1)
+        dist = out_a[OUTPUT_REJECT_DISTANCE].reshape(-1)
         feats = out_a[OUTPUT_FEATURES]
         rejected = dist > self.reject_threshold
         keep = np.arange(len(dist)) if with_b_for_all else np.flatnonzero(~rejected)
@@ -208,9 +230,3 @@ class RejectDetector:
         if self.threshold is None:
             raise GraphError(f"no decision threshold for {self.class_name!r}; pass threshold=")
         return self.run(x).decisions
-
-
-def _names(specs: Any) -> list[str]:
-    if not specs:
-        return []
-    return [s["name"] if isinstance(s, dict) else str(s) for s in specs]

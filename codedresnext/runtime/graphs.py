@@ -17,7 +17,9 @@ from ..artifact import (
     META_KIND,
     META_PREPROCESSING,
     META_THRESHOLDS,
-    find_graph,
+    GraphKind,
+    ManifestEntry,
+    Preprocessing,
     load_manifest,
     read_metadata,
 )
@@ -29,33 +31,36 @@ class GraphRef:
     """A graph file with its manifest entry (if it sits in an export directory) and its metadata."""
 
     path: Path
-    entry: dict = field(default_factory=dict)
-    metadata: dict = field(default_factory=dict)
+    entry: ManifestEntry | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
 
     @property
     def name(self) -> str:
-        return self.entry.get("name") or self.path.stem
+        return self.entry.name if self.entry else self.path.stem
 
     @property
-    def kind(self) -> str:
-        return self.entry.get("kind") or self.metadata.get(META_KIND, "full")
+    def kind(self) -> GraphKind:
+        if self.entry:
+            return self.entry.kind
+        return GraphKind.parse(self.metadata.get(META_KIND, GraphKind.FULL), f"{self.path} metadata")
 
     @property
     def classes(self) -> list[str]:
-        return list(self.entry.get("classes") or self.metadata.get(META_CLASSES) or [])
+        return list((self.entry.classes if self.entry else None) or self.metadata.get(META_CLASSES) or [])
 
     @property
     def flops(self) -> float | None:
-        return self.entry.get("flops")
+        return self.entry.flops if self.entry else None
 
     @property
-    def preprocessing(self) -> dict:
-        return dict(self.metadata.get(META_PREPROCESSING) or {})
+    def preprocessing(self) -> Preprocessing | None:
+        pre = self.metadata.get(META_PREPROCESSING)
+        return Preprocessing.from_dict(pre, f"{self.path} preprocessing metadata") if pre else None
 
     def thresholds(self) -> dict[str, float]:
         """{class: logit threshold}: the manifest entry wins over the graph metadata."""
-        th = self.entry.get("thresholds") or self.metadata.get(META_THRESHOLDS) or {}
+        th = (self.entry.thresholds if self.entry else None) or self.metadata.get(META_THRESHOLDS) or {}
         return {str(k): float(v) for k, v in th.items()}
 
 
@@ -65,22 +70,17 @@ def resolve_graph(source: str | os.PathLike, name: str | None = None) -> GraphRe
     if source.is_dir():
         manifest = load_manifest(source)
         if name is None:
-            names = [g["name"] for g in manifest.get("graphs", [])]
-            raise GraphError(f"{source} is an export directory: name a graph (one of {names})")
-        entry = find_graph(manifest, name)
-        path = source / entry["file"]
+            raise GraphError(f"{source} is an export directory: name a graph (one of {manifest.names})")
+        entry = manifest.graph(name)
+        path = source / entry.file
         return GraphRef(path, entry, _metadata(path), source)
     if not source.is_file():
         raise GraphError(f"graph {source} does not exist; pass an .onnx file or an export directory")
-    entry: dict[str, Any] = {}
-    directory = None
     if (source.parent / MANIFEST_NAME).is_file():
-        manifest = load_manifest(source.parent)
-        for g in manifest.get("graphs", []):
-            if g.get("file") == source.name or (name and g["name"] == name):
-                entry, directory = g, source.parent
-                break
-    return GraphRef(source, entry, _metadata(source), directory)
+        for g in load_manifest(source.parent).graphs:
+            if g.file == source.name or (name and g.name == name):
+                return GraphRef(source, g, _metadata(source), source.parent)
+    return GraphRef(source, None, _metadata(source), None)
 
 
 def _metadata(path: Path) -> dict:
@@ -95,7 +95,7 @@ def _metadata(path: Path) -> dict:
 
 
 def prepare_batch(
-    x: Any, input_name: str, input_shape: tuple[int | None, ...], preprocessing: dict
+    x: Any, input_name: str, input_shape: tuple[int | None, ...], preprocessing: Preprocessing | None
 ) -> np.ndarray:
     """Validate a user batch and return what the graph input wants.
 
@@ -126,14 +126,11 @@ def prepare_batch(
             )
         if input_name == INPUT_UINT8:
             return np.ascontiguousarray(x)
-        mean = np.asarray(preprocessing.get("mean", (0.0, 0.0, 0.0)), np.float32)
-        std = np.asarray(preprocessing.get("std", (1.0, 1.0, 1.0)), np.float32)
-        if not preprocessing:
+        if preprocessing is None:
             raise GraphError(
                 "this graph has no preprocessing metadata: pass normalised float32 (batch, 3, H, W)"
             )
-        f = (x.astype(np.float32) / 255.0 - mean) / std  # (B, H, W, 3)
-        return np.ascontiguousarray(f.transpose(0, 3, 1, 2))
+        return preprocessing.normalize(x)
     if input_name == INPUT_UINT8:
         raise GraphError(
             f"this graph takes uint8 frames (batch, {hw.replace('x', ', ')}, 3); got {x.dtype} "

@@ -68,7 +68,6 @@ def _child(backend: str, path: str, batch: int, options: dict) -> dict:
     import importlib
 
     from .backend import BACKENDS
-    from .bench import _random_feed
 
     mod, cls = BACKENDS[backend]
     importlib.import_module(mod)
@@ -77,9 +76,10 @@ def _child(backend: str, path: str, batch: int, options: dict) -> dict:
     elif backend == "torch":
         import torch  # noqa: F401
     base = reset_peak()
-    be = getattr(importlib.import_module(mod), cls)().load(path, **options)
-    be.infer(_random_feed(be, batch))
-    return {"peak_rss_mib": peak_delta_mib(base), "baseline_rss_mib": round((base or 0) / 1024.0, 2)}
+    with getattr(importlib.import_module(mod), cls)().load(path, **options) as be:
+        be.infer(be.random_feed(batch))
+        peak = peak_delta_mib(base)
+    return {"peak_rss_mib": peak, "baseline_rss_mib": round((base or 0) / 1024.0, 2)}
 
 
 if __name__ == "__main__":

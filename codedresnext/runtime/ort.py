@@ -1,7 +1,10 @@
 """ONNX Runtime backend: the embedded default (CPU), with CUDA / TensorRT execution providers.
 
-Threads are always set explicitly (intra-op = `threads`, default os.cpu_count(); inter-op = 1,
-sequential execution) so that benchmark numbers say what they ran with.
+`create_session` is the one place sessions are made (the backend, export verification and
+evaluation all use it): threads are always explicit (intra-op = `threads`, default os.cpu_count();
+inter-op = 1, sequential execution) so benchmark numbers say what they ran with, and intra-op
+spinning is off unless asked for (busy-waiting worker threads steal a shared CPU from the other
+processes on it; `spinning=True` is for cores the process owns).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+DEFAULT_PROVIDER = "cpu"
 
 
 def resolve_providers(provider: str, available: list[str]) -> list[str]:
@@ -38,27 +42,62 @@ def resolve_providers(provider: str, available: list[str]) -> list[str]:
     return [p for p in wanted if p in available]
 
 
+def default_threads(threads: int | None) -> int:
+    return int(threads or os.cpu_count() or 1)
+
+
+def create_session(
+    model: str | os.PathLike | bytes,
+    *,
+    threads: int | None = None,
+    provider: str = DEFAULT_PROVIDER,
+    spinning: bool = False,
+) -> Any:
+    """An onnxruntime.InferenceSession for a graph file or serialized bytes (see module docstring).
+
+    GraphError when the file is missing or ONNX Runtime cannot load it (corrupt, unsupported op).
+    """
+    ort = require("onnxruntime", "onnxruntime", "the ONNX Runtime backend")
+    if not isinstance(model, bytes):
+        model = Path(model)
+        if not model.is_file():
+            raise GraphError(f"graph file {model} does not exist")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = default_threads(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = resolve_providers(provider, ort.get_available_providers())
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(src, sess_options=so, providers=providers)
+    except Exception as e:  # InvalidProtobuf, InvalidGraph, Fail, ... (pybind classes)
+        what = "the serialized graph" if isinstance(model, bytes) else str(model)
+        raise GraphError(f"ONNX Runtime cannot load {what}: {e}; re-export it") from e
+
+
 class OrtBackend(Backend):
     name = "ort"
 
-    def _load(self, path: Path, *, provider: str = "cpu", threads: int | None = None, **_: Any) -> None:
-        ort = require("onnxruntime", "onnxruntime", "the ONNX Runtime backend")
-        self.threads = int(threads or os.cpu_count() or 1)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        self.providers = resolve_providers(provider, ort.get_available_providers())
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=so, providers=self.providers)
-            self.inputs, self.outputs = onnx_io_specs(path)
-        except Exception as e:  # InvalidProtobuf, InvalidGraph, DecodeError, ...: say what to do
-            raise GraphError(
-                f"ONNX Runtime cannot load {path}: {type(e).__name__}: {str(e).strip()[:300]}. The file is "
-                "corrupt, truncated or not an ONNX graph; re-export it (`codedresnext export`)"
-            ) from e
+    def _load(
+        self,
+        path: Path,
+        *,
+        provider: str = DEFAULT_PROVIDER,
+        threads: int | None = None,
+        spinning: bool = False,
+        **_: Any,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.threads = default_threads(threads)
+        self.spinning = spinning
+        self.session = create_session(path, threads=self.threads, provider=provider, spinning=spinning)
+        self.providers = self.session.get_providers()
+        self.inputs, self.outputs = onnx_io_specs(path)
         self._ort_version = ort.__version__
 
     def _run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
@@ -73,7 +112,8 @@ class OrtBackend(Backend):
             "providers": self.session.get_providers(),
             "intra_op_threads": self.threads,
             "inter_op_threads": 1,
+            "intra_op_spinning": self.spinning,
         }
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.session = None

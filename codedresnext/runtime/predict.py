@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import OUTPUT_LOGITS
+from ..artifact import DETECTOR_KINDS, OUTPUT_LOGITS, GraphKind
 from ..errors import DataError, GraphError
-from .backend import require
-from .detector import SubsetDetector, _GraphModel
+from .backend import DEFAULT_BACKEND, require
+from .detector import GraphModel, SubsetDetector
 from .graphs import resolve_graph
+from .postprocess import softmax
+
+NOT_PREDICTABLE = (GraphKind.SEGMENT, GraphKind.REJECT)  # need the cascade / reject APIs
 
 
 def load_images(paths: list[str | os.PathLike], size: int) -> np.ndarray:
@@ -29,25 +32,38 @@ def load_images(paths: list[str | os.PathLike], size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def predict_files(
-    paths: list[str], *, graph: str, directory: str | None = None, top: int = 3, backend: str = "ort"
+    paths: list[str],
+    *,
+    graph: str,
+    directory: str | None = None,
+    top: int = 3,
+    backend: str = DEFAULT_BACKEND,
 ) -> list[str]:
+    """One line per image: top classes (full / multi-exit / masked graphs) or per-class decisions."""
     ref = resolve_graph(directory, graph) if directory else resolve_graph(graph)
-    if ref.kind in ("segment", "reject"):
+    if ref.kind in NOT_PREDICTABLE:
         raise GraphError(
             f"{ref.name} is a {ref.kind} graph; use the Python API (EarlyExitClassifier / "
             "RejectDetector) or pick a full, class or subset graph"
         )
-    size = int(ref.preprocessing.get("size") or 32)
+    size = ref.preprocessing.size if ref.preprocessing else 32
     x = load_images(paths, size)
+    if ref.kind in DETECTOR_KINDS:
+        return _detector_lines(paths, x, ref.path, backend)
+    with GraphModel(ref, backend) as model:
+        probs = softmax(model.run(x)[OUTPUT_LOGITS])
+    names = ref.classes or [str(i) for i in range(probs.shape[1])]
     lines = []
-    if ref.kind in ("class", "subset"):
-        det = SubsetDetector(ref.path, backend=backend)
+    for p, pr in zip(paths, probs):
+        idx = np.argsort(-pr)[:top]
+        lines.append(f"{p}: " + ", ".join(f"{names[i]} {pr[i]:.3f}" for i in idx))
+    return lines
+
+
+def _detector_lines(paths: list[str], x: np.ndarray, graph: Path, backend: str) -> list[str]:
+    lines = []
+    with SubsetDetector(graph, backend=backend) as det:
         scores = det.score(x)
         try:
             th = det.thresholds
@@ -59,11 +75,4 @@ def predict_files(
                 d = "" if th is None else (" -> YES" if s[j] > th[j] else " -> no")
                 parts.append(f"{c}: logit {s[j]:.3f}{'' if th is None else f' (threshold {th[j]:.3f})'}{d}")
             lines.append(f"{p}: " + "; ".join(parts))
-        return lines
-    model = _GraphModel(ref, backend)
-    probs = _softmax(model.run(x)[OUTPUT_LOGITS])
-    names = ref.classes or [str(i) for i in range(probs.shape[1])]
-    for p, pr in zip(paths, probs):
-        idx = np.argsort(-pr)[:top]
-        lines.append(f"{p}: " + ", ".join(f"{names[i]} {pr[i]:.3f}" for i in idx))
     return lines

@@ -143,6 +143,6 @@ class TorchBackend(Backend):
             )
         return d
 
-    def close(self) -> None:
+    def _close(self) -> None:  # the Backend lifecycle: drop the captured graphs and the weights
         self._runner = None
         self.module = self.model = None

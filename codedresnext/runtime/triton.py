@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path, write_text
-from ..artifact import load_manifest
+from ..artifact import ManifestEntry, load_manifest
 from ..errors import GraphError
 from .backend import TensorSpec, onnx_io_specs
 
@@ -94,33 +94,30 @@ def write_repository(
     """
     directory, out = Path(directory), Path(out)
     manifest = load_manifest(directory)
-    entries = manifest["graphs"]
+    entries = manifest.graphs
     if graphs:
-        known = {g["name"] for g in entries}
-        unknown = [n for n in graphs if n not in known]
-        if unknown:
-            raise GraphError(f"no graph(s) {unknown} in the manifest; available: {sorted(known)}")
-        entries = [g for g in entries if g["name"] in graphs]
+        manifest.select(graphs)  # GraphError naming any unknown graph
+        entries = [g for g in entries if g.name in graphs]  # manifest order
     engines = engines or {}
     if max_batch_size < 1:
         raise GraphError("max_batch_size must be >= 1 (Triton batching needs a dynamic batch dimension)")
     for g in entries:  # before writing anything: a refused plan leaves no half-written repository
-        if g["name"] in engines:
-            prof = (engine_profiles or {}).get(g["name"]) or engine_profile(engines[g["name"]])
-            check_engine_profile(g["name"], engines[g["name"]], prof, max_batch_size)
+        if g.name in engines:
+            prof = (engine_profiles or {}).get(g.name) or engine_profile(engines[g.name])
+            check_engine_profile(g.name, engines[g.name], prof, max_batch_size)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for g in entries:
-        src = directory / g["file"]
+        src = directory / g.file
         inputs, outputs = onnx_io_specs(src)
         _check_manifest_io(g, inputs, outputs)
-        fmt = "plan" if g["name"] in engines else "onnx"
+        fmt = "plan" if g.name in engines else "onnx"
         platform, fname = PLATFORMS[fmt]
-        model = _model_name(g["name"])
+        model = _model_name(g.name)
         mdir = out / model
         (mdir / "1").mkdir(parents=True, exist_ok=True)
         with atomic_path(mdir / "1" / fname) as tmp:
-            shutil.copyfile(engines.get(g["name"], src), tmp)
+            shutil.copyfile(engines.get(g.name, src), tmp)
         cfg = config_pbtxt(
             model,
             platform,
@@ -170,16 +167,15 @@ def check_engine_profile(name: str, plan, profile: dict | None, max_batch_size: 
         )
 
 
-def _check_manifest_io(entry: dict, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+def _check_manifest_io(entry: ManifestEntry, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
     """The manifest's I/O names (when listed) must be the graph's real ones."""
-    for key, specs in (("inputs", inputs), ("outputs", outputs)):
-        listed = entry.get(key)
-        if not listed:
-            continue
-        names = [s["name"] if isinstance(s, dict) else str(s) for s in listed]
-        if sorted(names) != sorted(s.name for s in specs):
+    for key, names, specs in (
+        ("inputs", entry.input_names, inputs),
+        ("outputs", entry.output_names, outputs),
+    ):
+        if names and sorted(names) != sorted(s.name for s in specs):
             raise GraphError(
-                f"manifest {key} of {entry['name']} {names} differ from the graph's "
+                f"manifest {key} of {entry.name} {names} differ from the graph's "
                 f"{[s.name for s in specs]}; re-export"
             )
 

@@ -204,10 +204,12 @@ class TrtBackend(Backend):
             "profile": {k: {"min": v[0], "opt": v[1], "max": v[2]} for k, v in self.profile.items()},
         }
 
-    def close(self) -> None:
-        for b in self._buffers.values():
+    def _close(self) -> None:  # the Backend lifecycle: device buffers, then context and engine
+        buffers = getattr(self, "_buffers", {})
+        for b in buffers.values():
             b.free()
-        self._buffers.clear()
+        buffers.clear()
+        self.context = self.engine = None
         stream, self.stream = getattr(self, "stream", None), None
         if stream is not None:
             stream.free()
@@ -224,25 +226,18 @@ def build_directory(
     progress: bool = True,
 ) -> list[dict]:
     """One engine per manifest graph (or the named ones); records them in DIR/engines/engines.json."""
-    from ..artifact import load_manifest
+    from ..artifact import FP32, load_manifest
 
     directory = Path(directory)
     manifest = load_manifest(directory)
-    entries = [
-        g
-        for g in manifest["graphs"]
-        if ((g["name"] in graphs) if graphs else g.get("precision", "fp32") == "fp32")
-    ]
     if graphs:
-        unknown = set(graphs) - {g["name"] for g in entries}
-        if unknown:
-            raise GraphError(
-                f"no graph(s) {sorted(unknown)} in the manifest; available: "
-                f"{[g['name'] for g in manifest['graphs']]}"
-            )
+        manifest.select(graphs)  # GraphError naming any unknown graph
+        entries = [g for g in manifest.graphs if g.name in graphs]
+    else:
+        entries = manifest.of_kind(precision=FP32)
     cache_dir = Path(cache_dir or directory / "engines")
     trt = _trt()
-    by_name = {g["name"]: g for g in manifest["graphs"]}
+    by_name = {g.name: g for g in manifest.graphs}
     results = []
     try:
         from tqdm import tqdm
@@ -251,11 +246,11 @@ def build_directory(
     except ImportError:
         it = entries
     for g in it:
-        src = directory / choose_source(g, by_name, precision, trt.__version__)["file"]
+        src = directory / choose_source(g, by_name, precision, trt.__version__).file
         plan, info = build_engine(src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild)
         results.append(
             {
-                "name": g["name"],
+                "name": g.name,
                 "engine": str(plan.relative_to(directory)) if plan.is_relative_to(directory) else str(plan),
                 **info,
             }

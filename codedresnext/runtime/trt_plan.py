@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifact import FP16, ManifestEntry, precision_suffix
 from ..errors import BackendUnavailable, GraphError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -89,17 +90,19 @@ def plan_precision(precision: str, *, trt_version: str, graph: str) -> Precision
     return PrecisionPlan(precision, False, flags)
 
 
-def choose_source(entry: dict, graphs: dict[str, dict], precision: str, trt_version: str) -> dict:
+def choose_source(
+    entry: ManifestEntry, graphs: dict[str, ManifestEntry], precision: str, trt_version: str
+) -> ManifestEntry:
     """Which manifest graph to build for `entry` at `precision`.
 
     fp16 on TensorRT 11+ must use the FP16 graph (`NAME_fp16`, precision "fp16"); on TensorRT 10 the
     fp32 graph with the FP16 builder flag is the JetPack-proven path, so the fp32 graph is built.
     """
     if precision == "fp16" and trt_major(trt_version) >= 11:
-        sib = graphs.get(f"{entry['name']}_fp16")
-        if sib is None or sib.get("precision") != "fp16":
+        sib = graphs.get(entry.name + precision_suffix(FP16))
+        if sib is None or sib.precision != FP16:
             raise GraphError(
-                f"TensorRT {trt_version} needs the FP16 graph of {entry['name']!r} (strongly typed networks "
+                f"TensorRT {trt_version} needs the FP16 graph of {entry.name!r} (strongly typed networks "
                 "only); re-export with `codedresnext export ... --fp16`"
             )
         return sib

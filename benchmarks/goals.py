@@ -1,0 +1,54 @@
+"""The goals the project's benchmarks are held to, judged on a `run_bench` report.
+
+The library measures and reports (runtime/bench.py: "ratios"); whether a figure is good enough is
+the benchmark's business, so the thresholds live here. `judge(report)` returns one row per goal
+that the report has a figure for; `add_goals(report)` stores them under report["goals"], which the
+Markdown report renders as "goal:" lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Goal:
+    what: str
+    path: tuple[str, ...]  # where the figure sits in report["ratios"]
+    minimum: float
+
+    def figure(self, ratios: dict) -> float | None:
+        v = ratios
+        for key in self.path:
+            if not isinstance(v, dict) or key not in v:
+                return None
+            v = v[key]
+        return float(v)
+
+
+GOALS = (
+    # a class graph should realise >= 95% of its FLOP saving (speedup / FLOP ratio, worst class)
+    Goal("per-class speedup / FLOP ratio (min over classes)", ("class_speedup_over_flop_ratio", "min"), 0.95),
+    # the ONNX Runtime full graph should be at least as fast as PyTorch eager
+    Goal(
+        "ONNX Runtime / PyTorch eager throughput, full model",
+        ("ort_over_torch_full", "throughput_ratio"),
+        1.0,
+    ),
+)
+
+
+def judge(report: dict, goals: tuple[Goal, ...] = GOALS) -> list[dict]:
+    rows = []
+    for g in goals:
+        v = g.figure(report.get("ratios", {}))
+        if v is not None:
+            rows.append(
+                {"what": g.what, "value": v, "goal": f">= {g.minimum:g}", "met": bool(v >= g.minimum)}
+            )
+    return rows
+
+
+def add_goals(report: dict) -> dict:
+    report["goals"] = judge(report)
+    return report

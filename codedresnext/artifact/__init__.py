@@ -1,0 +1,159 @@
+"""The artifact format shared by export and runtime: names, typed manifest, preprocessing, ONNX reading.
+
+Bottom layer: numpy/json (and onnx, imported lazily) only, no torch, no onnxruntime, so a device
+with onnx + numpy can read and prune graphs. Submodules:
+  keys           GraphKind, precisions, ONNX metadata keys, graph I/O names, file names
+  records        strict JSON <-> dataclass conversion (unknown keys are a GraphError)
+  manifest       Manifest / ManifestEntry and their parts (manifest.json)
+  preprocessing  Preprocessing (how a graph wants its images) and normalize_frames
+  onnxfile       load_onnx / read_metadata (GraphError for missing or corrupt files)
+"""
+
+from __future__ import annotations
+
+import os
+
+from .keys import (
+    DETECTOR_KINDS,
+    FP16,
+    FP32,
+    GRAPH_SUFFIX,
+    HEAD_KINDS,
+    IMAGE_INPUTS,
+    INPUT_FEATURES_MIDDLE,
+    INPUT_FLOAT,
+    INPUT_UINT8,
+    INT8,
+    KINDS,
+    MANIFEST_FORMAT,
+    MANIFEST_FORMAT_V1,
+    MANIFEST_NAME,
+    META_CHECKPOINT_SHA256,
+    META_CLASSES,
+    META_EXITS,
+    META_FORMAT,
+    META_FORMAT_VERSION,
+    META_GRAPH,
+    META_KIND,
+    META_MODEL_CONFIG,
+    META_PREFIX,
+    META_PREPROCESSING,
+    META_THRESHOLDS,
+    META_UNTRAINED,
+    OUTPUT_EXIT_SCORES,
+    OUTPUT_FEATURES,
+    OUTPUT_LOGITS,
+    OUTPUT_REJECT_DISTANCE,
+    PRECISIONS,
+    SOURCE_CHECKPOINT,
+    GraphKind,
+    check_precision,
+    exit_energies_name,
+    exit_scores_name,
+    is_int8,
+    precision_suffix,
+)
+from .manifest import (
+    CheckpointInfo,
+    CheckResult,
+    ExitInfo,
+    Manifest,
+    ManifestEntry,
+    ModelInfo,
+    OutputError,
+    RejectChoice,
+    RejectFloor,
+    RejectInfo,
+    RejectProbeInfo,
+    SegmentInfo,
+    SegmentOrder,
+    TensorInfo,
+    Verification,
+    VerificationSettings,
+    finite_thresholds,
+)
+from .onnxfile import has_metadata, load_onnx, read_metadata
+from .preprocessing import Preprocessing, normalize_frames
+
+
+def load_manifest(directory: str | os.PathLike) -> Manifest:
+    """DIR/manifest.json as a Manifest (v1 converted); GraphError if missing, invalid or foreign."""
+    return Manifest.load(directory)
+
+
+def save_manifest(directory: str | os.PathLike, manifest: Manifest | dict) -> None:
+    """Validate and write DIR/manifest.json atomically; a dict goes through Manifest.from_dict."""
+    if isinstance(manifest, dict):
+        manifest = Manifest.from_dict({"format": MANIFEST_FORMAT, **manifest})
+    manifest.save(directory)
+
+
+def find_graph(manifest: Manifest, name: str) -> ManifestEntry:
+    return manifest.graph(name)
+
+
+__all__ = [
+    "CheckResult",
+    "CheckpointInfo",
+    "DETECTOR_KINDS",
+    "ExitInfo",
+    "FP16",
+    "FP32",
+    "GRAPH_SUFFIX",
+    "GraphKind",
+    "HEAD_KINDS",
+    "IMAGE_INPUTS",
+    "INPUT_FEATURES_MIDDLE",
+    "INPUT_FLOAT",
+    "INPUT_UINT8",
+    "INT8",
+    "KINDS",
+    "MANIFEST_FORMAT",
+    "MANIFEST_FORMAT_V1",
+    "MANIFEST_NAME",
+    "META_CHECKPOINT_SHA256",
+    "META_CLASSES",
+    "META_EXITS",
+    "META_FORMAT",
+    "META_FORMAT_VERSION",
+    "META_GRAPH",
+    "META_KIND",
+    "META_MODEL_CONFIG",
+    "META_PREFIX",
+    "META_PREPROCESSING",
+    "META_THRESHOLDS",
+    "META_UNTRAINED",
+    "Manifest",
+    "ManifestEntry",
+    "ModelInfo",
+    "OUTPUT_EXIT_SCORES",
+    "OUTPUT_FEATURES",
+    "OUTPUT_LOGITS",
+    "OUTPUT_REJECT_DISTANCE",
+    "OutputError",
+    "PRECISIONS",
+    "Preprocessing",
+    "RejectChoice",
+    "RejectFloor",
+    "RejectInfo",
+    "RejectProbeInfo",
+    "SOURCE_CHECKPOINT",
+    "SegmentInfo",
+    "SegmentOrder",
+    "TensorInfo",
+    "Verification",
+    "VerificationSettings",
+    "check_precision",
+    "exit_energies_name",
+    "exit_scores_name",
+    "find_graph",
+    "finite_thresholds",
+    "has_metadata",
+    "is_int8",
+    "load_manifest",
+    "load_onnx",
+    "normalize_frames",
+    "precision_suffix",
+    "read_metadata",
+    "save_manifest",
+]

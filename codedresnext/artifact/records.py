@@ -1,0 +1,116 @@
+"""Strict JSON <-> dataclass conversion for the artifact records (manifest, preprocessing).
+
+A record is a dataclass whose fields may carry `slot(...)` metadata: the JSON key (when it is not
+a Python name, e.g. "class"), the record type of a nested object, list or mapping of objects, and
+whether a None value is left out of the JSON. `from_dict` rejects unknown keys and missing
+required ones with a GraphError that names the path of the bad key (as ModelConfig.from_dict
+does for configs), so a hand-edited or foreign manifest fails where it is read, not three calls
+later with a KeyError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, TypeVar
+
+from ..errors import GraphError
+
+R = TypeVar("R", bound="Record")
+
+
+def slot(
+    default: Any = dataclasses.MISSING,
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    key: str | None = None,
+    record: type | None = None,
+    many: bool = False,
+    mapping: bool = False,
+    keep_none: bool = False,
+) -> Any:
+    """A record field. record: nested Record type; many: a list of them; mapping: {str: record}."""
+    meta = {"key": key, "record": record, "many": many, "mapping": mapping, "keep_none": keep_none}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
+
+
+def _key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key") or f.name
+
+
+class Record:
+    """Mixin for dataclass records: strict `from_dict(d)` and `to_dict()` (JSON-ready)."""
+
+    @classmethod
+    def from_dict(cls: type[R], d: Any, where: str | None = None) -> R:
+        where = where or cls.__name__
+        if not isinstance(d, dict):
+            raise GraphError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        fields = {_key(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise GraphError(
+                f"{where}: unknown key(s) {unknown} (known: {sorted(fields)}); the file was written by "
+                "another codedresnext version or edited by hand: re-export it with this version"
+            )
+        kwargs = {}
+        for key, f in fields.items():
+            if key not in d:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise GraphError(f"{where}: missing required key {key!r}")
+                continue
+            kwargs[f.name] = _decode(f, d[key], f"{where}.{key}")
+        try:
+            return cls(**kwargs)
+        except GraphError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise GraphError(f"{where}: {e}") from e
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if v is None and not f.metadata.get("keep_none"):
+                continue
+            out[_key(f)] = _encode(v)
+        return out
+
+
+def _decode(f: dataclasses.Field, v: Any, where: str) -> Any:
+    rec = f.metadata.get("record")
+    if rec is None or v is None:
+        return v
+    if f.metadata.get("many"):
+        if not isinstance(v, list):
+            raise GraphError(f"{where}: expected a list, got {type(v).__name__}")
+        return [rec.from_dict(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if f.metadata.get("mapping"):
+        if not isinstance(v, dict):
+            raise GraphError(f"{where}: expected a JSON object, got {type(v).__name__}")
+        return {str(k): rec.from_dict(x, f"{where}.{k}") for k, x in v.items()}
+    return rec.from_dict(v, where)
+
+
+def _encode(v: Any) -> Any:
+    if isinstance(v, Record):
+        return v.to_dict()
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, (list, tuple)):
+        return [_encode(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _encode(x) for k, x in v.items()}
+    return v
+
+
+def require_type(where: str, value: Any, types: type | tuple[type, ...]) -> None:
+    """GraphError unless `value` is an instance of `types` (bool is not accepted as a number)."""
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
+    if not ok:
+        names = "/".join(t.__name__ for t in _as_tuple(types))
+        raise GraphError(f"{where}: expected {names}, got {value!r}")
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
