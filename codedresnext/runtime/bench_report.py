@@ -92,8 +92,9 @@ def _ratio_lines(report: dict) -> list[str]:
             f"{', '.join(f'{s:.2f}' for s in r['masked_speedup'])} (expected about 1.0)"
         )
     if r.get("ort_over_torch_full"):
+        backend = (report.get("env") or {}).get("backend", "ort")
         lines.append(
-            f"- {_BACKEND_LABEL.get(report['env'].get('backend'), report['env'].get('backend'))} / PyTorch "
+            f"- {_BACKEND_LABEL.get(backend, backend)} / PyTorch "
             "eager throughput on the full model: "
             f"{r['ort_over_torch_full']['throughput_ratio']:.2f}"
         )
