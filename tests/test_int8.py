@@ -132,6 +132,32 @@ def test_int8_class_graph_equals_int8_masked_reference(
     assert np.abs(k - f).mean() > 2 * d.mean()  # quantization is real; agreement is not trivial
 
 
+@pytest.mark.parametrize("precision, max_abs, mean_abs", [("int8", 0.1, 0.02), ("int8-cpu", 0.05, 0.003)])
+def test_torch_backend_runs_the_int8_twins_as_onnx_runtime_does(
+    int8_export, real_images, precision, max_abs, mean_abs
+):
+    """The torch backend (CPU here, CUDA on a GPU) imports the Q/DQ graphs: same logits as ONNX
+    Runtime on real images, up to the rounding-edge steps of float fake quantization (int8: both
+    run float convs in another summation order; int8-cpu: ONNX Runtime fuses integer kernels)."""
+    pytest.importorskip("torch")
+    from codedresnext.runtime import open_backend
+    from codedresnext.runtime.graphs import prepare_batch
+
+    m = _manifest(int8_export)
+    x = prepare_batch(
+        real_images.images, "images", (None, 3, 32, 32), Preprocessing.from_dict(m["preprocessing"])
+    )
+    for name in ("full", "class_cat"):
+        path = int8_export / f"{name}{precision_suffix(precision)}.onnx"
+        with open_backend("torch", path, threads=1) as t:
+            got = t.infer({"images": x})["logits"]
+        ref = _logits(path, x)
+        d = np.abs(got - ref)
+        assert d.max() <= max_abs and d.mean() <= mean_abs, (name, d.max(), d.mean())
+        if name == "full":
+            assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+
+
 def test_pruned_weights_use_full_graph_scales(int8_export):
     """Without the full graph's weight ranges the pruned expand convs get other scales (the control)."""
     full = onnx.load(str(int8_export / "full.onnx"))

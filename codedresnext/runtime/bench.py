@@ -19,10 +19,12 @@ import numpy as np
 from ..artifact import (
     FP32,
     IMAGE_INPUTS,
+    INT8,
     SOURCE_CHECKPOINT,
     GraphKind,
     Manifest,
     ManifestEntry,
+    is_int8,
     load_manifest,
 )
 from ..errors import GraphError
@@ -76,6 +78,16 @@ def _fp32_full(graphs: list[dict]) -> dict | None:
     )
 
 
+def _graph_options(g: ManifestEntry, backend: str, options: dict) -> dict | None:
+    """TensorRT builds each twin at its own precision (the FP16 graph as fp16, the Q/DQ graph as
+    int8); None for the other int8 forms (`int8-cpu`: ONNX Runtime's CPU form), which TensorRT refuses."""
+    if backend != "trt":
+        return options
+    if is_int8(g.precision) and g.precision != INT8:
+        return None
+    return {**options, "precision": g.precision}
+
+
 def _graph_runner(directory: Path, g: ManifestEntry, backend: str, options: dict) -> Runner | None:
     """None for graphs that do not take images (later segments, reject part B)."""
     path = directory / g.file
@@ -95,15 +107,17 @@ def _graph_runner(directory: Path, g: ManifestEntry, backend: str, options: dict
     )
 
 
-def _torch_runner(directory: Path, full: ManifestEntry | None, threads: int | None) -> Runner:
-    be = open_backend("torch", directory / SOURCE_CHECKPOINT, threads=threads)
+def _torch_runner(
+    directory: Path, full: ManifestEntry | None, threads: int | None, device: str = "cpu"
+) -> Runner:
+    be = open_backend("torch", directory / SOURCE_CHECKPOINT, threads=threads, device=device)
     return backend_runner(
         be,
         name="pytorch-eager-full",
         kind=PEER_TORCH_KIND,
         params=full.params if full else None,
         flops=full.flops if full else None,
-        source=("torch", str(directory / SOURCE_CHECKPOINT), {"threads": threads}),
+        source=("torch", str(directory / SOURCE_CHECKPOINT), {"threads": threads, "device": device}),
         precision=FP32,
     )
 
@@ -118,14 +132,23 @@ def _open_runners(
     torch_peer: bool,
     notes: list[str],
 ) -> list[Runner]:
-    runners = [r for r in (_graph_runner(directory, g, backend, options) for g in selected) if r is not None]
+    runners, refused = [], []
+    for g in selected:
+        opts = _graph_options(g, backend, options)
+        if opts is None:
+            refused.append(g.name)
+        elif (r := _graph_runner(directory, g, backend, opts)) is not None:
+            runners.append(r)
+    if refused:
+        notes.append(f"not timed on {backend} (int8 forms for ONNX Runtime's CPU): {', '.join(refused)}")
     if not torch_peer:
         return runners
     if not (directory / SOURCE_CHECKPOINT).is_file():
         notes.append(f"PyTorch peer skipped: no {SOURCE_CHECKPOINT} in the export directory")
         return runners
     try:
-        runners.append(_torch_runner(directory, full, options.get("threads")))
+        device = options.get("device", "cpu") if backend == "torch" else "cpu"  # the peer runs beside
+        runners.append(_torch_runner(directory, full, options.get("threads"), device))
     except Exception as e:  # a missing torch is a note, not a failed benchmark
         notes.append(f"PyTorch peer skipped: {e}")
     return runners
@@ -258,17 +281,22 @@ def run_bench(
     memory: bool = True,
     progress: bool = True,
     spinning: bool = False,
+    backend_options: dict | None = None,
 ) -> dict:
     """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
 
     spinning: ONNX Runtime intra-op threads busy-wait between ops (lower latency on cores the
-    process owns; off by default because it steals a shared CPU)."""
+    process owns; off by default because it steals a shared CPU). backend_options go to every
+    graph's backend (torch: device, cuda_graph; trt: the batch profile, which defaults to
+    (min, max, max) of `batches` so that every benchmarked batch is inside it)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
     threads = int(threads or os.cpu_count() or 1)
-    options: dict[str, Any] = {"threads": threads}
+    options: dict[str, Any] = {"threads": threads, **(backend_options or {})}
     if backend == "ort":
         options.update(provider=provider, spinning=spinning)
+    elif backend == "trt":
+        options.setdefault("batch", (min(batches), max(batches), max(batches)))
     notes: list[str] = []
     full = manifest.first(GraphKind.FULL, precision=None)
     selected = select_graphs(manifest, graphs, max_class_graphs)

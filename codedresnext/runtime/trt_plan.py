@@ -183,36 +183,92 @@ def engine_cache_path(cache_dir: str | os.PathLike, key: str) -> Path:
     return Path(cache_dir) / f"{key}.plan"
 
 
-def gpu_compute_capability() -> str:
-    """'8.7' style compute capability of GPU 0 (nvidia-smi, else torch); BackendUnavailable if none."""
+def current_cuda_device() -> int:
+    """The CUDA device TensorRT builds for and runs on: the CUDA runtime's current device.
+
+    That is torch's current device where torch has initialised CUDA in this process, else CUDA ordinal
+    0, i.e. the first device CUDA_VISIBLE_DEVICES (and CUDA_DEVICE_ORDER) expose. Not "GPU 0 of
+    nvidia-smi": nvidia-smi ignores CUDA_VISIBLE_DEVICES and lists GPUs in PCI order.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return int(torch.cuda.current_device())
+    return 0
+
+
+def _load_libcuda():
+    """The CUDA driver library (ctypes), or None where there is no NVIDIA driver."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+_CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR (cuda.h)
+
+
+def _driver_capability(ordinal: int) -> str | None:
+    """'major.minor' of CUDA device `ordinal` from the driver API (honours CUDA_VISIBLE_DEVICES)."""
+    import ctypes
+
+    lib = _load_libcuda()
+    if lib is None or lib.cuInit(0) != 0:
+        return None
+    count = ctypes.c_int(0)
+    if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return None
+    if not 0 <= ordinal < count.value:
+        raise BackendUnavailable(f"CUDA device {ordinal} does not exist: {count.value} visible device(s)")
+    dev, major, minor = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
+    if lib.cuDeviceGet(ctypes.byref(dev), ordinal) != 0:
+        return None
+    if lib.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, dev) != 0:
+        return None
+    if lib.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, dev) != 0:
+        return None
+    return f"{major.value}.{minor.value}"
+
+
+def gpu_compute_capability(device: int | None = None) -> str:
+    """'8.7' style compute capability of the CUDA device in use (see current_cuda_device), asked of
+    the CUDA driver, else torch; nvidia-smi only where it lists a single GPU (its order is not
+    CUDA's); BackendUnavailable if there is no GPU."""
     import shutil
     import subprocess
+    import sys
 
+    ordinal = current_cuda_device() if device is None else int(device)
+    cc = _driver_capability(ordinal)
+    if cc:
+        return cc
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and ordinal < torch.cuda.device_count():
+        major, minor = torch.cuda.get_device_capability(ordinal)
+        return f"{major}.{minor}"
     if shutil.which("nvidia-smi"):
         try:
-            out = (
-                subprocess.run(
-                    ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                    check=True,
-                )
-                .stdout.strip()
-                .splitlines()
-            )
-            if out and out[0].strip():
-                return out[0].strip()
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.split()
         except (subprocess.SubprocessError, OSError):
-            pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return f"{major}.{minor}"
-    except ImportError:
-        pass
-    if Path("/etc/nv_tegra_release").exists():  # Jetson without nvidia-smi: Orin is sm 8.7
+            out = []
+        if len(out) == 1 and ordinal == 0:
+            return out[0]
+        if len(out) > 1:
+            raise BackendUnavailable(
+                f"nvidia-smi lists {len(out)} GPUs but the CUDA driver library (libcuda) cannot be loaded to "
+                "tell which one CUDA uses; fix the driver installation"
+            )
+    if Path("/etc/nv_tegra_release").exists():  # Jetson (JetPack 6 = Orin, sm 8.7) without libcuda
         return "8.7"
-    raise BackendUnavailable("no NVIDIA GPU found (nvidia-smi/torch.cuda): TensorRT needs one")
+    raise BackendUnavailable("no NVIDIA GPU found (CUDA driver, torch.cuda, nvidia-smi): TensorRT needs one")
