@@ -34,6 +34,7 @@ from ..artifact import (
     load_manifest,
 )
 from ..errors import GraphError
+from ..thresholds import f1_optimal_threshold, roc_auc
 from .backend import open_backend
 from .graphs import prepare_batch
 
@@ -90,8 +91,6 @@ def run_graph(
 def _figures(
     outputs: dict[str, np.ndarray], labels: np.ndarray, classes: list[str], names: list[str]
 ) -> dict:
-    from ..evaluate.metrics import roc_auc
-
     out: dict[str, Any] = {}
     logits = outputs.get(OUTPUT_LOGITS)
     if logits is not None and logits.shape[1] == len(names) and len(names) > 1 and classes == names:
@@ -115,8 +114,6 @@ def graph_accuracy(
     threads: int | None = 1,
 ) -> dict:
     """Accuracy figures of graph `name` on (images uint8 NHWC, labels), and vs `reference` if given."""
-    from ..evaluate.metrics import f1_optimal_threshold
-
     directory = Path(directory)
     manifest = load_manifest(directory)
     entry = manifest.graph(name)
