@@ -13,7 +13,18 @@ import sys
 from . import __version__
 from .errors import CodedResNeXtError
 
-COMMANDS = ("train", "evaluate", "export", "prune", "build", "calibrate", "bench", "predict", "triton")
+COMMANDS = (
+    "train",
+    "precise_bn",
+    "evaluate",
+    "export",
+    "prune",
+    "build",
+    "calibrate",
+    "bench",
+    "predict",
+    "triton",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

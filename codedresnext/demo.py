@@ -1,5 +1,5 @@
 """`make demo`: the shipped demo model end to end - export, evaluate on the shipped graphs,
-calibrate early exits, benchmark on ONNX Runtime, print a summary table.
+calibrate early exits and early reject at every coded block, benchmark on ONNX Runtime, print a summary table.
 
 Runs offline on SHARED/datasets/cifar10-jpeg.tar.gz, or online with `--data cifar10 --download`
 (torchvision). Library calls only; every step is also a `codedresnext` command (printed as it runs).
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ._paths import checkout_root, shared_root
-from .artifact import MANIFEST_NAME
+from .artifact import MANIFEST_NAME, GraphKind
 from .errors import CodedResNeXtError
 
 MODEL_ENV = "CODEDRESNEXT_DEMO_MODEL"
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> dict:
     from .runtime.bench import run_bench
     from .runtime.bench_report import write_report
     from .runtime.calibrate import calibrate_directory
+    from .runtime.calibration_report import write_calibration_report
 
     out = Path(args.out)
     export_dir, eval_dir = out / "export", out / "evaluation"
@@ -50,9 +51,10 @@ def run(args: argparse.Namespace) -> dict:
     timings = {}
 
     t = _step(
-        "1/4 export: full, every class, a subset, masked peer, multi-exit, segments",
+        "1/4 export: full, every class, a subset, masked peer, multi-exit, an exit at every coded block, "
+        "reject probes",
         f"codedresnext export {args.model} --out {export_dir} --classes all --subset cat,dog "
-        "--masked --multi-exit --segments",
+        "--masked --multi-exit --segments all --reject-block all",
     )
     export_graphs(
         out=export_dir,
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> dict:
         subsets=[["cat", "dog"]],
         masked=True,
         multi_exit=True,
-        segments=True,
+        segments="all",
+        reject_block="all",
         overwrite=True,
         progress=True,
     )
@@ -85,10 +88,13 @@ def run(args: argparse.Namespace) -> dict:
     timings["evaluate"] = time.perf_counter() - t
 
     t = _step(
-        "3/4 calibrate early exits (<= 0.5 point accuracy loss)",
-        f"codedresnext calibrate {export_dir} --data {data}",
+        "3/4 calibrate early exits (<= 0.5 point accuracy loss) and early reject at every coded block "
+        "(<= 1 point recall loss)",
+        f"codedresnext calibrate {export_dir} --data {data} --limit {args.calibration_limit} "
+        f"--reject-limit {args.reject_limit}",
     )
-    cal = calibrate_directory(export_dir, data, limit=args.calibration_limit)
+    cal = calibrate_directory(export_dir, data, limit=args.calibration_limit, reject_limit=args.reject_limit)
+    cal_paths = write_calibration_report(cal, export_dir / "calibration")
     timings["calibrate"] = time.perf_counter() - t
 
     t = _step(
@@ -108,7 +114,10 @@ def run(args: argparse.Namespace) -> dict:
     timings["bench"] = time.perf_counter() - t
     summary = _summary(metrics, cal, report)
     print("\n" + summary)
-    print(f"\nfiles: {eval_dir / 'report.html'}, {paths['markdown']}, {export_dir / MANIFEST_NAME}")
+    print(
+        f"\nfiles: {eval_dir / 'report.html'}, {cal_paths['html']}, {paths['markdown']}, "
+        f"{export_dir / MANIFEST_NAME}"
+    )
     print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     return {"metrics": metrics, "calibration": cal, "bench": report, "timings": timings}
 
@@ -122,20 +131,48 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
             ", ".join(f"{100 * a:.1f}%" for a in metrics["early_decoder_accuracy"]),
         ),
     ]
-    ee = (cal.get("early_exit") or {}).get("evaluation")
+    ee = cal.get("early_exit")
     if ee:
-        rows.append(
+        e, g = ee["evaluation"], ee["search"]["greedy_baseline"]["evaluation"]
+        rows += [
             (
-                "early exit: compute saved / accuracy loss",
-                f"{100 * ee['compute_saved']:.1f}% / {ee['accuracy_loss_points']:.2f} pt",
-            )
-        )
+                f"early exit ({len(ee['exits'])} exits): compute saved / accuracy loss, eval half",
+                f"{100 * e['compute_saved']:.1f}% / {e['accuracy_loss_points']:.2f} pt",
+            ),
+            (
+                "  greedy baseline, same budget",
+                f"{100 * g['compute_saved']:.1f}% / {g['accuracy_loss_points']:.2f} pt",
+            ),
+            ("  exits worth their cut (block indices)", str(ee["exit_rule"]["recommended_cuts"])),
+        ]
+    er = cal.get("early_reject_blocks")
+    if er:
+        best = next(b for b in er["blocks"] if b["block"] == er["chosen_block"])
+        floor = (er.get("trunk_floor") or {}).get("fraction_of_class_graph")
+        rows += [
+            ("early reject: chosen block (least compute on negatives)", str(er["chosen_block"])),
+            (
+                "  negatives stopped / recall loss, eval half",
+                f"{100 * best['negatives_stopped']:.1f}% / {best['recall_loss_points']:.2f} pt",
+            ),
+            (
+                "  compute on negatives vs class graph",
+                f"{100 * best['negative_compute_vs_class_graph']:.1f}%",
+            ),
+            ("  floor: shared uncoded trunk vs class graph", "-" if floor is None else f"{100 * floor:.1f}%"),
+        ]
     g = report.get("ratios", {})
+    cls = [x for x in report.get("graphs", []) if x["kind"] == GraphKind.CLASS]
+    sp = [r["speedup_vs_full"] for x in cls for r in x["results"] if r["batch"] == g.get("batch")]
+    if sp:
+        import statistics
+
+        rows.append(
+            (f"class graph speedup vs full (batch {g['batch']}, median)", f"{statistics.median(sp):.2f}x")
+        )
     eff = g.get("class_speedup_over_flop_ratio")
     if eff:
-        rows.append(
-            (f"class graph speedup / FLOP ratio (batch {g['batch']}, median)", f"{eff['median']:.2f}")
-        )
+        rows.append(("  speedup / FLOP ratio (median)", f"{eff['median']:.2f}"))
     if g.get("masked_speedup"):
         import statistics
 
@@ -172,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR-10")
     p.add_argument("--out", default="runs/demo-output")
     p.add_argument("--bench-duration", type=float, default=1.0)
-    p.add_argument("--calibration-limit", type=int, default=2000)
+    p.add_argument("--calibration-limit", type=int, default=2000, help="images per held-out half")
+    p.add_argument(
+        "--reject-limit", type=int, default=1000, help="images per half for the reject probes (one per class)"
+    )
     args = p.parse_args(argv)
     if args.model is None or not Path(args.model).is_file():
         print(

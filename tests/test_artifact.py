@@ -75,7 +75,12 @@ def test_entry_json_keys_and_optional_slots():
     e.quantization = {"method": "minmax", "calibration_images": 512}
     e.accuracy = {"top1": 0.9}
     assert ManifestEntry.from_dict(json.loads(json.dumps(e.to_dict()))) == e
-    probe = {"class": "cat", "blocks": [2, 3], "pair_flops": {"2": {"a": 10.0, "b": 5.0}}}
+    probe = {
+        "class": "cat",
+        "blocks": [2, 3],
+        "pair_flops": {"2": {"a": 10.0, "b": 5.0}},
+        "reject_thresholds": {"2": 1.25, "3": 0.5},
+    }
     p = ManifestEntry.from_dict(_entry(kind="reject-probe", reject_probe=probe))
     assert (
         p.kind is GraphKind.REJECT_PROBE
@@ -86,6 +91,47 @@ def test_entry_json_keys_and_optional_slots():
     assert Manifest.from_dict({"graphs": [], "reject_floor": floor}).reject_floor.trunk_flops == 100.0
     choice = Manifest.from_dict({"graphs": [], "reject_choice": {"block": 3, "criterion": "least compute"}})
     assert choice.reject_choice.block == 3
+
+
+def _strict_json(text: str):
+    """json.loads that refuses Infinity/NaN, as JSON readers other than Python's do."""
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_never_thresholds_are_strict_json_null(tmp_path):
+    """An exit kept shut (+inf) is null on disk and +inf again when read; absent means uncalibrated."""
+    seg = {"name": "segment0", "file": "segment0.onnx", "kind": "segment", "segment": {"index": 0}}
+    shut = ManifestEntry.from_dict({**seg, "exit_threshold": None})  # null on disk: never exit
+    assert shut.exit_threshold == float("inf")
+    assert "exit_threshold" in shut.to_dict() and shut.to_dict()["exit_threshold"] is None
+    assert ManifestEntry.from_dict({**seg}).exit_threshold is None  # absent: not calibrated
+    assert ManifestEntry.from_dict({**seg, "exit_threshold": 0.7}).to_dict()["exit_threshold"] == 0.7
+    with pytest.raises(GraphError, match="exit_threshold is NaN"):
+        ManifestEntry.from_dict({**seg, "exit_threshold": float("nan")})
+    with pytest.raises(GraphError, match="exit_threshold: expected"):
+        ManifestEntry.from_dict({**seg, "exit_threshold": "high"})
+    m = Manifest.from_dict({"graphs": [seg]})
+    m.graphs[0].exit_threshold = float("inf")
+    m.graphs[0].exit_threshold_calibrated_on = "fp32 segments"
+    m.calibration = artifact.json_ready({"thresholds": {"segment0": float("inf")}, "ratio": float("nan")})
+    m.save(tmp_path)
+    on_disk = _strict_json((tmp_path / "manifest.json").read_text())
+    assert on_disk["graphs"][0]["exit_threshold"] is None
+    assert on_disk["calibration"] == {"thresholds": {"segment0": None}, "ratio": None}
+    assert load_manifest(tmp_path).graphs[0].exit_threshold == float("inf")
+    m.calibration = {"thresholds": {"segment0": float("inf")}}  # not made JSON-ready: refused
+    with pytest.raises(GraphError, match="non-finite number"):
+        m.save(tmp_path)
+    assert _strict_json((tmp_path / "manifest.json").read_text())["calibration"]["ratio"] is None
+
+
+def test_json_ready_keeps_finite_values():
+    v = {"a": [1, 2.5, float("-inf")], "b": (True, None, "x"), "c": {"d": float("nan")}}
+    assert artifact.json_ready(v) == {"a": [1, 2.5, None], "b": [True, None, "x"], "c": {"d": None}}
 
 
 def test_real_export_manifest_round_trips(tmp_path):

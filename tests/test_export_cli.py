@@ -66,7 +66,7 @@ def test_manifest_describes_verified_graphs(exported, ckpt, cifar10_tgz):
     )
     assert m.checkpoint.sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert m.untrained is False and m.opset == 17
-    assert m.segments.order == ["segment0", "segment1"]
+    assert m.segments.order == ["segment0", "segment1", "segment2"]  # default cuts: blocks 2, 3
     assert str(cifar10_tgz) in m.verification.images
     for g in m.graphs:
         data = (exported / g.file).read_bytes()

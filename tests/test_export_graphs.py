@@ -183,7 +183,7 @@ def test_multi_exit_matches_pytorch_early_decoders(tiny, fg, inputs):
 @pytest.mark.parametrize("cuts", [None, [0, 3], [2]])
 def test_chained_segments_equal_full_graph(tiny, fg, full, inputs, cuts):
     segs = specs.segment_specs(tiny.cfg, cuts)
-    assert len(segs) == (2 if cuts is None else len(cuts) + 1)  # default: after coded stage 1 (block 2)
+    assert len(segs) == (3 if cuts is None else len(cuts) + 1)  # default: after blocks 2 and 3
     x = inputs["random"]
     feats = x
     for i, sp in enumerate(segs):

@@ -68,7 +68,8 @@ def test_int8_graphs_are_trt_explicit_quantization(int8_export):
     """Allowlisted ops; every Q/DQ zero point an int8 zero; conv weights int8 per output channel."""
     m = _manifest(int8_export)
     graphs = [g for g in m["graphs"] if g["precision"] == "int8"]
-    assert len(graphs) == 9
+    # full, class, subset, masked, multi-exit, 3 segments (tiny's default cuts [2, 3]), reject a + b
+    assert len(graphs) == len([g for g in m["graphs"] if g["precision"] == "fp32"]) == 10
     for g in graphs:
         model = onnx.load(str(int8_export / g["file"]))
         assert {n.op_type for n in model.graph.node} <= TRT_ALLOWED_OPS
@@ -187,8 +188,11 @@ def test_accuracy_is_recorded_per_int8_graph(int8_export):
         cls["decision_agreement"]["cat"] >= 0.9
         and abs(cls["auc"]["cat"] - cls["reference"]["auc"]["cat"]) < 0.05
     )
-    seg = next(g for g in m["graphs"] if g["name"] == "segment1_int8")["accuracy"]
-    assert seg["top1_agreement"] >= 0.9  # behind segment0_int8: the INT8 cascade end to end
+    seg = {
+        g["name"]: g["accuracy"] for g in m["graphs"] if g["kind"] == "segment" and g["precision"] == "int8"
+    }
+    assert seg["segment2_int8"]["top1_agreement"] >= 0.9  # behind segments 0, 1: the INT8 cascade
+    assert min(seg["segment1_int8"]["exit_top1_agreement"].values()) >= 0.9  # a middle segment's exit
 
 
 def _junk_archive(d: Path) -> Path:
@@ -235,3 +239,57 @@ def test_int8_flags_need_each_other(tmp_path, capsys):
     assert main(["export", "--preset", "tiny", "--out", str(out), "--no-verify", "--calibration", "x"]) == 2
     assert "only used with --int8" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration(
+    tmp_path, small_tree, cifar10_tgz
+):
+    """`--segments all --reject-block all --int8`: each segment and reject probe gets its INT8 twins,
+    `calibrate` writes the fp32-calibrated exit and reject thresholds into them (recorded as such),
+    and the INT8 cascades and probes decide as the fp32 ones on real held-out images."""
+    if not DEMO.is_file():
+        pytest.skip(f"demo model {DEMO} missing")
+    from codedresnext.artifact import FP32, GraphKind, load_manifest
+    from codedresnext.runtime import EarlyExitClassifier
+    from codedresnext.runtime.accuracy import run_graph
+    from codedresnext.runtime.calibrate import calibrate_directory, load_heldout
+
+    d = tmp_path / "d"
+    args = ["export", str(DEMO), "--out", str(d), "--classes", "cat", "--segments", "all"]
+    args += ["--reject-block", "all", "--quiet", "--no-verify", "--int8", "--calibration", str(small_tree)]
+    assert main(args + ["--calibration-images", "64", "--int8-eval-images", "100"]) == 0
+    calibrate_directory(d, cifar10_tgz, max_accuracy_loss=1.0, limit=400, reject_limit=200, threads=1)
+    m = load_manifest(d)
+    probe = m.graph("reject_probe_cat")
+    assert set(probe.reject_probe.reject_thresholds) == {"1", "2", "3"}
+    for p in Q.INT8_PRECISIONS:
+        sfx = precision_suffix(p)
+        for g in m.of_kind(GraphKind.SEGMENT, precision=FP32):
+            t = m.graph(g.name + sfx)
+            assert t.fp32_twin == g.name and t.segment.index == g.segment.index
+            assert t.exit_threshold == g.exit_threshold
+            assert t.exit_threshold_calibrated_on == g.exit_threshold_calibrated_on
+        tp = m.graph(probe.name + sfx)
+        assert tp.reject_probe.reject_thresholds == probe.reject_probe.reject_thresholds
+        assert tp.reject_probe.pair_flops == probe.reject_probe.pair_flops
+        assert tp.accuracy["decision_agreement"]["cat"] >= 0.9
+    assert {g.exit_threshold_calibrated_on for g in m.of_kind(GraphKind.SEGMENT, precision="int8-cpu")} == {
+        "fp32 segments",
+        None,  # the last segment has no exit
+    }
+    ev = load_heldout(cifar10_tgz, limit=200)["evaluation"]
+    fp32 = EarlyExitClassifier.from_directory(d, threads=1)
+    r32 = fp32.predict(ev.images)
+    assert np.isfinite(fp32.thresholds).all() and (r32.exit_index < fp32.num_exits).any()
+    d32 = run_graph(d, probe.name, ev.images, manifest=m)
+    for p in Q.INT8_PRECISIONS:
+        casc = EarlyExitClassifier.from_directory(d, precision=p, threads=1)
+        assert casc.thresholds == fp32.thresholds
+        r8 = casc.predict(ev.images)
+        assert np.mean(r8.predictions == r32.predictions) >= 0.9
+        assert np.mean(r8.exit_index == r32.exit_index) >= 0.8
+        d8 = run_graph(d, probe.name + precision_suffix(p), ev.images, manifest=m)
+        for j, rt in probe.reject_probe.reject_thresholds.items():
+            if rt is not None:  # the same reject decision at block j on >= 90% of the images
+                k = f"reject_distance_block{j}"
+                assert np.mean((d8[k] > rt) == (d32[k] > rt)) >= 0.9, (p, j)

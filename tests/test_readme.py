@@ -8,6 +8,7 @@ README command that is in neither list fails `test_every_readme_command_is_run_o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -27,12 +28,17 @@ SKIP = {
     "codedresnext train": "training (tests/test_cli_train.py and tests/test_train.py run tiny ones)",
     "codedresnext evaluate": "scores the 10,000-image test set on every class graph (minutes); "
     "tests/test_evaluate.py runs it on a small tree",
+    "codedresnext precise-bn": "decodes the 50,000-image CIFAR-10 train split and scores the test set "
+    "(minutes); tests/test_precise_bn.py runs it on a small tree",
     "codedresnext build": "needs an NVIDIA GPU with TensorRT 10 or 11 (cannot be installed here)",
     "python benchmarks/": "benchmarks take minutes on an idle machine; they write benchmarks/results/",
 }
 # small values in place of the README's (the command line is otherwise the README's own): short
 # benchmark timings, and the CPU preset for the random-weight export
 SHORT = {"--duration": "0.05", "--warmup": "0.01", "--batch": "1,4", "--preset": "tiny"}
+# arguments added to a command (matched against its start): fewer held-out images for calibrate (the
+# README's line uses all 5,000 per half and the reject probes of every class)
+EXTRA = {"codedresnext calibrate": ["--limit", "200"]}
 
 
 def _python_blocks() -> list[str]:
@@ -91,7 +97,7 @@ def _substitute(cmd: str, *, ckpt: Path, export_dir: Path, fresh_dir: Path) -> l
         if a == "DIR" or a.startswith("DIR/"):
             a = a.replace("DIR", str(fresh_dir if argv[1] == "export" else export_dir), 1)
         out.append(a)
-    return out
+    return out + next((extra for start, extra in EXTRA.items() if cmd.startswith(start)), [])
 
 
 @pytest.fixture(scope="module")
@@ -134,5 +140,7 @@ def test_every_readme_command_is_run_or_skipped(workdir):
     assert (workdir / "cat.onnx").is_file() and (workdir / "catdog.onnx").is_file()
     assert (workdir / "triton_repo" / "full" / "config.pbtxt").is_file()
     assert (export_dir / "bench" / "bench.md").is_file()
+    cal = json.loads((workdir / "D" / "calibration" / "calibration.json").read_text())
+    assert "early_exit" in cal and "early_reject_blocks" in cal  # the README's calibrate line did both
     assert {c.split()[1] for c in ran} >= {"export", "prune", "bench", "predict", "triton"}
     assert all(skipped.values()) and "codedresnext build" in " ".join(skipped)

@@ -6,6 +6,7 @@ with onnx + numpy can read and prune graphs. Submodules:
   records        strict JSON <-> dataclass conversion (unknown keys are a GraphError)
   manifest       Manifest / ManifestEntry and their parts (manifest.json)
   preprocessing  Preprocessing (how a graph wants its images) and normalize_frames
+  handover       how a graph's outputs feed the next graph's inputs (segments, reject pairs)
   onnxfile       load_onnx / read_metadata (GraphError for missing or corrupt files)
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from .handover import features_input_name, handover_feed, handover_source
 from .keys import (
     DETECTOR_KINDS,
     FP16,
@@ -52,6 +54,7 @@ from .keys import (
     exit_scores_name,
     is_int8,
     precision_suffix,
+    reject_distance_name,
 )
 from .manifest import (
     CheckpointInfo,
@@ -74,6 +77,7 @@ from .manifest import (
 )
 from .onnxfile import has_metadata, load_onnx, read_metadata
 from .preprocessing import Preprocessing, normalize_frames
+from .records import json_ready
 
 
 def load_manifest(directory: str | os.PathLike) -> Manifest:
@@ -146,14 +150,19 @@ __all__ = [
     "check_precision",
     "exit_energies_name",
     "exit_scores_name",
+    "features_input_name",
     "find_graph",
     "finite_thresholds",
+    "handover_feed",
+    "handover_source",
     "has_metadata",
     "is_int8",
+    "json_ready",
     "load_manifest",
     "load_onnx",
     "normalize_frames",
     "precision_suffix",
     "read_metadata",
+    "reject_distance_name",
     "save_manifest",
 ]

@@ -108,3 +108,9 @@ def exit_scores_name(j: int) -> str:
 
 def exit_energies_name(j: int) -> str:
     return f"exit{j}_energies"
+
+
+def reject_distance_name(block: int) -> str:
+    """Reject-probe output: the reject part A distance ("reject_distance") of a pair cut at `block`
+    (block index over all blocks), for every coded block at once (calibration picks the block)."""
+    return f"reject_distance_block{block}"

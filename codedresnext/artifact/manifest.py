@@ -6,6 +6,10 @@ reject thresholds, the calibration report), read by the runtime, bench, TensorRT
 keys raise GraphError naming the key. Format "codedresnext-manifest-v2" (validated); v1 manifests
 (same fields, written before validation existed) load and are converted. New fields go here, as
 documented optional slots, never as free-form keys.
+
+The file is strict JSON (no Infinity/NaN: `save` refuses them). A threshold that means "never"
+(an exit calibration keeps shut, a reject that never fires) is +inf in Python and null on disk;
+an absent threshold means "not calibrated" (which also never exits).
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class RejectProbeInfo(Record):
     class_name: str = slot(key="class")
     blocks: list[int] = slot(default_factory=list)
     pair_flops: dict[str, dict[str, float]] | None = None
+    # calibrate (runtime/reject_search.py): per block, the distance threshold at the recall budget
+    reject_thresholds: dict[str, float] | None = None
 
 
 @dataclass
@@ -161,8 +167,11 @@ class ManifestEntry(Record):
     analytic_params: int | None = None  # closed-form count (full-depth path graphs)
     verification: Verification | None = slot(None, record=Verification)  # export
     thresholds: dict[str, float] | None = None  # detectors: {class: logit threshold} (evaluate)
-    exit_threshold: float | None = None  # segments with an exit: confidence threshold (calibrate)
-    reject_threshold: float | None = None  # reject pairs: distance threshold (calibrate)
+    # segments with an exit: confidence threshold (calibrate); +inf (null on disk): the exit stays shut
+    exit_threshold: float | None = slot(None, inf_as_null=True)
+    exit_threshold_calibrated_on: str | None = None  # whose outputs set it (fp16 twins get fp32's)
+    # reject pairs: distance threshold (calibrate); +inf (null on disk): never reject
+    reject_threshold: float | None = slot(None, inf_as_null=True)
     accuracy: dict[str, Any] | None = None  # measured quality (runtime/accuracy.py), e.g. {"top1": ...}
     quantization: dict[str, Any] | None = None  # int8 graphs: method, calibration data, scale source
     fp32_twin: str | None = None  # int8 graphs: the fp32 graph they were quantized from
@@ -175,6 +184,13 @@ class ManifestEntry(Record):
         self.precision = check_precision(self.precision, f"{where}: precision")
         if self.thresholds is not None:
             self.thresholds = finite_thresholds(self.thresholds, where)
+        for key in ("exit_threshold", "reject_threshold"):
+            t = getattr(self, key)
+            if t is not None:
+                require_type(f"{where}: {key}", t, (int, float))
+                if math.isnan(t):
+                    raise GraphError(f"{where}: {key} is NaN; re-run `codedresnext calibrate`")
+                setattr(self, key, float(t))
 
     @property
     def input_names(self) -> list[str]:
@@ -247,7 +263,8 @@ class Manifest(Record):
     graphs: list[ManifestEntry] = slot(default_factory=list, record=ManifestEntry, many=True)
     thresholds: dict[str, float] | None = None  # every detector threshold written (evaluate)
     thresholds_source: dict[str, Any] | None = None  # how they were chosen
-    calibration: dict[str, Any] | None = None  # `calibrate`'s report (runtime/calibrate.py owns it)
+    # `calibrate`'s report (runtime/calibrate.py owns it; non-finite values stored as null)
+    calibration: dict[str, Any] | None = None
     int8: dict[str, Any] | None = None  # `export --int8`: calibration data, method, recipes (export/int8.py)
 
     def __post_init__(self) -> None:
@@ -332,7 +349,14 @@ class Manifest(Record):
     def save(self, directory: str | os.PathLike) -> None:
         """Write DIR/manifest.json atomically (validated by a round trip first)."""
         d = self.to_dict()
-        Manifest.from_dict(json.loads(json.dumps(d)))  # what we write must read back
+        try:
+            text = json.dumps(d, allow_nan=False)  # strict JSON: other tools read the manifest
+        except ValueError as e:
+            raise GraphError(
+                f"the manifest holds a non-finite number ({e}); store 'never' as null "
+                "(artifact.json_ready) before saving"
+            ) from e
+        Manifest.from_dict(json.loads(text))  # what we write must read back
         write_json(Path(directory) / MANIFEST_NAME, d)
 
 

@@ -2,7 +2,8 @@
 
 A record is a dataclass whose fields may carry `slot(...)` metadata: the JSON key (when it is not
 a Python name, e.g. "class"), the record type of a nested object, list or mapping of objects, and
-whether a None value is left out of the JSON. `from_dict` rejects unknown keys and missing
+whether a None value is left out of the JSON, and whether +inf is written as JSON null (`inf_as_null`:
+thresholds that mean "never", since strict JSON has no Infinity). `from_dict` rejects unknown keys and missing
 required ones with a GraphError that names the path of the bad key (as ModelConfig.from_dict
 does for configs), so a hand-edited or foreign manifest fails where it is read, not three calls
 later with a KeyError.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from typing import Any, TypeVar
 
 from ..errors import GraphError
@@ -28,9 +30,18 @@ def slot(
     many: bool = False,
     mapping: bool = False,
     keep_none: bool = False,
+    inf_as_null: bool = False,
 ) -> Any:
-    """A record field. record: nested Record type; many: a list of them; mapping: {str: record}."""
-    meta = {"key": key, "record": record, "many": many, "mapping": mapping, "keep_none": keep_none}
+    """A record field. record: nested Record type; many: a list of them; mapping: {str: record};
+    inf_as_null: +inf is stored as null and null reads back as +inf (the key absent stays None)."""
+    meta = {
+        "key": key,
+        "record": record,
+        "many": many,
+        "mapping": mapping,
+        "keep_none": keep_none,
+        "inf_as_null": inf_as_null,
+    }
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
@@ -71,6 +82,9 @@ class Record:
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
+            if f.metadata.get("inf_as_null") and isinstance(v, float) and v == math.inf:
+                out[_key(f)] = None
+                continue
             if v is None and not f.metadata.get("keep_none"):
                 continue
             out[_key(f)] = _encode(v)
@@ -78,6 +92,8 @@ class Record:
 
 
 def _decode(f: dataclasses.Field, v: Any, where: str) -> Any:
+    if v is None and f.metadata.get("inf_as_null"):
+        return math.inf
     rec = f.metadata.get("record")
     if rec is None or v is None:
         return v
@@ -101,6 +117,19 @@ def _encode(v: Any) -> Any:
         return [_encode(x) for x in v]
     if isinstance(v, dict):
         return {k: _encode(x) for k, x in v.items()}
+    return v
+
+
+def json_ready(v: Any) -> Any:
+    """`v` with every non-finite float (inf, nan) replaced by None, so it dumps as strict JSON
+    (Python's json writes Infinity/NaN, which other JSON readers reject). For free-form reports
+    (calibrate's), where null then means "never" (a threshold) or "undefined" (a ratio)."""
+    if isinstance(v, dict):
+        return {k: json_ready(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_ready(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
     return v
 
 

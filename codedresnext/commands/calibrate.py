@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
 
@@ -26,7 +27,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-recall-loss", type=float, default=1.0, help="early reject: points of recall (default 1)"
     )
+    p.add_argument(
+        "--search",
+        default="joint",
+        choices=("joint", "greedy"),
+        help="exit thresholds: all exits searched jointly (default) or the one-at-a-time greedy baseline",
+    )
+    p.add_argument(
+        "--guard",
+        default="cv",
+        choices=("cv", "se", "none"),
+        help="how the joint search keeps the budget on NEW data: cv (default) = the searched budget "
+        "chosen by 2-fold cross-validation in the calibration half; se = calibration loss + "
+        "--margin-se standard errors within the budget; none = fit it exactly on the calibration half",
+    )
+    p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="report folder: calibration.json/.md/.html + curves (default DIR/calibration)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use at most N images per half")
+    p.add_argument(
+        "--reject-limit",
+        type=int,
+        default=None,
+        help="reject probes: at most N images per half (default: --limit)",
+    )
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
@@ -34,7 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..runtime.calibrate import calibrate_directory
+    from ..runtime.calibration_report import write_calibration_report
 
     res = calibrate_directory(
         args.directory,
@@ -45,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         threads=args.threads,
         backend=args.backend,
+        search=args.search,
+        margin_se=args.margin_se,
+        guard=args.guard,
+        reject_limit=args.reject_limit,
     )
-    print(json.dumps(res, indent=2))
+    paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
+    print(json.dumps(res, indent=2, allow_nan=False))  # strict JSON: null = never
+    print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0

@@ -10,11 +10,22 @@ def _names(s: str) -> list[str]:
     return [n.strip() for n in s.split(",") if n.strip()]
 
 
-def _cuts(s: str) -> list[int]:
+def _cuts(s: str) -> list[int] | str:
+    if s.strip() == "all":
+        return "all"
     try:
         return [int(c) for c in s.split(",") if c.strip()]
     except ValueError as e:
-        raise argparse.ArgumentTypeError("expected block indices such as 2,5") from e
+        raise argparse.ArgumentTypeError("expected 'all' or block indices such as 2,5") from e
+
+
+def _reject_block(s: str) -> int | str:
+    if s.strip() == "all":
+        return "all"
+    try:
+        return int(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("expected a coded block index such as 3, or 'all'") from e
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,10 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--reject-block",
-        type=int,
+        type=_reject_block,
         default=None,
-        metavar="J",
-        help="early-reject pairs (part a: stem..block J + distance, part b: rest) per class",
+        metavar="J|all",
+        help="early-reject pairs (part a: stem..block J + distance, part b: rest) per class; 'all': one "
+        "reject probe per class with that distance at every coded block, for `calibrate` to pick J",
     )
     p.add_argument(
         "--uint8-input",

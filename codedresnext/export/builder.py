@@ -29,7 +29,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import __version__
 from ..artifact import (
-    INPUT_FEATURES_MIDDLE,
     INPUT_FLOAT,
     INPUT_UINT8,
     OUTPUT_EXIT_SCORES,
@@ -39,6 +38,8 @@ from ..artifact import (
     GraphKind,
     exit_energies_name,
     exit_scores_name,
+    features_input_name,
+    reject_distance_name,
 )
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
@@ -61,6 +62,7 @@ class GraphSpec:
     exits: bool = False  # multi-exit: exit{j}_scores / exit{j}_energies for every coded block
     segment_exit: bool = False  # "exit_scores" of the last block in range (if coded)
     reject: tuple[int, int] | None = None  # (block, class): all branches for "reject_distance"
+    reject_probe: tuple[int, ...] = ()  # blocks: all branches there -> reject_distance_block{i} (rows[0])
     uint8: bool = False  # "frames" uint8 NHWC input with preprocessing inside
     fp16: bool = False  # FP16 compute, float32 inputs/outputs
 
@@ -168,7 +170,7 @@ def _block(
     """Emit block b on input x; returns (output, normalised energies (B, nk) float32 or None)."""
     i, d, N = b.index, b.width, b.branches
     p = f"block{i}"
-    reject = spec.reject is not None and spec.reject[0] == i
+    reject = (spec.reject is not None and spec.reject[0] == i) or i in spec.reject_probe
     kept = tuple(range(N)) if keep is None else keep
     computed = tuple(range(N)) if (spec.masked or reject or keep is None) else kept
     ch = _channels(computed, d)
@@ -252,10 +254,12 @@ def _block(
 
     if reject:
         _, en_all = normalise(e, "all_")
-        k = spec.reject[1]
+        pair = spec.reject is not None and spec.reject[0] == i
+        k = spec.reject[1] if pair else spec.rows[0]
+        out_name = OUTPUT_REJECT_DISTANCE if pair else reject_distance_name(i)
         dist = _decoder(g, en_all, b.codewords[k : k + 1], b, f"{p}/reject")
-        g.op("Identity", [dist], f"{p}/reject_out", OUTPUT_REJECT_DISTANCE)
-        outputs.append((OUTPUT_REJECT_DISTANCE, (1,)))
+        g.op("Identity", [dist], f"{p}/reject_out", out_name)
+        outputs.append((out_name, (1,)))
         if kept != computed:  # continue on the class path only
             pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
             e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)
@@ -332,7 +336,7 @@ def build_graph(
             x = g.op("MaxPool", [x], "stem/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
     else:
         b0 = layout[spec.start]
-        in_name = OUTPUT_FEATURES if head else INPUT_FEATURES_MIDDLE  # SSA: a name is input or output
+        in_name = features_input_name(head=head)  # SSA: a name is input or output, not both
         inputs.append(_value_info(in_name, F32, (b0.c_in, b0.size_in, b0.size_in)))
         x = g.to_act(in_name, "features_act")
     en = None

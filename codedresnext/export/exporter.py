@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from .ops import check_graph
 from .plan import FULL_NAME, PlannedGraph, plan_graphs
 from .pruner import FullGraph, derive, load_full_graph
 from .record import REL_ERROR_DEFINITION, export_manifest, graph_entry
+from .reject_facts import pair_flops, trunk_floor
 from .verify import VerifyRun, verify_graph
 
 DEFAULT_TOLERANCE = 1e-4
@@ -201,6 +202,7 @@ def _export_each(
     cfg,
     plan: list[PlannedGraph],
     full_model,
+    fg: FullGraph,
     tmp: Path,
     *,
     runs: dict[str, VerifyRun] | None,
@@ -213,14 +215,19 @@ def _export_each(
     """Derive, check, write and (runs given) verify each planned graph; raise listing every failure."""
     from tqdm import tqdm
 
-    fg: FullGraph = load_full_graph(full_model)
     entries, failures = [], []
+    probe_flops: dict[int, dict[str, dict[str, float]]] = {}  # per class; fp16 twins share them
     for pg in tqdm(plan, desc="export", unit="graph", disable=not progress):
         model_proto = full_model if pg.name == FULL_NAME else derive(fg, pg.spec, opset=opset)
         data = model_proto.SerializeToString()
         inferred = check_graph(model_proto, data)
         (tmp / f"{pg.name}.onnx").write_bytes(data)
         entry = graph_entry(cfg, pg, model_proto, data, inferred)
+        if entry.reject_probe is not None:  # what a pair cut at each probed block would cost
+            k = pg.spec.rows[0]
+            if k not in probe_flops:
+                probe_flops[k] = pair_flops(fg, cfg, k, list(pg.spec.reject_probe), opset)
+            entry.reject_probe = replace(entry.reject_probe, pair_flops=probe_flops[k])
         if runs is not None:
             tol = fp16_tolerance if pg.spec.fp16 else tolerance
             entry.verification = verify_graph(pg.name, data, pg.spec, runs, tol, images_note)
@@ -254,9 +261,9 @@ def export_graphs(
     classes: str | Sequence[str] | None = None,
     subsets: Sequence[Sequence[str]] = (),
     multi_exit: bool = False,
-    segments: bool | Sequence[int] = False,
+    segments: bool | str | Sequence[int] = False,
     masked: bool = False,
-    reject_block: int | None = None,
+    reject_block: int | str | None = None,
     uint8: bool = False,
     fp16: bool = False,
     opset: int = 17,
@@ -274,8 +281,10 @@ def export_graphs(
 
     Exactly one of checkpoint / preset (random weights, seeded) / model (an in-memory CodedResNeXt,
     e.g. in tests) is the source. classes: "all" or class names -> one binary graph per class;
-    subsets: lists of class names -> one graph each; segments: True for the default cuts or block
-    indices to cut after; reject_block: block index for early-reject pairs (classes default to all).
+    subsets: lists of class names -> one graph each; segments: True for the default cuts, "all" for a
+    cut after every coded block, or block indices to cut after; reject_block: block index for
+    early-reject pairs, or "all" for one reject probe per class that gives the pair's distance at
+    every coded block (classes default to all).
     batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
     int8: an `int8.Int8Options` (calibration data, method, precisions) adds INT8 twins of every
     fp32 graph (export/int8.py, export/quantize.py).
@@ -305,11 +314,13 @@ def export_graphs(
         with _torch_threads(1):
             _write_source(tmp, src)
             full_model = _build_full(src, plan[0], opset)
+            fg = load_full_graph(full_model)
             runs = _verify_runs(src.net, seed=seed, batch=batch, uint8=uint8, real=real) if verify else None
             entries = _export_each(
                 cfg,
                 plan,
                 full_model,
+                fg,
                 tmp,
                 runs=runs,
                 tolerance=tolerance,
@@ -323,7 +334,13 @@ def export_graphs(
             "uint8 frames" if uint8 else "standard normal images"
         )
         manifest = _manifest(
-            src, entries, plan, uint8=uint8, opset=opset, verification={**verification, "images": real_desc}
+            src,
+            entries,
+            plan,
+            uint8=uint8,
+            opset=opset,
+            verification={**verification, "images": real_desc},
+            reject_floor=trunk_floor(fg, cfg, opset) if cfg.coded_blocks else None,
         )
         if int8 is not None:
             from .int8 import add_int8_twins
@@ -337,7 +354,9 @@ def export_graphs(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _manifest(src: _Source, entries, plan, *, uint8: bool, opset: int, verification: dict) -> Manifest:
+def _manifest(
+    src: _Source, entries, plan, *, uint8: bool, opset: int, verification: dict, reject_floor=None
+) -> Manifest:
     from ..model import count_parameters
 
     return export_manifest(
@@ -354,6 +373,7 @@ def _manifest(src: _Source, entries, plan, *, uint8: bool, opset: int, verificat
         uint8=uint8,
         opset=opset,
         verification=verification,
+        reject_floor=reject_floor,
     )
 
 

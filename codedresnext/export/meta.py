@@ -70,6 +70,8 @@ def graph_metadata(
         "precision": FP16 if spec.fp16 else FP32,
         "opset": opset,
     }
+    if spec.reject_probe:
+        graph["reject_probe"] = list(spec.reject_probe)
     meta = {
         META_FORMAT: META_FORMAT_VERSION,
         META_MODEL_CONFIG: cfg.to_dict(),

@@ -6,12 +6,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..artifact import FP16, GraphKind, RejectInfo, SegmentInfo, precision_suffix
+from ..artifact import FP16, GraphKind, RejectInfo, RejectProbeInfo, SegmentInfo, precision_suffix
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
 from .builder import GraphSpec
 from .layout import class_indices
-from .specs import full_spec, multi_exit_spec, path_spec, reject_specs, segment_specs
+from .specs import full_spec, multi_exit_spec, path_spec, reject_probe_spec, reject_specs, segment_specs
 
 FULL_NAME = "full"
 MULTI_EXIT_NAME = "multi_exit"
@@ -23,6 +23,7 @@ class PlannedGraph:
     spec: GraphSpec
     segment: SegmentInfo | None = None  # kind "segment": place in the cascade
     reject: RejectInfo | None = None  # kind "reject": the pair it belongs to
+    reject_probe: RejectProbeInfo | None = None  # kind "reject-probe" (pair_flops: added at export)
 
 
 def safe_name(name: str) -> str:
@@ -47,8 +48,9 @@ def _subset_plan(cfg: ModelConfig, subsets: Sequence[Sequence[str]], kw: dict) -
     return out
 
 
-def _segment_plan(cfg: ModelConfig, segments: bool | Sequence[int], kw: dict) -> list[PlannedGraph]:
-    cuts = None if segments is True else list(segments)
+def _segment_plan(cfg: ModelConfig, segments: bool | str | Sequence[int], kw: dict) -> list[PlannedGraph]:
+    """segments: True (default cuts), "all" (after every coded block) or block indices."""
+    cuts = None if segments is True else (segments if isinstance(segments, str) else list(segments))
     specs = segment_specs(cfg, cuts, **kw)
     names = [f"segment{i}" for i in range(len(specs))]
     return [
@@ -77,19 +79,31 @@ def _reject_plan(cfg: ModelConfig, cls: list[int], block: int, kw: dict) -> list
     return out
 
 
+def _reject_probe_plan(cfg: ModelConfig, cls: list[int], kw: dict) -> list[PlannedGraph]:
+    """`--reject-block all`: one probe per class, the pair's distance at every coded block."""
+    out = []
+    for k in cls:
+        sp = reject_probe_spec(cfg, k, **kw)
+        info = RejectProbeInfo(class_name=cfg.class_names[k], blocks=list(sp.reject_probe))
+        out.append(PlannedGraph(f"reject_probe_{safe_name(cfg.class_names[k])}", sp, reject_probe=info))
+    return out
+
+
 def plan_graphs(
     cfg: ModelConfig,
     *,
     classes: str | Sequence[str] | None = None,
     subsets: Sequence[Sequence[str]] = (),
     multi_exit: bool = False,
-    segments: bool | Sequence[int] = False,
+    segments: bool | str | Sequence[int] = False,
     masked: bool = False,
-    reject_block: int | None = None,
+    reject_block: int | str | None = None,
     uint8: bool = False,
     fp16: bool = False,
 ) -> list[PlannedGraph]:
-    """Which graphs an export writes (names are file stems), in a fixed order; full is first."""
+    """Which graphs an export writes (names are file stems), in a fixed order; full is first.
+
+    reject_block: a coded block index (reject pairs) or "all" (one reject probe per class)."""
     kw = {"uint8": uint8}
     plan = [PlannedGraph(FULL_NAME, full_spec(cfg, **kw))]
     cls = _classes(cfg, classes)
@@ -108,7 +122,9 @@ def plan_graphs(
         plan.append(PlannedGraph(MULTI_EXIT_NAME, multi_exit_spec(cfg, **kw)))
     if segments is not False and segments is not None:
         plan += _segment_plan(cfg, segments, kw)
-    if reject_block is not None:
+    if reject_block == "all":
+        plan += _reject_probe_plan(cfg, cls, kw)
+    elif reject_block is not None:
         plan += _reject_plan(cfg, cls, reject_block, kw)
     if fp16:
         plan += [

@@ -16,6 +16,7 @@ from ..artifact import (
     ManifestEntry,
     ModelInfo,
     Preprocessing,
+    RejectFloor,
     SegmentOrder,
     TensorInfo,
     VerificationSettings,
@@ -59,7 +60,7 @@ def graph_entry(cfg: ModelConfig, pg: PlannedGraph, model, data: bytes, inferred
     spec = pg.spec
     ins, outs = io_specs(model)
     fl = count_flops(model, inferred)
-    computed = spec.keep if not (spec.masked or spec.reject) else None
+    computed = spec.keep if not (spec.masked or spec.reject or spec.reject_probe) else None
     full_depth = computed is not None and spec.start == 0 and spec.stop is None
     return ManifestEntry(
         name=pg.name,
@@ -80,6 +81,7 @@ def graph_entry(cfg: ModelConfig, pg: PlannedGraph, model, data: bytes, inferred
         exits=[ExitInfo(**e) for e in exits_info(cfg, spec)],
         segment=pg.segment,
         reject=pg.reject,
+        reject_probe=pg.reject_probe,
         analytic_params=analytic_params(cfg, computed, len(spec.rows)) if full_depth else None,
     )
 
@@ -95,8 +97,10 @@ def export_manifest(
     uint8: bool,
     opset: int,
     verification: dict[str, Any],
+    reject_floor: RejectFloor | None = None,
 ) -> Manifest:
-    """checkpoint: path (Path | None), sha256, source_sha256; verification: VerificationSettings fields."""
+    """checkpoint: path (Path | None), sha256, source_sha256; verification: VerificationSettings fields;
+    reject_floor: the shared trunk's share of a class graph (export/reject_facts.trunk_floor)."""
     path: Path | None = checkpoint["path"]
     seg = segment_order(plan)
     return Manifest(
@@ -126,5 +130,6 @@ def export_manifest(
         verification=VerificationSettings(reference=REFERENCE_DESCRIPTION, **verification),
         segments=SegmentOrder(seg) if seg else None,
         reject=reject_pairs(plan) or None,
+        reject_floor=reject_floor,
         graphs=entries,
     )

@@ -38,6 +38,7 @@ class Reference:
             OUTPUT_REJECT_DISTANCE,
             exit_energies_name,
             exit_scores_name,
+            reject_distance_name,
         )
         from ..model import early_decode
 
@@ -64,6 +65,10 @@ class Reference:
                     _, e_all = blk(h, None)
                     k = spec.reject[1]
                     out[OUTPUT_REJECT_DISTANCE] = early_decode(e_all, blk.codewords[k : k + 1])
+                if i in spec.reject_probe:
+                    _, e_all = blk(h, None)
+                    k = spec.rows[0]
+                    out[reject_distance_name(i)] = early_decode(e_all, blk.codewords[k : k + 1])
                 h, e = blk(h, keep)
                 if spec.exits and e is not None and i >= spec.start:
                     j = coded_index[i]

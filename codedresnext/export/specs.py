@@ -31,12 +31,25 @@ def path_spec(cfg: ModelConfig, classes: Sequence[int], *, masked: bool = False,
 
 
 def default_cuts(cfg: ModelConfig) -> list[int]:
-    """Cut after the last block of every coded stage (except the network's last block)."""
+    """Plain `--segments`: the exits that paid for their cut on the demo models.
+
+    Rule: after the last block of every coded stage (where the next block is the costly stage
+    transition) and after the second-to-last block of the network's last stage when it is coded.
+    Measured (`calibrate` on `--segments all`, exit rule: compute saved on the samples an exit stops
+    minus its decoder and the measured hand-over, thresholds re-searched without it): the trained
+    tiny demo model kept blocks [2, 3] of [1, 2, 3] (hand-over 2.5% of the full graph per cut), a
+    `small` checkpoint kept [3, 5] of [1..5] (hand-over 6%); the first coded block's exit lost
+    compute on both (-2.0 / -4.5 points). The rule gives exactly those cuts; `--segments all` and
+    `calibrate`'s `recommended_cuts` re-check it for any other model."""
+    last = sum(st.depth for st in cfg.stages) - 1
     cuts, i = [], -1
     for s in cfg.stages:
         i += s.depth
-        if s.coded and i < sum(st.depth for st in cfg.stages) - 1:
+        if s.coded and i < last:
             cuts.append(i)
+    if cfg.stages and cfg.stages[-1].coded and cfg.stages[-1].depth >= 2:
+        cuts.append(last - 1)
+    cuts = sorted(set(cuts))
     if not cuts:
         raise CodedResNeXtError(
             "no coded stage ends before the last block, so there is no default cut; give block indices "
@@ -45,10 +58,28 @@ def default_cuts(cfg: ModelConfig) -> list[int]:
     return cuts
 
 
-def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | None = None, **kw) -> list[GraphSpec]:
-    """Segments [0..c0], [c0+1..c1], ..., [..end + head]; cut c = index of a segment's last block."""
+def exit_cuts(cfg: ModelConfig) -> list[int]:
+    """`--segments all`: a cut after every coded block but the network's last (whose decoder would
+    save only the head), so every segment but the last ends with a coded block and its early exit."""
+    last = len(block_layout(cfg)) - 1
+    cuts = [i for i in cfg.coded_blocks if i < last]
+    if not cuts:
+        raise CodedResNeXtError("this model has no coded block before its last block, so no early exits")
+    return cuts
+
+
+def segment_specs(cfg: ModelConfig, cuts: Sequence[int] | str | None = None, **kw) -> list[GraphSpec]:
+    """Segments [0..c0], [c0+1..c1], ..., [..end + head]; cut c = index of a segment's last block.
+
+    cuts: block indices, "all" (exit_cuts: after every coded block) or None (default_cuts)."""
     n = len(block_layout(cfg))
-    cuts = default_cuts(cfg) if cuts is None else sorted(set(int(c) for c in cuts))
+    if cuts is None:
+        cuts = default_cuts(cfg)
+    elif isinstance(cuts, str):
+        if cuts != "all":
+            raise CodedResNeXtError(f"segment cuts are block indices or 'all', got {cuts!r}")
+        cuts = exit_cuts(cfg)
+    cuts = sorted(set(int(c) for c in cuts))
     if not cuts or cuts[0] < 0 or cuts[-1] >= n - 1:
         raise CodedResNeXtError(f"segment cuts must be block indices in 0..{n - 2}, got {list(cuts)}")
     bounds = [0, *(c + 1 for c in cuts), n]
@@ -84,3 +115,16 @@ def reject_specs(cfg: ModelConfig, k: int, block: int, **kw) -> tuple[GraphSpec,
     a = GraphSpec(GraphKind.REJECT, keep, rows=(k,), stop=block + 1, reject=(block, k), **kw)
     b = GraphSpec(GraphKind.REJECT, keep, rows=(k,), start=block + 1, **kw)
     return a, b
+
+
+def reject_probe_spec(cfg: ModelConfig, k: int, **kw) -> GraphSpec:
+    """Class k's graph that also outputs, at EVERY coded block before the last, the distance the
+    reject part A cut there computes ("reject_distance_block{i}"): the class path up to the block,
+    all branches at the block, ||v - w_k||. One graph lets calibration compare every reject block
+    (reject_specs(cfg, k, i)'s part A gives the same number at block i)."""
+    layout = block_layout(cfg)
+    blocks = tuple(i for i in cfg.coded_blocks if i < len(layout) - 1)
+    if not blocks:
+        raise CodedResNeXtError("this model has no coded block before its last block: no early reject")
+    keep = tuple(keep_branches(layout, [k]))
+    return GraphSpec(GraphKind.REJECT_PROBE, keep, rows=(k,), reject_probe=blocks, **kw)

@@ -27,10 +27,12 @@ import numpy as np
 from ..artifact import (
     INPUT_FLOAT,
     INPUT_UINT8,
+    OUTPUT_FEATURES,
     OUTPUT_LOGITS,
     GraphKind,
     Manifest,
     ManifestEntry,
+    handover_feed,
     load_manifest,
 )
 from ..errors import GraphError
@@ -74,12 +76,9 @@ def run_graph(
             out = backends[0].infer(
                 {first.name: prepare_batch(images[i : i + batch], first.name, first.shape, pre)}
             )
-            for be in backends[1:]:
-                feats = out["features"]
-                out = {
-                    **{k: v for k, v in out.items() if k != "features"},
-                    **be.infer({be.input_names[0]: feats}),
-                }
+            for be in backends[1:]:  # segments / part b: the hand-over names live in artifact.handover
+                feed = handover_feed(out, be.input_names)
+                out = {**{k: v for k, v in out.items() if k != OUTPUT_FEATURES}, **be.infer(feed)}
             for k, v in out.items():
                 parts.setdefault(k, []).append(v)
         return {k: np.concatenate(v) for k, v in parts.items()}

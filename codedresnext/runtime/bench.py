@@ -366,3 +366,8 @@ def _add_adaptive(
     rej = (manifest.calibration or {}).get("early_reject")
     if rej:
         report["early_reject"] = rej  # measured by `codedresnext calibrate` on the evaluation half
+    blocks = (manifest.calibration or {}).get("early_reject_blocks")
+    if blocks:  # every coded block, from the reject probes (calibrate)
+        report["early_reject_blocks"] = {k: v for k, v in blocks.items() if k != "per_class"}
+    if manifest.reject_floor is not None:
+        report["reject_floor"] = manifest.reject_floor.to_dict()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import json_ready
 from .cascade import EarlyExitClassifier
 
 
@@ -68,8 +69,12 @@ def bench_early_exit(
         total = full_flops or float(np.nansum(casc.segment_flops))
         acc, full_acc = float(np.mean(preds == ev.labels)), float(np.mean(full_preds == ev.labels))
         return {
-            "calibrated": bool(all(np.isfinite(casc.thresholds))),
-            "thresholds": casc.thresholds,
+            # `calibrate` set every exit's threshold (+inf is a valid result: an exit it keeps shut)
+            "calibrated": all(
+                casc.refs[i].entry is not None and casc.refs[i].entry.exit_threshold is not None
+                for i in casc.exit_segments
+            ),
+            "thresholds": json_ready(casc.thresholds),  # null: that exit never takes a sample
             "samples": int(len(ev)),
             "batch": batch,
             "accuracy": acc,

@@ -146,8 +146,37 @@ def markdown(report: dict) -> str:
         lines += _early_exit_lines(report["early_exit"])
     if "early_reject" in report:
         lines += _early_reject_lines(report["early_reject"])
+    lines += _reject_blocks_lines(report)
     lines += [f"- note: {n}" for n in report.get("notes", [])]
     return "\n".join(lines) + "\n"
+
+
+def _reject_blocks_lines(report: dict) -> list[str]:
+    """The reject block table (calibrate, evaluation half) and the floor the shared trunk sets."""
+    out = []
+    rb, fl = report.get("early_reject_blocks"), report.get("reject_floor")
+    if rb:
+        out += [
+            "",
+            f"## Early reject per coded block (<= {rb['max_recall_loss']} point recall loss, mean over "
+            f"{len(rb['classes'])} classes, evaluation half); chosen block {rb['chosen_block']}",
+            "",
+            "| block | negatives stopped | recall loss (points) | compute on negatives vs class graph | "
+            "part A alone vs class graph |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        out += [
+            f"| {b['block']} | {_pct(b['negatives_stopped'])} | {_f(b['recall_loss_points'], '.2f')} | "
+            f"{_pct(b['negative_compute_vs_class_graph'])} | {_pct(b['part_a_vs_class_graph'])} |"
+            for b in rb["blocks"]
+        ]
+    if fl and fl.get("fraction_of_class_graph") is not None:
+        out += [
+            "",
+            f"- floor of any early reject for this preset: the shared, uncoded trunk (stem + blocks "
+            f"{fl['trunk_blocks']}) is {100 * fl['fraction_of_class_graph']:.1f}% of a class graph's FLOPs",
+        ]
+    return out
 
 
 def _throughput_axes(ax, report: dict) -> None:

@@ -13,10 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import FP32, GraphKind, Manifest, load_manifest
+from ..artifact import (
+    FP32,
+    OUTPUT_EXIT_SCORES,
+    OUTPUT_FEATURES,
+    GraphKind,
+    Manifest,
+    json_ready,
+    load_manifest,
+)
 from ..errors import DataError, GraphError
 from ..thresholds import f1_optimal_threshold
 from .backend import DEFAULT_BACKEND
+from .reject_search import calibrate_reject_threshold
 
 NEVER = float("inf")
 
@@ -51,28 +60,24 @@ def calibrate_exit_thresholds(
     max_accuracy_loss: float,
     seg_flops: list[float],
     exit_segments: list[int],
-    candidates: int = 200,
+    candidates: int | None = 200,
+    search: str = "joint",
 ) -> tuple[list[float], dict]:
-    """Greedy, first exit first: the lowest threshold that keeps the cascade's accuracy within
-    `max_accuracy_loss` points of the final classifier's, then the next exit with earlier ones fixed.
-    Earlier exits save the most compute, so they get the budget first.
-    """
+    """Thresholds with the least compute whose accuracy is within `max_accuracy_loss` points of the
+    final classifier's on these samples: search "joint" (exit_search.joint_search, all exits together)
+    or "greedy" (the baseline: first exit first, each the lowest threshold within the budget).
+    candidates: threshold quantiles per exit (None: every distinct confidence)."""
+    from .exit_search import ExitOutcomes, greedy_search, joint_search, min_correct_for
+
     labels = np.asarray(labels)
     full_acc = 100.0 * float(np.mean(logits.argmax(1) == labels))
-    thresholds = [NEVER] * len(exit_scores)
-    for j in range(len(exit_scores)):
-        conf = exit_scores[j].max(1)
-        cands = np.unique(np.quantile(conf, np.linspace(0, 1, candidates)))
-        best = NEVER
-        for t in cands[::-1]:  # descending: stop at the first that breaks the budget
-            trial = thresholds.copy()
-            trial[j] = float(t)
-            preds, _, _ = cascade_outcome(exit_scores, logits, trial, seg_flops, exit_segments)
-            if 100.0 * float(np.mean(preds == labels)) >= full_acc - max_accuracy_loss - 1e-9:
-                best = float(t)
-            else:
-                break
-        thresholds[j] = best
+    o = ExitOutcomes.from_outputs(exit_scores, logits, labels, seg_flops, exit_segments).with_grid(candidates)
+    if search == "greedy":
+        thresholds = greedy_search(o, min_correct_for(o, max_accuracy_loss), candidates=candidates or 200)
+    elif search == "joint":
+        thresholds = joint_search(o, max_accuracy_loss)["thresholds"]
+    else:
+        raise GraphError(f"unknown search {search!r}; use 'joint' or 'greedy'")
     preds, exit_idx, flops = cascade_outcome(exit_scores, logits, thresholds, seg_flops, exit_segments)
     return thresholds, _report(preds, exit_idx, flops, labels, full_acc, seg_flops, len(exit_scores))
 
@@ -91,25 +96,6 @@ def _report(preds, exit_idx, flops, labels, full_acc, seg_flops, n_exits) -> dic
         "compute_saved": 1.0 - mean_flops / total if total > 0 else None,
         "exit_fractions": [float(np.mean(exit_idx == j)) for j in range(n_exits + 1)],
     }
-
-
-def calibrate_reject_threshold(
-    distance_pos: np.ndarray, detected_pos: np.ndarray, *, max_recall_loss: float = 1.0
-) -> float:
-    """Lowest reject distance threshold whose recall loss on positives is <= max_recall_loss points.
-
-    detected_pos: the full detector's decisions on the positives (recall baseline); a positive is
-    lost when it was detected but its distance exceeds the threshold.
-    """
-    d = np.asarray(distance_pos, np.float64).reshape(-1)
-    det = np.asarray(detected_pos, bool).reshape(-1)
-    if len(d) == 0:
-        raise DataError("no positives to calibrate the early reject on")
-    allowed = int(np.floor(max_recall_loss / 100.0 * len(d) + 1e-9))  # positives we may lose
-    lost_if = np.sort(d[det])[::-1]  # detected positives' distances, descending
-    if allowed >= len(lost_if):
-        return float(np.min(d))
-    return float(lost_if[allowed])  # reject only distances strictly above the (allowed+1)-th largest
 
 
 def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
@@ -171,10 +157,6 @@ def load_heldout(data: str | os.PathLike, *, limit: int | None = None, seed: int
     }
 
 
-def _run_batched(fn, images: np.ndarray, batch: int) -> list:
-    return [fn(images[i : i + batch]) for i in range(0, len(images), batch)]
-
-
 def calibrate_directory(
     directory: str | os.PathLike,
     data: str | os.PathLike,
@@ -185,23 +167,55 @@ def calibrate_directory(
     batch: int = 64,
     backend: str = DEFAULT_BACKEND,
     threads: int | None = None,
+    search: str = "joint",
+    margin_se: float | None = None,
+    reject_limit: int | None = None,
+    guard: str = "cv",
 ) -> dict:
-    """Calibrate the early exits (and reject pairs, if exported) of DIR and write the manifest."""
+    """Calibrate what DIR exports (early exits, reject pairs, reject probes) and write the manifest.
+
+    search / guard / margin_se: the exit threshold search (exit_calibration.calibrate_exits);
+    reject_limit: at most N images per half for the reject probes (they run once per class).
+    The report is strict JSON: a threshold of None means "never" (that exit stays shut)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
-    has_segments, has_reject = manifest.has_kind(GraphKind.SEGMENT), manifest.has_kind(GraphKind.REJECT)
+    has_segments = manifest.has_kind(GraphKind.SEGMENT)
+    has_reject = manifest.has_kind(GraphKind.REJECT) or manifest.has_kind(GraphKind.REJECT_PROBE)
     if not (has_segments or has_reject):
-        raise GraphError(f"{directory} has no segment or reject graphs to calibrate; export with --segments")
+        raise GraphError(
+            f"{directory} has no segment or reject graphs to calibrate; export with --segments "
+            "(early exit) or --reject-block all (early reject)"
+        )
     split = load_heldout(data, limit=limit)
-    summary: dict[str, Any] = {"data": str(data), "split": split["description"]}
+    summary: dict[str, Any] = {"directory": str(directory), "data": str(data), "split": split["description"]}
     opts = {"backend": backend, "threads": threads, "batch": batch}
-    if has_segments:
-        summary["early_exit"] = calibrate_exits(directory, manifest, split, max_accuracy_loss, **opts)
+    if has_segments and not _has_exit(manifest):
+        summary["early_exit_skipped"] = "no segment ends at a coded block, so there is no exit to calibrate"
+    elif has_segments:
+        search_opts = {"search": search, "guard": guard}
+        if margin_se is not None:
+            search_opts["margin_se"] = margin_se
+        summary["early_exit"] = calibrate_exits(
+            directory, manifest, split, max_accuracy_loss, **opts, **search_opts
+        )
     if has_reject:
-        summary["early_reject"] = calibrate_rejects(directory, manifest, split, max_recall_loss, **opts)
+        summary.update(
+            calibrate_rejects(directory, manifest, split, max_recall_loss, reject_limit=reject_limit, **opts)
+        )
+    if not {"early_exit", "early_reject", "early_reject_blocks"} & set(summary):
+        raise GraphError(f"{directory} has no early exit or reject to calibrate; export with --segments all")
+    summary = json_ready(summary)  # strict JSON: inf (never) -> null
     manifest.calibration = summary
     manifest.save(directory)
     return summary
+
+
+def _has_exit(manifest: Manifest) -> bool:
+    """A segment that hands features on and reports an exit (the last segment's is unused)."""
+    return any(
+        {OUTPUT_EXIT_SCORES, OUTPUT_FEATURES} <= set(g.output_names)
+        for g in manifest.of_kind(GraphKind.SEGMENT)
+    )
 
 
 def calibrate_exits(
@@ -213,43 +227,23 @@ def calibrate_exits(
     backend: str,
     threads: int | None,
     batch: int,
+    **search: Any,
 ) -> dict:
-    """Exit thresholds on the calibration half (set on the segment entries), report on both halves."""
-    from .cascade import EarlyExitClassifier
+    """Exit thresholds on the calibration half (set on the segment entries of every precision),
+    report on both halves: exit_calibration.calibrate_exits (joint search by default)."""
+    from .exit_calibration import calibrate_exits as search_exits
 
-    cal, ev = split["calibration"], split["evaluation"]
-    with EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads) as casc:
-        if any(np.isnan(casc.segment_flops)):
-            raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
-
-        def outputs(ds):
-            parts = _run_batched(casc.run_all, ds.images, batch)
-            exits = [np.concatenate([p[0][j] for p in parts]) for j in range(casc.num_exits)]
-            return exits, np.concatenate([p[1] for p in parts])
-
-        ex_c, lg_c = outputs(cal)
-        thresholds, rep_c = calibrate_exit_thresholds(
-            ex_c,
-            lg_c,
-            cal.labels,
-            max_accuracy_loss=max_accuracy_loss,
-            seg_flops=casc.segment_flops,
-            exit_segments=casc.exit_segments,
-        )
-        ex_e, lg_e = outputs(ev)
-        preds, idx, fl = cascade_outcome(ex_e, lg_e, thresholds, casc.segment_flops, casc.exit_segments)
-        full_acc = 100.0 * float(np.mean(lg_e.argmax(1) == ev.labels))
-        rep_e = _report(preds, idx, fl, ev.labels, full_acc, casc.segment_flops, casc.num_exits)
-        names = [casc.refs[i].name for i in casc.exit_segments]
-    for g in manifest.graphs:
-        if g.name in names:
-            g.exit_threshold = thresholds[names.index(g.name)]
-    return {
-        "thresholds": dict(zip(names, thresholds)),
-        "max_accuracy_loss": max_accuracy_loss,
-        "calibration": rep_c,
-        "evaluation": rep_e,
-    }
+    return search_exits(
+        directory,
+        manifest,
+        split["calibration"],
+        split["evaluation"],
+        max_accuracy_loss=max_accuracy_loss,
+        batch=batch,
+        backend=backend,
+        threads=threads,
+        **search,
+    )
 
 
 def calibrate_rejects(
@@ -261,8 +255,37 @@ def calibrate_rejects(
     backend: str,
     threads: int | None,
     batch: int,
+    reject_limit: int | None = None,
 ) -> dict:
-    """Per reject class: the reject threshold (set on its entries) and the evaluation-half figures."""
+    """{"early_reject": the pairs' figures, "early_reject_blocks": the probes' per-block table},
+    each present when the export has those graphs; thresholds and the chosen block into `manifest`."""
+    from .reject_search import calibrate_reject_blocks
+
+    out = {}
+    opts = {"backend": backend, "threads": threads, "batch": batch}
+    if manifest.has_kind(GraphKind.REJECT):
+        out["early_reject"] = _calibrate_pairs(directory, manifest, split, max_recall_loss, **opts)
+    if manifest.has_kind(GraphKind.REJECT_PROBE):
+        cal, ev = split["calibration"], split["evaluation"]
+        if reject_limit and reject_limit < len(cal):  # the probes run once per class: fewer images
+            cal, ev = cal.subset(np.arange(reject_limit)), ev.subset(np.arange(min(reject_limit, len(ev))))
+        out["early_reject_blocks"] = calibrate_reject_blocks(
+            directory, manifest, cal, ev, max_recall_loss=max_recall_loss, **opts
+        )
+    return out
+
+
+def _calibrate_pairs(
+    directory: Path,
+    manifest: Manifest,
+    split: dict,
+    max_recall_loss: float,
+    *,
+    backend: str,
+    threads: int | None,
+    batch: int,
+) -> dict:
+    """Per reject pair class: the reject threshold (set on its entries) and the evaluation-half figures."""
     from .detector import RejectDetector
 
     cal, ev = split["calibration"], split["evaluation"]

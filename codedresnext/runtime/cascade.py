@@ -1,11 +1,12 @@
 """Early-exit inference over segment graphs, with batch compaction on the host.
 
 Segments (GraphKind.SEGMENT graphs, in order) chain stem..block i, block i+1..j, ...: each passes the
-outputs the next one takes by name ("features") and, except the last, reports its exit's class
-scores ("exit_scores", softmax(-distance) of the early decoder). A sample stops at the first exit
-whose confidence (max exit score) is above that exit's threshold; only the others run the next
-segment. Not built on ONNX/TensorRT `If` (that decides per batch, not per sample). The cascade
-owns its segment backends: `with EarlyExitClassifier.from_directory(D) as casc:` or `close()`.
+next one its "features" (renamed as the next graph's input wants by artifact.handover_feed, the one
+place that naming lives) and, except the last, reports its exit's class scores ("exit_scores",
+softmax(-distance) of the early decoder). A sample stops at the first exit whose confidence (max
+exit score) is above that exit's threshold; only the others run the next segment. Not built on
+ONNX/TensorRT `If` (that decides per batch, not per sample). The cascade owns its segment backends:
+`with EarlyExitClassifier.from_directory(D) as casc:` or `close()`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ..artifact import (
     GraphKind,
     Manifest,
     ManifestEntry,
+    handover_feed,
+    handover_source,
+    is_int8,
     load_manifest,
 )
 from ..errors import GraphError
@@ -45,12 +49,13 @@ class CascadeResult:
 
 def segment_entries(manifest: Manifest, precision: str = FP32) -> list[ManifestEntry]:
     """Segment graph entries in cascade order: the manifest's "segments" order if given (fp32), else
-    the entries' segment index, else manifest order. precision "fp16" picks the `_fp16` variants."""
+    the entries' segment index, else manifest order. precision "fp16" / "int8" / "int8-cpu" picks
+    those twins."""
     segs = manifest.of_kind(GraphKind.SEGMENT, precision=precision)
     if not segs:
         raise GraphError(
             f"no {precision} segment graphs in this export; run `codedresnext export ... --segments`"
-            + (" --fp16" if precision == FP16 else "")
+            + (" --fp16" if precision == FP16 else " --int8 --calibration DATA" if is_int8(precision) else "")
         )
     order = manifest.segments.order if manifest.segments else None
     if order and precision == FP32:
@@ -107,7 +112,7 @@ class EarlyExitClassifier(Closing):
         if OUTPUT_LOGITS not in self.segments[-1].output_names:
             raise GraphError(f"last segment {refs[-1].path} has no {OUTPUT_LOGITS!r} output")
         for prev, nxt, r in zip(self.segments, self.segments[1:], refs[1:]):
-            missing = [n for n in nxt.input_names if n not in prev.output_names]
+            missing = [n for n in nxt.input_names if handover_source(n) not in prev.output_names]
             if missing:
                 raise GraphError(
                     f"segment {r.name} needs {missing}, which the previous segment does not output"
@@ -164,7 +169,7 @@ class EarlyExitClassifier(Closing):
             if len(live) == 0:
                 break
             nxt = self.segments[si + 1]
-            feed = {n: np.ascontiguousarray(out[n][keep]) for n in nxt.input_names}  # host compaction
+            feed = handover_feed(out, nxt.input_names, keep)  # host compaction
         return CascadeResult(preds, exit_idx, conf, flops)
 
     def run_all(self, x: Any) -> tuple[list[np.ndarray], np.ndarray]:
@@ -177,7 +182,7 @@ class EarlyExitClassifier(Closing):
                 exits.append(out[OUTPUT_EXIT_SCORES])
             if si == len(self.segments) - 1:
                 return exits, out[OUTPUT_LOGITS]
-            feed = out
+            feed = handover_feed(out, self.segments[si + 1].input_names)
         raise AssertionError("unreachable")
 
 

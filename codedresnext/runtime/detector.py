@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import FP32, OUTPUT_FEATURES, OUTPUT_LOGITS, OUTPUT_REJECT_DISTANCE, GraphKind, load_manifest
+from ..artifact import (
+    FP32,
+    OUTPUT_FEATURES,
+    OUTPUT_LOGITS,
+    OUTPUT_REJECT_DISTANCE,
+    GraphKind,
+    handover_feed,
+    load_manifest,
+)
 from ..errors import GraphError
 from .backend import DEFAULT_BACKEND, Backend, Closing, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
@@ -206,12 +214,11 @@ class RejectDetector(Closing):
         """with_b_for_all runs part B on every sample too (calibration needs the logits of all)."""
         out_a = self.a.run(x)
         dist = out_a[OUTPUT_REJECT_DISTANCE].reshape(-1)
-        feats = out_a[OUTPUT_FEATURES]
         rejected = dist > self.reject_threshold
         keep = np.arange(len(dist)) if with_b_for_all else np.flatnonzero(~rejected)
         scores = np.full(len(dist), -np.inf, np.float32)
         if len(keep):
-            logits = self.b.infer({self.b.input_names[0]: np.ascontiguousarray(feats[keep])})[OUTPUT_LOGITS]
+            logits = self.b.infer(handover_feed(out_a, self.b.input_names, keep))[OUTPUT_LOGITS]
             scores[keep] = logits[:, 0]
         all_scores = None
         if with_b_for_all:

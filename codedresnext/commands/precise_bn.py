@@ -1,0 +1,90 @@
+"""codedresnext precise-bn: recompute a checkpoint's BatchNorm statistics without dropSubNN."""
+
+from __future__ import annotations
+
+import argparse
+
+# rewritten by save_checkpoint or by this command; the optimizer state is not needed to deploy
+_REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
+
+    p = sub.add_parser(
+        "precise-bn",
+        help="recompute a trained checkpoint's BatchNorm statistics on clean images (dropSubNN off)",
+        description="Training statistics of BatchNorm see dropSubNN's dropped branches and augmented "
+        "images; this re-estimates them on un-augmented training images with every branch on and "
+        "writes a new checkpoint (weights unchanged, optimizer state dropped, `precise_bn` recorded). "
+        "Run it once on the checkpoint you deploy, before export.",
+    )
+    p.add_argument("checkpoint", help="checkpoint from `codedresnext train` (e.g. runs/demo/last.pt)")
+    p.add_argument("--data", required=True, help="the dataset the model was trained on (its train split)")
+    p.add_argument("--out", required=True, help="checkpoint to write (written atomically)")
+    p.add_argument(
+        "--images", type=int, default=DEFAULT_IMAGES, help=f"training images to average over "
+        f"(default {DEFAULT_IMAGES})"
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=250, help="(default 250)")
+    p.add_argument("--seed", type=int, default=0, help="picks the images (default 0)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N", help="ImageFolder images as N x N")
+    p.add_argument("--workers", type=int, default=0, metavar="N", help="decoding processes (ImageFolder)")
+    p.add_argument(
+        "--evaluate",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="also report test accuracy before and after (on N test images; bare: all) and record it",
+    )
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..data import open_dataset
+    from ..errors import CodedResNeXtError
+    from ..train.evaluation import classifier_metrics
+    from ..train.precise_bn import recalibrate_bn
+
+    if args.images < 1 or args.batch_size < 1:
+        raise CodedResNeXtError("--images and --batch-size must be at least 1")
+    if args.evaluate is not None and args.evaluate < 0:
+        raise CodedResNeXtError("--evaluate N needs N >= 1 test images (bare --evaluate: all)")
+    model, state = load_checkpoint(args.checkpoint)  # errors first: no data is read for a bad file
+    train_ds = open_dataset(args.data, "train", download=args.download, size=args.image_size)
+    kw = {"device": args.device, "size": args.image_size, "workers": args.workers}
+    test_ds = None
+    if args.evaluate is not None:
+        test_ds = open_dataset(args.data, "test", download=args.download, size=args.image_size)
+        if args.evaluate:
+            pick = np.random.default_rng(args.seed).permutation(len(test_ds))[: args.evaluate]
+            test_ds = test_ds.subset(np.sort(pick))
+        before = classifier_metrics(model.to(args.device), test_ds, **kw)["accuracy"]
+    n = recalibrate_bn(
+        model,
+        train_ds,
+        images=args.images,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.quiet,
+        **kw,
+    )
+    record = {"images": n, "seed": args.seed, "source": str(args.checkpoint)}
+    if test_ds is not None:
+        after = classifier_metrics(model, test_ds, **kw)["accuracy"]
+        record.update(test_images=len(test_ds), test_accuracy_before=before, test_accuracy_after=after)
+    extra = {k: v for k, v in state.items() if k not in _REPLACED}
+    save_checkpoint(args.out, model.cpu(), **extra, precise_bn=record)
+    line = f"BatchNorm statistics from {n} training images -> {args.out}"
+    if test_ds is not None:
+        line += f"; test accuracy {before:.4f} -> {after:.4f} on {len(test_ds)} images"
+    print(line)
+    return 0

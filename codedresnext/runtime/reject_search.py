@@ -1,0 +1,192 @@
+"""Where early reject wins: every coded block's reject, measured from the reject probes (numpy + a
+runtime backend; no torch).
+
+A reject probe (export --reject-block all) is class k's graph that also outputs, at every coded
+block J before the last, the distance the reject pair cut at J computes (part A: class path to J,
+all branches at J). Per class and block: the reject threshold is the lowest distance that loses at
+most `max_recall_loss` points of the detector's recall on the calibration half's positives
+(calibrate_reject_threshold, the rule the pairs use too); on the evaluation half we report the
+negatives stopped, the recall lost and the compute spent on negatives as a fraction of the class
+graph (a rejected negative costs part A, a kept one A + B; FLOPs from the export's manifest). The
+block with the least mean compute on the CALIBRATION half's negatives (over classes) is chosen; the
+evaluation half only reports.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import (
+    FP32,
+    OUTPUT_LOGITS,
+    GraphKind,
+    Manifest,
+    ManifestEntry,
+    RejectChoice,
+    reject_distance_name,
+)
+from ..errors import DataError, GraphError
+from ..thresholds import f1_optimal_threshold
+from .backend import open_backend
+from .graphs import prepare_batch, resolve_graph
+
+
+def calibrate_reject_threshold(
+    distance_pos: np.ndarray, detected_pos: np.ndarray, *, max_recall_loss: float = 1.0
+) -> float:
+    """Lowest reject distance threshold whose recall loss on positives is <= max_recall_loss points.
+
+    detected_pos: the full detector's decisions on the positives (recall baseline); a positive is
+    lost when it was detected but its distance exceeds the threshold.
+    """
+    d = np.asarray(distance_pos, np.float64).reshape(-1)
+    det = np.asarray(detected_pos, bool).reshape(-1)
+    if len(d) == 0:
+        raise DataError("no positives to calibrate the early reject on")
+    allowed = int(np.floor(max_recall_loss / 100.0 * len(d) + 1e-9))  # positives we may lose
+    lost_if = np.sort(d[det])[::-1]  # detected positives' distances, descending
+    if allowed >= len(lost_if):
+        return float(np.min(d))
+    return float(lost_if[allowed])  # reject only distances strictly above the (allowed+1)-th largest
+
+
+def probe_outputs(
+    directory: Path, entry: ManifestEntry, images: np.ndarray, batch: int, backend: str, threads: int | None
+) -> dict[str, np.ndarray]:
+    """{"logits": (n,), str(block): (n,) distance for each probed block} on `images`."""
+    ref = resolve_graph(directory, entry.name)
+    parts: list[dict] = []
+    with open_backend(backend, ref.path, threads=threads) as be:
+        inp = be.inputs[0]
+        for i in range(0, len(images), batch):
+            x = prepare_batch(images[i : i + batch], inp.name, inp.shape, ref.preprocessing)
+            parts.append(be.infer({inp.name: x}))
+    out = {"logits": np.concatenate([p[OUTPUT_LOGITS][:, 0] for p in parts])}
+    for j in entry.reject_probe.blocks:
+        out[str(j)] = np.concatenate([p[reject_distance_name(j)].reshape(-1) for p in parts])
+    return out
+
+
+def block_figures(
+    dist: np.ndarray,
+    scores: np.ndarray,
+    positive: np.ndarray,
+    rt: float,
+    dt: float,
+    a: float,
+    b: float,
+    class_flops: float,
+) -> dict:
+    """One block of one class on one half: what a reject at threshold `rt` does."""
+    rejected = dist > rt
+    detected = scores > dt
+    neg = ~positive
+    rec0 = float(np.mean(detected[positive])) if positive.any() else float("nan")
+    rec1 = float(np.mean((detected & ~rejected)[positive])) if positive.any() else float("nan")
+    mean_neg = float(np.mean(np.where(rejected[neg], a, a + b))) if neg.any() else float("nan")
+    return {
+        "negatives_stopped": float(np.mean(rejected[neg])) if neg.any() else float("nan"),
+        "recall_loss_points": 100.0 * (rec0 - rec1),
+        "negative_compute_vs_class_graph": mean_neg / class_flops,
+    }
+
+
+def _decision_threshold(manifest: Manifest, cls: str, scores: np.ndarray, pos: np.ndarray):
+    """The detector's logit threshold: from the class graph (evaluate writes it) or the probe, else
+    F1-optimal on the calibration half (an export never evaluated)."""
+    for g in manifest.of_kind(GraphKind.CLASS, GraphKind.REJECT_PROBE):
+        th = g.thresholds or {}
+        if g.classes == [cls] and cls in th:
+            return float(th[cls]), f"manifest ({g.name})"
+    return f1_optimal_threshold(scores, pos)[0], "F1-optimal on the calibration half"
+
+
+def calibrate_reject_blocks(
+    directory: str | os.PathLike,
+    manifest: Manifest,
+    cal: Any,
+    ev: Any,
+    *,
+    max_recall_loss: float = 1.0,
+    batch: int = 64,
+    backend: str = "ort",
+    threads: int | None = None,
+) -> dict:
+    """Per class and coded block: reject threshold, negatives stopped, recall loss and compute on
+    negatives; the chosen block. Writes each probe's thresholds and the choice into `manifest`."""
+    directory = Path(directory)
+    probes = manifest.of_kind(GraphKind.REJECT_PROBE, precision=FP32)
+    if not probes:
+        raise GraphError(f"{directory} has no reject probes; export with --reject-block all")
+    floor = manifest.reject_floor
+    per_class: dict[str, dict] = {}
+    for g in probes:
+        cls = g.classes[0]
+        if cls not in cal.class_names:
+            raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
+        k = list(cal.class_names).index(cls)
+        pairs = g.reject_probe.pair_flops
+        if not pairs:
+            raise GraphError(f"reject probe {g.name} has no pair_flops in the manifest; re-export it")
+        class_flops = (floor.class_graph_flops if floor else None) or g.flops
+        oc = probe_outputs(directory, g, cal.images, batch, backend, threads)
+        oe = probe_outputs(directory, g, ev.images, batch, backend, threads)
+        pc, pe = cal.labels == k, ev.labels == k
+        dt, source = _decision_threshold(manifest, cls, oc["logits"], pc)
+        rows = {}
+        for j in g.reject_probe.blocks:
+            a, b = float(pairs[str(j)]["a"]), float(pairs[str(j)]["b"])
+            rt = calibrate_reject_threshold(
+                oc[str(j)][pc], oc["logits"][pc] > dt, max_recall_loss=max_recall_loss
+            )
+            rows[str(j)] = {
+                "reject_threshold": rt,
+                "part_a_vs_class_graph": a / class_flops,
+                "calibration": block_figures(oc[str(j)], oc["logits"], pc, rt, dt, a, b, class_flops),
+                "evaluation": block_figures(oe[str(j)], oe["logits"], pe, rt, dt, a, b, class_flops),
+            }
+        for twin in manifest.of_kind(GraphKind.REJECT_PROBE, precision=None):  # every precision
+            if twin.classes == g.classes:
+                twin.reject_probe.reject_thresholds = {j: r["reject_threshold"] for j, r in rows.items()}
+        per_class[cls] = {"decision_threshold": dt, "decision_threshold_source": source, "blocks": rows}
+    blocks = [int(j) for j in probes[0].reject_probe.blocks]
+
+    def mean(half: str, key: str, j: int) -> float:
+        return float(np.mean([c["blocks"][str(j)][half][key] for c in per_class.values()]))
+
+    table = [
+        {
+            "block": j,
+            "part_a_vs_class_graph": float(
+                np.mean([c["blocks"][str(j)]["part_a_vs_class_graph"] for c in per_class.values()])
+            ),
+            "calibration_negative_compute_vs_class_graph": mean(
+                "calibration", "negative_compute_vs_class_graph", j
+            ),
+            **{
+                key: mean("evaluation", key, j)
+                for key in ("negatives_stopped", "recall_loss_points", "negative_compute_vs_class_graph")
+            },
+        }
+        for j in blocks
+    ]
+    chosen = min(table, key=lambda r: r["calibration_negative_compute_vs_class_graph"])["block"]
+    manifest.reject_choice = RejectChoice(
+        block=chosen,
+        criterion=f"least mean compute on the calibration half's negatives at <= {max_recall_loss} point "
+        "recall loss, over the probed classes",
+        export=f"codedresnext export CKPT --reject-block {chosen}",
+    )
+    return {
+        "chosen_block": chosen,
+        "max_recall_loss": max_recall_loss,
+        "classes": sorted(per_class),
+        "blocks": table,
+        "trunk_floor": floor.to_dict() if floor else None,
+        "per_class": per_class,
+        "note": "means over classes; negatives stopped, recall loss and compute on the evaluation half",
+    }

@@ -1,0 +1,128 @@
+"""Joint early-exit threshold search vs the greedy baseline, on constructed and random cascades."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codedresnext.runtime.calibrate import calibrate_exit_thresholds
+from codedresnext.runtime.exit_search import (
+    NEVER,
+    ExitOutcomes,
+    exit_values,
+    greedy_search,
+    joint_search,
+    min_correct_for,
+    search_cross_validated,
+    summarise,
+    tradeoff_curve,
+)
+
+SEG = [10.0, 10.0, 80.0]  # exit 0 after 10 FLOPs, exit 1 after 20, the end after 100
+
+
+def _scores(conf: np.ndarray, right: np.ndarray, labels: np.ndarray, k: int = 2) -> np.ndarray:
+    """(n, k) exit scores whose max is `conf` and whose argmax is the label where `right`."""
+    n = len(conf)
+    pred = np.where(right, labels, (labels + 1) % k)
+    s = np.zeros((n, k))
+    s[np.arange(n), pred] = conf
+    s[np.arange(n), (pred + 1) % k] = 1 - conf
+    return s
+
+
+def greedy_trap(n: int = 1000):
+    """Exit 0's confident samples are right only half the time; exit 1 is right on 595 of 600
+    confident samples, but its single most confident sample is wrong. With a 1-point budget (10
+    errors) the greedy pass spends the budget on exit 0 and then cannot open exit 1 at all; exit 0
+    off and exit 1 open on all 600 costs 5 errors and saves 600 * 80 FLOPs: 48% of the compute."""
+    labels = np.zeros(n, np.int64)
+    c0, r0 = np.full(n, 0.5), np.ones(n, bool)
+    c1, r1 = np.full(n, 0.5), np.ones(n, bool)
+    c0[:40] = 0.99 - 0.001 * np.arange(40)
+    r0[:40] = np.arange(40) % 2 == 0
+    c1[40:640] = np.linspace(0.99, 0.6, 600)
+    r1[[40, 100, 200, 300, 400]] = False  # index 40: the most confident at exit 1
+    logits = np.eye(2)[labels] * 5.0  # the final classifier is always right
+    return [_scores(c0, r0, labels), _scores(c1, r1, labels)], logits, labels
+
+
+def _saved(exits, logits, labels, th):
+    o = ExitOutcomes.from_outputs(exits, logits, labels, SEG, [0, 1])
+    return summarise(o, th)
+
+
+def test_joint_search_beats_greedy_where_greedy_is_provably_suboptimal():
+    exits, logits, labels = greedy_trap()
+    o = ExitOutcomes.from_outputs(exits, logits, labels, SEG, [0, 1])
+    known = summarise(o, [NEVER, 0.55])  # the feasible solution described in greedy_trap
+    assert known["accuracy_loss_points"] == pytest.approx(0.5) and known["compute_saved"] == pytest.approx(
+        0.48
+    )
+    for candidates in (200, None):
+        tg, rg = calibrate_exit_thresholds(
+            exits, logits, labels, max_accuracy_loss=1.0, seg_flops=SEG, exit_segments=[0, 1], search="greedy"
+        )
+        tj, rj = calibrate_exit_thresholds(
+            exits,
+            logits,
+            labels,
+            max_accuracy_loss=1.0,
+            seg_flops=SEG,
+            exit_segments=[0, 1],
+            candidates=candidates,
+        )
+        assert rg["compute_saved"] < 0.04  # greedy: exit 0 only (at most 40 samples x 90 FLOPs)
+        assert rg["exit_fractions"][1] == 0.0
+        assert rj["compute_saved"] >= 0.48 - 1e-9 > 10 * rg["compute_saved"]
+        assert rj["accuracy_loss_points"] <= 1.0 + 1e-9 and rg["accuracy_loss_points"] <= 1.0 + 1e-9
+        assert rj["exit_fractions"][1] >= 0.6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_joint_never_worse_than_greedy_and_within_budget_on_random_cascades(seed):
+    rng = np.random.default_rng(seed)
+    n, k, m = 1500, 10, 3
+    labels = rng.integers(0, k, n)
+    logits = np.eye(k)[labels] * 4 + rng.standard_normal((n, k)) * 1.5  # final: ~95% right
+    exits = []
+    for j in range(m):
+        conf = rng.uniform(0.1, 1.0, n)
+        p_right = np.clip(conf * (0.5 + 0.2 * j) + rng.normal(0, 0.1, n), 0, 1)
+        exits.append(_scores(conf, rng.uniform(size=n) < p_right, labels, k))
+    seg = list(rng.uniform(5, 50, m + 1))
+    o = ExitOutcomes.from_outputs(exits, logits, labels, seg, list(range(m))).with_grid(200)
+    for budget in (0.0, 0.5, 2.0):
+        need = min_correct_for(o, budget)
+        g = greedy_search(o, need)
+        res = joint_search(o, budget)
+        sj, sg = summarise(o, res["thresholds"]), summarise(o, g)
+        assert sj["accuracy_loss_points"] <= budget + 1e-9
+        assert sg["accuracy_loss_points"] <= budget + 1e-9
+        assert sj["compute_saved"] >= sg["compute_saved"] - 1e-12
+        assert o.score(res["thresholds"])[0] >= need
+        cv = search_cross_validated(o, budget)  # the guarded search stays within it too
+        assert summarise(o, cv["thresholds"])["accuracy_loss_points"] <= budget + 1e-9
+
+
+def test_curve_is_monotone_in_the_budget_and_within_it():
+    exits, logits, labels = greedy_trap()
+    o = ExitOutcomes.from_outputs(exits, logits, labels, SEG, [0, 1]).with_grid(200)
+    pts = tradeoff_curve(o, o, [0.0, 0.5, 1.0, 3.0])
+    saved = [p["calibration"]["compute_saved"] for p in pts]
+    assert all(p["calibration"]["accuracy_loss_points"] <= p["max_accuracy_loss"] + 1e-9 for p in pts)
+    assert saved == sorted(saved) and saved[-1] > saved[0]
+    assert pts[0]["evaluation"] == pts[0]["calibration"]  # the same samples scored twice
+
+
+def test_exit_rule_drops_an_exit_that_costs_more_than_it_saves():
+    """Exit 0 stops only a few samples; with a hand-over that costs 2% of the full graph per
+    sample going past it, keeping it loses compute, and the rule drops it; exit 1 stays."""
+    exits, logits, labels = greedy_trap()
+    o = ExitOutcomes.from_outputs(exits, logits, labels, SEG, [0, 1]).with_grid(200)
+    free = exit_values(o, 1.0, decoder_cost=[0.0, 0.0], handover_cost=0.0)
+    assert free["kept"] == [1] or free["kept"] == [0, 1]
+    costly = exit_values(o, 1.0, decoder_cost=[0.0, 0.0], handover_cost=0.02)
+    assert costly["kept"] == [1]
+    assert costly["net_compute_saved"] == pytest.approx(costly["compute_saved"] - costly["overhead"])
+    assert costly["contribution_with_all_exits"]["0"] <= 0 < costly["contribution_with_all_exits"]["1"]
