@@ -87,6 +87,7 @@ def test_precise_bn_cli_writes_a_recorded_checkpoint(small_tree, tmp_path, capsy
     rec = state["precise_bn"]
     assert rec["images"] == 50 and rec["test_images"] == 40 and rec["source"] == str(src)
     assert 0.0 <= rec["test_accuracy_before"] <= 1.0 and 0.0 <= rec["test_accuracy_after"] <= 1.0
+    assert len(rec["early_decoder_accuracy_after"]) == len(model.coded_blocks)
     assert state["step"] == 7 and "optimizer" not in state
     before = read_checkpoint(src)["model"]
     stats = [k for k in before if k.endswith("running_mean")]

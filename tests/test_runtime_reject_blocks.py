@@ -12,7 +12,19 @@ from codedresnext.artifact import GraphKind, Manifest, load_manifest, reject_dis
 from codedresnext.runtime import RejectDetector, open_backend
 
 DEMO = ROOT / "models" / "demo" / "model.pt"
-BLOCKS = [1, 2, 3]  # tiny: coded blocks before the last
+
+
+def _blocks() -> list[int]:
+    """The shipped demo model's coded blocks before the last (the reject probe's blocks)."""
+    from codedresnext.checkpoint import read_checkpoint
+    from codedresnext.config import ModelConfig
+
+    cfg = ModelConfig.from_dict(read_checkpoint(DEMO)["model_config"])
+    coded = [s.coded for s in cfg.stages for _ in range(s.depth)]
+    return [i for i, c in enumerate(coded) if c][:-1]
+
+
+BLOCKS = _blocks()
 
 
 def _x(frames):

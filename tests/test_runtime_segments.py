@@ -16,6 +16,16 @@ DEMO = ROOT / "models" / "demo" / "model.pt"
 INF = float("inf")
 
 
+def _coded_blocks() -> list[int]:
+    """The shipped demo model's coded block indices (from its checkpoint, so the tests follow it)."""
+    from codedresnext.checkpoint import read_checkpoint
+    from codedresnext.config import ModelConfig
+
+    cfg = ModelConfig.from_dict(read_checkpoint(DEMO)["model_config"])
+    blocks = [s.coded for s in cfg.stages for _ in range(s.depth)]
+    return [i for i, coded in enumerate(blocks) if coded]
+
+
 def _x(frames):
     x = (frames.astype(np.float32) / 255 - (0.4914, 0.4822, 0.4465)) / (0.2023, 0.1994, 0.2010)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)
@@ -24,7 +34,7 @@ def _x(frames):
 @pytest.fixture(scope="module")
 def all_exits(tmp_path_factory):
     """`export models/demo/model.pt --segments all --multi-exit --fp16`: a cut after every coded
-    block but the last (tiny: blocks 1, 2, 3 -> four segments, three exits)."""
+    block but the last (one exit each; small: blocks 1-5 -> six segments, five exits)."""
     export = pytest.importorskip("codedresnext.export")
     out = tmp_path_factory.mktemp("segments_all") / "export"
     export.export_graphs(
@@ -54,22 +64,29 @@ def test_export_cli_cut_list_with_a_middle_segment_runs_as_a_cascade(tmp_path, r
 
 
 def test_every_coded_block_exit_equals_the_multi_exit_graph(all_exits, real_images):
+    coded = _coded_blocks()
+    cuts = coded[:-1]
     m = load_manifest(all_exits)
     segs = m.of_kind(GraphKind.SEGMENT, precision=FP32)
-    assert [g.blocks for g in segs] == [[0, 1], [2, 2], [3, 3], [4, 4]]
+    starts = [0] + [c + 1 for c in cuts]
+    assert [g.blocks for g in segs] == [[a, b] for a, b in zip(starts, [*cuts, coded[-1]])]
+    assert len(cuts) >= 3  # 4+ segments: hand-over between middle segments is exercised
     casc = EarlyExitClassifier.from_directory(all_exits, threads=1)
-    assert casc.num_exits == 3
+    n = casc.num_exits
+    assert n == len(cuts)
     x = _x(real_images.images)
     me = open_backend("ort", all_exits / "multi_exit.onnx", threads=1).infer({"images": x})
     exits, logits = casc.run_all(x)
     np.testing.assert_allclose(logits, me["logits"], atol=1e-4, rtol=1e-4)
-    for j in range(3):  # coded blocks 1, 2, 3 are exits 0, 1, 2 of the multi-exit graph
+    for j in range(n):  # the coded blocks before the last are exits 0..n-1 of the multi-exit graph
         np.testing.assert_allclose(exits[j], me[f"exit{j}_scores"], atol=1e-5, rtol=1e-4)
-    # per-sample exits at all three, with compaction between every pair of segments
+    # per-sample exits at every exit, with compaction between every pair of segments
     c = [e.max(1) for e in exits]
-    th = [float(np.quantile(c[0], 0.8)), float(np.quantile(c[1], 0.7)), float(np.quantile(c[2], 0.5))]
-    expect = np.where(c[0] > th[0], 0, np.where(c[1] > th[1], 1, np.where(c[2] > th[2], 2, 3)))
-    assert (np.bincount(expect, minlength=4) > 0).all()
+    th = [float(np.quantile(c[j], q)) for j, q in enumerate(np.linspace(0.85, 0.5, n))]
+    expect = np.full(len(x), n)
+    for j in reversed(range(n)):  # the first exit whose confidence clears its threshold
+        expect = np.where(c[j] > th[j], j, expect)
+    assert (np.bincount(expect, minlength=n + 1) > 0).sum() >= 4
     res = EarlyExitClassifier.from_directory(all_exits, thresholds=th, threads=1).predict(x)
     np.testing.assert_array_equal(res.exit_index, expect)
     preds = np.choose(expect, [e.argmax(1) for e in exits] + [logits.argmax(1)])
@@ -78,8 +95,8 @@ def test_every_coded_block_exit_equals_the_multi_exit_graph(all_exits, real_imag
 
 
 def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_path):
-    """Calibration writes a threshold for each of the three exits into BOTH precisions (the fp16
-    cascade used to keep inf and never exit), and `bench --data` runs the four-segment cascade."""
+    """Calibration writes a threshold for every exit into BOTH precisions (the fp16 cascade used to
+    keep inf and never exit), and `bench --data` runs the cascade of every segment."""
     import shutil
 
     from codedresnext.runtime.bench import run_bench
@@ -90,7 +107,8 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     summary = calibrate_directory(d, cifar10_tgz, max_accuracy_loss=1.0, limit=600, threads=1)
     ee = summary["early_exit"]
     assert ee["calibration"]["accuracy_loss_points"] <= 1.0 + 1e-9
-    assert 0 < ee["evaluation"]["compute_saved"] < 1 and len(ee["exits"]) == 3
+    n = len(_coded_blocks()) - 1
+    assert 0 < ee["evaluation"]["compute_saved"] < 1 and len(ee["exits"]) == n
     greedy = ee["search"]["greedy_baseline"]["calibration"]
     assert ee["calibration"]["compute_saved"] >= greedy["compute_saved"] - 1e-12
     assert [p["max_accuracy_loss"] for p in ee["curve"]][:3] == [0.0, 0.1, 0.25]
@@ -108,7 +126,7 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     )
     ev = load_heldout_eval(cifar10_tgz, 256)
     r32, r16 = fp32.predict(ev.images), fp16.predict(ev.images)
-    assert (r16.exit_index < 3).mean() > 0.05  # the fp16 cascade exits early now
+    assert (r16.exit_index < n).mean() > 0.05  # the fp16 cascade exits early now
     assert np.mean(r16.exit_index == r32.exit_index) > 0.95
     assert np.mean(r16.predictions == r32.predictions) > 0.95
     rep = run_bench(
@@ -127,7 +145,7 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
         progress=False,
     )
     be = rep["early_exit"]
-    assert be["calibrated"] and len(be["exit_fractions"]) == 4
+    assert be["calibrated"] and len(be["exit_fractions"]) == n + 1
     assert be["compute_saved"] == pytest.approx(1 - be["mean_flops_per_sample"] / be["full_flops"])
 
 

@@ -79,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
     )
     record = {"images": n, "seed": args.seed, "source": str(args.checkpoint)}
     if test_ds is not None:
-        after = classifier_metrics(model, test_ds, **kw)["accuracy"]
-        record.update(test_images=len(test_ds), test_accuracy_before=before, test_accuracy_after=after)
+        got = classifier_metrics(model, test_ds, **kw)
+        after = got["accuracy"]
+        record.update(
+            test_images=len(test_ds),
+            test_accuracy_before=before,
+            test_accuracy_after=after,
+            early_decoder_accuracy_after=got["early_decoder_accuracy"],
+        )
     extra = {k: v for k, v in state.items() if k not in _REPLACED}
     save_checkpoint(args.out, model.cpu(), **extra, precise_bn=record)
     line = f"BatchNorm statistics from {n} training images -> {args.out}"
