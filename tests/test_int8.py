@@ -68,8 +68,7 @@ def test_int8_graphs_are_trt_explicit_quantization(int8_export):
     """Allowlisted ops; every Q/DQ zero point an int8 zero; conv weights int8 per output channel."""
     m = _manifest(int8_export)
     graphs = [g for g in m["graphs"] if g["precision"] == "int8"]
-    # full, class, subset, masked, multi-exit, 3 segments (tiny's default cuts [2, 3]), reject a + b
-    assert len(graphs) == len([g for g in m["graphs"] if g["precision"] == "fp32"]) == 10
+    assert len(graphs) == len([g for g in m["graphs"] if g["precision"] == "fp32"])  # one twin each
     for g in graphs:
         model = onnx.load(str(int8_export / g["file"]))
         assert {n.op_type for n in model.graph.node} <= TRT_ALLOWED_OPS
@@ -188,11 +187,13 @@ def test_accuracy_is_recorded_per_int8_graph(int8_export):
         cls["decision_agreement"]["cat"] >= 0.9
         and abs(cls["auc"]["cat"] - cls["reference"]["auc"]["cat"]) < 0.05
     )
-    seg = {
-        g["name"]: g["accuracy"] for g in m["graphs"] if g["kind"] == "segment" and g["precision"] == "int8"
-    }
-    assert seg["segment2_int8"]["top1_agreement"] >= 0.9  # behind segments 0, 1: the INT8 cascade
-    assert min(seg["segment1_int8"]["exit_top1_agreement"].values()) >= 0.9  # a middle segment's exit
+    segs = sorted(
+        (g for g in m["graphs"] if g["kind"] == "segment" and g["precision"] == "int8"),
+        key=lambda g: g["segment"]["index"],
+    )
+    assert len(segs) >= 3  # the default cuts give a middle segment
+    assert segs[-1]["accuracy"]["top1_agreement"] >= 0.9  # behind every earlier one: the INT8 cascade
+    assert min(segs[1]["accuracy"]["exit_top1_agreement"].values()) >= 0.9  # a middle segment's exit
 
 
 def _junk_archive(d: Path) -> Path:
@@ -261,7 +262,8 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
     calibrate_directory(d, cifar10_tgz, max_accuracy_loss=1.0, limit=400, reject_limit=200, threads=1)
     m = load_manifest(d)
     probe = m.graph("reject_probe_cat")
-    assert set(probe.reject_probe.reject_thresholds) == {"1", "2", "3"}
+    assert probe.reject_probe.blocks  # every coded block but the last
+    assert set(probe.reject_probe.reject_thresholds) == {str(j) for j in probe.reject_probe.blocks}
     for p in Q.INT8_PRECISIONS:
         sfx = precision_suffix(p)
         for g in m.of_kind(GraphKind.SEGMENT, precision=FP32):
