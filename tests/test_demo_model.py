@@ -21,8 +21,8 @@ def test_demo_checkpoint_is_small_and_self_describing():
 
     assert (DEMO / "model.pt").stat().st_size < 5 * 1024 * 1024
     model, state = load_checkpoint(DEMO / "model.pt")  # torch.load(weights_only=True) inside
-    assert model.cfg.name == "tiny" and model.cfg.num_classes == 10
-    assert count_parameters(model) == 293_216
+    assert model.cfg.name == "small" and model.cfg.num_classes == 10
+    assert count_parameters(model) == 426_144
     assert state["step"] == _recorded()["step"]
 
 
