@@ -39,10 +39,15 @@ def _manifest(d: Path) -> dict:
     return json.loads((d / "manifest.json").read_text())
 
 
-def _logits(path: Path, x: np.ndarray) -> np.ndarray:
+def _logits(path: Path, x: np.ndarray, *, fuse: bool = True) -> np.ndarray:
+    """ONNX Runtime's logits; fuse=False: graph optimizations off, so every Q/DQ node runs as written
+    (the graph's own float semantics) instead of ONNX Runtime's fused integer kernels."""
     import onnxruntime as ort
 
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    if not fuse:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return s.run(["logits"], {"images": x})[0]
 
 
@@ -132,13 +137,15 @@ def test_int8_class_graph_equals_int8_masked_reference(
     assert np.abs(k - f).mean() > 2 * d.mean()  # quantization is real; agreement is not trivial
 
 
-@pytest.mark.parametrize("precision, max_abs, mean_abs", [("int8", 0.1, 0.02), ("int8-cpu", 0.05, 0.003)])
-def test_torch_backend_runs_the_int8_twins_as_onnx_runtime_does(
-    int8_export, real_images, precision, max_abs, mean_abs
-):
+@pytest.mark.parametrize("precision", ["int8", "int8-cpu"])
+def test_torch_backend_runs_the_int8_twins_as_onnx_runtime_does(int8_export, real_images, precision):
     """The torch backend (CPU here, CUDA on a GPU) imports the Q/DQ graphs: same logits as ONNX
-    Runtime on real images, up to the rounding-edge steps of float fake quantization (int8: both
-    run float convs in another summation order; int8-cpu: ONNX Runtime fuses integer kernels)."""
+    Runtime running every Q/DQ node as written, on real images, up to the rounding-edge steps of
+    float fake quantization (another summation order moves a value across a rounding edge now and
+    then; the step is one quantization step of that tensor). Against ONNX Runtime's default fused
+    integer kernels the `int8` form differs more (signed int8 activations on a CPU without VNNI; the
+    `int8-cpu` form exists for that): measured on the small demo model, mean 0.021 of a logit scale
+    of 5.4 vs 0.002 unfused, so that comparison would test ONNX Runtime's kernels, not the import."""
     pytest.importorskip("torch")
     from codedresnext.runtime import open_backend
     from codedresnext.runtime.graphs import prepare_batch
@@ -151,11 +158,13 @@ def test_torch_backend_runs_the_int8_twins_as_onnx_runtime_does(
         path = int8_export / f"{name}{precision_suffix(precision)}.onnx"
         with open_backend("torch", path, threads=1) as t:
             got = t.infer({"images": x})["logits"]
-        ref = _logits(path, x)
+        ref = _logits(path, x, fuse=False)
         d = np.abs(got - ref)
-        assert d.max() <= max_abs and d.mean() <= mean_abs, (name, d.max(), d.mean())
+        assert d.max() <= 0.1 and d.mean() <= 0.005, (name, d.max(), d.mean())
         if name == "full":
             assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.95
+            # fused or not, ONNX Runtime and the import agree on most decisions
+            assert (got.argmax(1) == _logits(path, x).argmax(1)).mean() >= 0.9
 
 
 def test_pruned_weights_use_full_graph_scales(int8_export):
@@ -259,7 +268,10 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
     args = ["export", str(DEMO), "--out", str(d), "--classes", "cat", "--segments", "all"]
     args += ["--reject-block", "all", "--quiet", "--no-verify", "--int8", "--calibration", str(small_tree)]
     assert main(args + ["--calibration-images", "64", "--int8-eval-images", "100"]) == 0
-    calibrate_directory(d, cifar10_tgz, max_accuracy_loss=1.0, limit=400, reject_limit=200, threads=1)
+    # guard "none": at 600 images the cv guard may keep every exit shut (test_runtime_segments)
+    calibrate_directory(
+        d, cifar10_tgz, max_accuracy_loss=1.0, limit=600, reject_limit=200, threads=1, guard="none"
+    )
     m = load_manifest(d)
     probe = m.graph("reject_probe_cat")
     assert probe.reject_probe.blocks  # every coded block but the last
@@ -282,7 +294,8 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
     ev = load_heldout(cifar10_tgz, limit=200)["evaluation"]
     fp32 = EarlyExitClassifier.from_directory(d, threads=1)
     r32 = fp32.predict(ev.images)
-    assert np.isfinite(fp32.thresholds).all() and (r32.exit_index < fp32.num_exits).any()
+    # the search may keep an exit shut (+inf: "never"); at least one is open and used
+    assert np.isfinite(fp32.thresholds).any() and (r32.exit_index < fp32.num_exits).any()
     d32 = run_graph(d, probe.name, ev.images, manifest=m)
     for p in Q.INT8_PRECISIONS:
         casc = EarlyExitClassifier.from_directory(d, precision=p, threads=1)

@@ -104,7 +104,9 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
 
     d = tmp_path / "e"
     shutil.copytree(all_exits, d)
-    summary = calibrate_directory(d, cifar10_tgz, max_accuracy_loss=1.0, limit=600, threads=1)
+    # guard "none" (exact fit): on 600 images a half the default cv guard keeps all five exits of the
+    # small demo model shut (at 1500 it opens them); the guard itself: test_runtime_exit_search
+    summary = calibrate_directory(d, cifar10_tgz, max_accuracy_loss=1.0, limit=600, threads=1, guard="none")
     ee = summary["early_exit"]
     assert ee["calibration"]["accuracy_loss_points"] <= 1.0 + 1e-9
     n = len(_coded_blocks()) - 1
