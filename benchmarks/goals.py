@@ -35,6 +35,9 @@ GOALS = (
         ("ort_over_torch_full", "throughput_ratio"),
         1.0,
     ),
+    # INT8 on a CPU (AVX2, no VNNI), cifar10 preset, batch 32: fastest int8* graph vs the fp32 full graph
+    Goal("fastest INT8 full graph / fp32 full, throughput", ("int8", "full", "ratio_vs_fp32_full"), 1.5),
+    Goal("fastest INT8 class graph / fp32 full, throughput", ("int8", "class", "ratio_vs_fp32_full"), 2.4),
 )
 
 

@@ -1,4 +1,5 @@
-"""Detector thresholds: how they are chosen (F1-optimal) and where they are stored (manifest + graphs).
+"""Detector thresholds: how they are chosen (F1-optimal) and where they are stored (manifest + graphs);
+ROC-AUC, the threshold-free measure of the same scores.
 
 numpy/onnx only (no torch), so thresholds can also be recalibrated on a device. Graphs of the
 detector kinds (artifact.DETECTOR_KINDS: "class", "subset") get `thresholds` = {class name: logit
@@ -22,6 +23,33 @@ from ._io import sha256_file, write_bytes
 from .errors import GraphError
 
 
+def check_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 scores, bool labels), flattened; ValueError on a length mismatch or NaN/inf."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    if s.shape != y.shape:
+        raise ValueError(f"{s.size} scores but {y.size} labels")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or infinity")
+    return s, y
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve = P(score_pos > score_neg) + 0.5 P(tie) (Mann-Whitney U): the
+    threshold-free quality of the scores a threshold is cut from. Here (not in evaluate) because the
+    runtime reports it for exported detectors (runtime/accuracy.py). NaN when either class is absent.
+    """
+    s, y = check_scores(scores, labels)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    starts = np.cumsum(counts) - counts  # 0-based first rank of each distinct value
+    avg_rank = starts + (counts + 1) / 2.0  # 1-based average rank of tied values
+    rank_sum = float(avg_rank[inverse][y].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
 def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(threshold, F1) maximising F1 of the decision `score > threshold`.
 
@@ -31,12 +59,7 @@ def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
     or 1.0 below the lowest score when calling everything positive wins. Among cuts of equal F1 the
     highest threshold (fewest positives) is taken. ValueError without positives or with NaN/inf.
     """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = np.asarray(labels).ravel().astype(bool)
-    if s.shape != y.shape:
-        raise ValueError(f"{s.size} scores but {y.size} labels")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("scores contain NaN or infinity")
+    s, y = check_scores(scores, labels)
     n_pos = int(y.sum())
     if n_pos == 0:
         raise ValueError("no positive samples: the F1-optimal threshold is undefined")

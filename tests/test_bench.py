@@ -103,10 +103,14 @@ def test_select_graphs():
                 {"name": "full_fp16", "file": "full_fp16.onnx", "kind": "full", "precision": "fp16"},
             ]
             + [{"name": f"class_{i}", "file": f"class_{i}.onnx", "kind": "class"} for i in range(5)]
+            + [
+                {"name": f"class_{i}_int8", "file": f"c{i}.onnx", "kind": "class", "precision": "int8"}
+                for i in range(3)
+            ]
         }
     )
-    names = [g.name for g in select_graphs(m, None, 2)]
-    assert names == ["full", "class_0", "class_1"]
+    names = [g.name for g in select_graphs(m, None, 2)]  # every precision, side by side
+    assert names == ["full", "full_fp16", "class_0", "class_1", "class_0_int8", "class_1_int8"]
     assert [g.name for g in select_graphs(m, ["class_4"], 2)] == ["class_4"]
     with pytest.raises(GraphError, match="available"):
         select_graphs(m, ["nope"], 2)

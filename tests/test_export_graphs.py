@@ -195,7 +195,9 @@ def test_chained_segments_equal_full_graph(tiny, fg, full, inputs, cuts):
         if i + 1 < len(segs):
             feats = out["features"]
             assert "logits" not in out
-    np.testing.assert_array_equal(out["logits"], run(full, {"images": x})["logits"])
+    # float rounding only: at a cut ONNX Runtime cannot fuse the block's expand Conv + residual Add + Relu
+    # across the graph output as it does inside the full graph (seen: 1.4e-6)
+    np.testing.assert_allclose(out["logits"], run(full, {"images": x})["logits"], rtol=0, atol=1e-5)
 
 
 def test_segment_exit_scores_match_pytorch(tiny, fg, inputs):

@@ -119,6 +119,20 @@ def _module_level_imports(path: Path) -> set[str]:
     return out
 
 
+def _module_level_package_imports(path: Path) -> set[str]:
+    """The package modules imported when the module is imported (relative imports resolved)."""
+    out = set()
+    tree = ast.parse(path.read_text())
+    top = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    for node in (sub for n in top for sub in ast.walk(n)):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(_module_name(path), path.name == "__init__.py", node)
+            out |= {base} | {f"{base}.{a.name}" for a in node.names}  # `from . import sub` too
+    return out
+
+
 def test_layers():
     g = import_graph()
     for mod, deps in g.items():
@@ -135,9 +149,17 @@ def test_layers():
                 if d.startswith(("codedresnext.export", "codedresnext.train", "codedresnext.evaluate"))
             ]
             assert not bad, (mod, bad)
+    # The torch backend's own modules (the ONNX -> torch importer, CUDA graphs) import torch at
+    # module level; only the torch backend imports them, inside its _load, so that importing the
+    # runtime never needs torch. Any module-level import of them elsewhere breaks that.
+    torch_only = {f"codedresnext.runtime.{m}" for m in ("onnx_torch", "onnx_torch_ops", "cuda_graph")}
     for path in [
         *(PKG / "runtime").glob("*.py"),
         PKG / "export" / "pruner.py",
         *(PKG / "artifact").glob("*.py"),
     ]:
+        if _module_name(path) in torch_only:
+            continue
         assert "torch" not in _module_level_imports(path), path  # torch only lazily (torch backend)
+        assert not _module_level_package_imports(path) & torch_only, path
+    assert all((PKG / "runtime" / f"{m.rsplit('.', 1)[1]}.py").is_file() for m in torch_only)

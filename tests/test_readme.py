@@ -86,7 +86,8 @@ def test_readme_commands_are_found():
 
 
 def _substitute(cmd: str, *, ckpt: Path, export_dir: Path, fresh_dir: Path) -> list[str]:
-    cmd = re.sub(r"\s*\[[^\]]*\]", "", cmd)  # optional [--flags ...]
+    while re.search(r"\[[^\[\]]*\]", cmd):  # optional [--flags ...], nested ones from the inside out
+        cmd = re.sub(r"\s*\[[^\[\]]*\]", "", cmd)
     argv = shlex.split(cmd)
     out = [sys.executable, "-m", "codedresnext.cli"]
     for i, a in enumerate(argv[1:], 1):

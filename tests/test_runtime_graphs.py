@@ -382,6 +382,21 @@ def test_missing_graph_file_is_a_clear_error(tmp_path):
         open_backend("ort", tmp_path / "nope.onnx")
 
 
+def test_corrupt_onnx_file_gives_a_graph_error(tmp_path):
+    """ONNX Runtime's own exception (InvalidProtobuf) becomes a GraphError that says what to do."""
+    from codedresnext.runtime import open_backend
+
+    bad = tmp_path / "full.onnx"
+    bad.write_bytes(b"\x08\x07 this is not a protobuf \xff\xfe" * 20)
+    with pytest.raises(GraphError, match=r"ONNX Runtime cannot load .*full\.onnx.*re-export"):
+        open_backend("ort", bad, threads=1)
+    good = make_export(tmp_path / "e") / "full.onnx"
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(GraphError, match=r"ONNX Runtime cannot load .*truncated\.onnx"):
+        open_backend("ort", truncated, threads=1)
+
+
 def test_unknown_backend_lists_choices(export_dir):
     from codedresnext.runtime import open_backend
 
@@ -423,7 +438,9 @@ def test_runtime_imports_no_torch():
         "import codedresnext.runtime.backend, codedresnext.runtime.ort, codedresnext.runtime.trt, "
         "codedresnext.runtime.detector, codedresnext.runtime.cascade, codedresnext.runtime.calibrate, "
         "codedresnext.runtime.bench, codedresnext.runtime.triton, codedresnext.runtime.torch_backend, "
-        "codedresnext.runtime.predict\n"
+        "codedresnext.runtime.predict, codedresnext.runtime.gpuinfo\n"
+        "from codedresnext.runtime.bench import environment\n"
+        "assert environment(1, 'ort', 'cpu')['libraries']['onnx']\n"
         "print('ok')\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -56,6 +56,8 @@ def test_plan_models_use_tensorrt_platform(tmp_path):
     d = make_export(tmp_path / "e")
     fake_plan = tmp_path / "full.plan"
     fake_plan.write_bytes(b"engine bytes")
+    # the build record `codedresnext build` writes beside each plan: its batch profile
+    (tmp_path / "full.json").write_text('{"profile": {"min": 1, "opt": 8, "max": 32}}')
     write_repository(d, tmp_path / "repo", graphs=["full"], engines={"full": fake_plan})
     cfg = parse_config((tmp_path / "repo" / "full" / "config.pbtxt").read_text())
     assert cfg["platform"] == "tensorrt_plan"

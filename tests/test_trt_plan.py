@@ -38,6 +38,47 @@ def test_precision_plan_per_tensorrt_major(version, precision, graph, strongly_t
 
 
 @pytest.mark.parametrize(
+    "version, strongly_typed, flags",
+    [("10.3.0", False, ("INT8", "FP16")), ("11.1.0", True, ())],  # TRT 11: types come from the graph
+)
+def test_int8_with_fp16_float_parts(version, strongly_typed, flags):
+    plan = plan_precision("int8", trt_version=version, graph="int8", int8_fp16=True)
+    assert (plan.strongly_typed, plan.builder_flags) == (strongly_typed, flags)
+    assert plan_precision("fp16", trt_version="10.3.0", graph="fp32", int8_fp16=True).builder_flags == (
+        "FP16",
+    )
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "11.0.0"])
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_the_ort_cpu_int8_form_is_refused(version, precision):
+    with pytest.raises(GraphError, match="NAME_int8"):
+        plan_precision(precision, trt_version=version, graph="int8-cpu")
+
+
+def test_choose_source_builds_the_int8_twin():
+    from codedresnext.artifact import ManifestEntry
+
+    graphs = {
+        "full": ManifestEntry("full", "full.onnx", "full", precision="fp32"),
+        "full_int8": ManifestEntry("full_int8", "full_int8.onnx", "full", precision="int8"),
+        "full_int8_cpu": ManifestEntry("full_int8_cpu", "full_int8_cpu.onnx", "full", precision="int8-cpu"),
+        "class_cat": ManifestEntry("class_cat", "class_cat.onnx", "class", precision="fp32"),
+    }
+    for v in ("10.3.0", "11.0.0"):
+        assert choose_source(graphs["full"], graphs, "int8", v).file == "full_int8.onnx"
+        assert choose_source(graphs["full_int8"], graphs, "int8", v).file == "full_int8.onnx"
+    with pytest.raises(GraphError, match="--int8 --calibration"):
+        choose_source(graphs["class_cat"], graphs, "int8", "10.3.0")
+
+
+def test_int8_cache_keys_differ_from_fp32_and_fp16():
+    base = dict(graph_sha256="a" * 64, compute_capability="8.7", trt_version="10.3.0", profile=(1, 8, 32))
+    keys = {engine_cache_key(precision=p, **base) for p in ("fp32", "fp16", "int8", "int8+fp16")}
+    assert len(keys) == 4 and any("-int8-" in k for k in keys)
+
+
+@pytest.mark.parametrize(
     "version, precision, graph, match",
     [
         ("11.0.0", "fp16", "fp32", r"export \.\.\. --fp16"),
@@ -145,10 +186,20 @@ def _conv_graph(fp16: bool, seed: int = 0) -> onnx.ModelProto:
 
 
 def test_graph_precision_detection(tmp_path):
+    from codedresnext.export import quantize as Q
+
     onnx.save(_conv_graph(False), tmp_path / "a.onnx")
     onnx.save(_conv_graph(True), tmp_path / "b.onnx")
     assert graph_precision(tmp_path / "a.onnx") == "fp32"
     assert graph_precision(tmp_path / "b.onnx") == "fp16"
+    m = _conv_graph(False)
+    for i, n in enumerate(m.graph.node):
+        n.name = f"n{i}"
+    x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    ranges = Q.calibrate(m, [x])
+    for p in Q.INT8_PRECISIONS:
+        onnx.save(Q.quantize(m, ranges, p), tmp_path / f"{p}.onnx")
+        assert graph_precision(tmp_path / f"{p}.onnx") == p
 
 
 def test_fp16_graph_parity_in_onnxruntime(tmp_path, real_images):

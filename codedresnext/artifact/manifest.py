@@ -172,8 +172,9 @@ class ManifestEntry(Record):
     exit_threshold_calibrated_on: str | None = None  # whose outputs set it (fp16 twins get fp32's)
     # reject pairs: distance threshold (calibrate); +inf (null on disk): never reject
     reject_threshold: float | None = slot(None, inf_as_null=True)
-    accuracy: dict[str, float] | None = None  # measured quality of this graph, e.g. {"top1": ...}
+    accuracy: dict[str, Any] | None = None  # measured quality (runtime/accuracy.py), e.g. {"top1": ...}
     quantization: dict[str, Any] | None = None  # int8 graphs: method, calibration data, scale source
+    fp32_twin: str | None = None  # int8 graphs: the fp32 graph they were quantized from
 
     def __post_init__(self) -> None:
         where = f"graph {self.name!r}"
@@ -264,6 +265,7 @@ class Manifest(Record):
     thresholds_source: dict[str, Any] | None = None  # how they were chosen
     # `calibrate`'s report (runtime/calibrate.py owns it; non-finite values stored as null)
     calibration: dict[str, Any] | None = None
+    int8: dict[str, Any] | None = None  # `export --int8`: calibration data, method, recipes (export/int8.py)
 
     def __post_init__(self) -> None:
         if self.format != MANIFEST_FORMAT:

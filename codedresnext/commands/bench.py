@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("directory", help="export directory (manifest.json)")
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
     p.add_argument("--provider", default=DEFAULT_PROVIDER, choices=sorted(PROVIDERS), help="ONNX Runtime EP")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch backend: cpu, cuda or cuda:N (the ONNX graphs run through PyTorch)",
+    )
+    p.add_argument("--cuda-graph", action="store_true", help="torch backend on CUDA: replay CUDA graphs")
     p.add_argument("--batch", type=_ints, default=[1, 8, 32], help="batch sizes (default 1,8,32)")
     p.add_argument("--warmup", type=float, default=0.2, help="warm-up seconds per graph and batch")
     p.add_argument("--duration", type=float, default=3.0, help="timed seconds per graph and batch")
@@ -59,6 +65,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _backend_options(args: argparse.Namespace) -> dict:
+    if args.backend != "torch":
+        if args.device != "cpu" or args.cuda_graph:
+            from ..errors import CodedResNeXtError
+
+            raise CodedResNeXtError(
+                "--device/--cuda-graph are for --backend torch (ONNX Runtime: --provider)"
+            )
+        return {}
+    return {"device": args.device, "cuda_graph": args.cuda_graph}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..runtime.bench import run_bench
     from ..runtime.bench_report import markdown, write_report
@@ -81,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         memory=not args.no_memory,
         spinning=args.spinning,
         progress=not args.quiet,
+        backend_options=_backend_options(args),
     )
     paths = write_report(report, args.out or Path(args.directory) / "bench", json_path=args.json)
     print(markdown(report))

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build",
         help="build TensorRT engines for an export (needs TensorRT and a GPU)",
         description="fp16 on TensorRT 11 (strongly typed only) needs the FP16 export "
-        "(`export --fp16`); int8 needs a Q/DQ graph. Engines are cached by graph sha256, "
+        "(`export --fp16`); int8 builds the Q/DQ twins NAME_int8 (`export --int8 --calibration DATA`): "
+        "TensorRT 10 with the INT8 flag, TensorRT 11 strongly typed. Engines are cached by graph sha256, "
         "precision, GPU compute capability, TensorRT version and profile.",
     )
     p.add_argument("directory")
@@ -30,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--graphs", default=None, help="comma-separated graph names (default: all)")
     p.add_argument("--cache", default=None, help="engine + timing cache folder (default DIR/engines)")
     p.add_argument("--rebuild", action="store_true", help="ignore cached engines")
+    p.add_argument(
+        "--int8-fp16",
+        action="store_true",
+        help="TensorRT 10, --precision int8: also the FP16 flag for the layers outside Q/DQ (the energy "
+        "sums of squares may overflow FP16; compare against ONNX Runtime before deploying)",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         graphs=args.graphs.split(",") if args.graphs else None,
         cache_dir=args.cache,
         rebuild=args.rebuild,
+        int8_fp16=args.int8_fp16,
     )
     print(json.dumps(res, indent=2))
     return 0

@@ -1,5 +1,5 @@
 """codedresnext export: verified ONNX graphs (full, per-class, subsets, masked, multi-exit, segments,
-early-reject pairs, FP16 twins) + manifest.json from a checkpoint or a preset's random weights."""
+early-reject pairs, FP16 and INT8 twins) + manifest.json from a checkpoint or a preset's random weights."""
 
 from __future__ import annotations
 
@@ -82,6 +82,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="graphs take uint8 (batch,H,W,3) 'frames' with preprocessing inside",
     )
     p.add_argument("--fp16", action="store_true", help="also an FP16 twin (float32 I/O) of every graph")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also INT8 twins of every fp32 graph: NAME_int8 (TensorRT Q/DQ), NAME_int8_cpu (ORT CPU)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DATA",
+        help="dataset for --int8 (anything `train --data` takes): ranges from a seeded sample of its "
+        "training split, accuracy on a seeded sample of its test split",
+    )
+    p.add_argument("--calibration-images", type=int, default=512, help="training images to calibrate on")
+    p.add_argument(
+        "--calibration-method",
+        default="minmax",
+        choices=("minmax", "percentile", "entropy"),
+        help="ONNX Runtime calibrator (default minmax: benchmarks/results/int8_calibration.md)",
+    )
+    p.add_argument(
+        "--int8-precisions", default="int8,int8-cpu", help="which INT8 forms (default int8,int8-cpu)"
+    )
+    p.add_argument(
+        "--int8-eval-images",
+        type=int,
+        default=2000,
+        help="test images for the INT8 accuracy figures (0: skip)",
+    )
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs error on logits (default 1e-4)")
     p.add_argument("--fp16-tolerance", type=float, default=5e-2, help="max abs error for FP16 graphs")
@@ -106,6 +133,22 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.preset is None):
         raise CodedResNeXtError("give a checkpoint path or --preset NAME (one of them)")
+    int8 = None
+    if args.int8:
+        from ..export.int8 import Int8Options
+
+        if not args.calibration:
+            raise CodedResNeXtError("--int8 needs --calibration DATA (real images to calibrate on)")
+        int8 = Int8Options(
+            args.calibration,
+            images=args.calibration_images,
+            method=args.calibration_method,
+            precisions=tuple(_names(args.int8_precisions)),
+            eval_images=args.int8_eval_images,
+            seed=args.seed,
+        )
+    elif args.calibration:
+        raise CodedResNeXtError("--calibration is only used with --int8; add --int8 (or drop --calibration)")
     classes = None
     if args.classes:
         classes = "all" if args.classes == "all" else _names(args.classes)
@@ -131,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         image_count=args.verify_images,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        int8=int8,
     )
     _print_summary(m, args.out)
     return 0
@@ -145,6 +189,13 @@ def _print_summary(m, out: str) -> None:
             [r.max_abs for r in (v.random, v.images) if r is not None and r.max_abs is not None] if v else []
         )
         err = f"max abs err {max(errs):.2e}" if errs else "not verified"
+        a = g.accuracy or {}
+        if "top1_agreement" in a:
+            err = f"int8 top-1 agreement {a['top1_agreement']:.4f}"
+        elif a.get("decision_agreement"):
+            err = f"int8 decision agreement {min(a['decision_agreement'].values()):.4f}"
+        elif a.get("exit_top1_agreement"):
+            err = f"int8 exit top-1 agreement {min(a['exit_top1_agreement'].values()):.4f}"
         print(f"{g.file:<40} {g.kind:<10} params {g.params:>10,}  FLOPs {g.flops:>14,}  {err}")
     print(
         f"wrote {len(m.graphs)} graphs + manifest.json to {out}"

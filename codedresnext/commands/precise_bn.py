@@ -9,7 +9,7 @@ _REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` needs no torch
+    from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
 
     p = sub.add_parser(
         "precise-bn",

@@ -30,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runtime.triton import write_repository
 
-    engines = None
+    engines = profiles = None
     if args.engines:
         d = json.loads(Path(args.engines).read_text())
         engines = {g["name"]: Path(args.directory) / g["engine"] for g in d["graphs"]}
+        profiles = {g["name"]: g["profile"] for g in d["graphs"] if g.get("profile")}
     out = write_repository(
         args.directory,
         args.out,
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         queue_delay_us=args.queue_delay_us,
         instances=args.instances,
         gpu=args.gpu,
+        engine_profiles=profiles,
     )
     print(f"wrote {len(out)} models to {args.out}")
     return 0

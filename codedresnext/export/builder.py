@@ -11,9 +11,11 @@ Coded block, as ONNX (B = batch, C = c_out, nk = kept branches, d = width):
     h  = Relu(Conv3x3_g(Relu(Conv1x1(x))))                     (B, nk*d, H', W')
     e  = Relu(ReduceSum_d(Reshape(ReduceSum_hw(h * Conv1x1_g(h, Gram))))) / (C H' W')   (B, nk)
     n2 = ReduceSum(e) / N + eps                                 (B, 1), N = ALL branches
-    y  = Conv1x1(h, W_expand * bn_scale) / sqrt(n2) + bn_bias    (B, C, H', W')
+    y  = Conv1x1(h / sqrt(n2), W_expand * bn_scale, bn_bias)     (B, C, H', W')
     out = Relu(y + shortcut(x))
-Energies and normalisation are float32 even in an FP16 graph.
+Energies and normalisation are float32 even in an FP16 graph (only h / sqrt(n2) is in FP16 there).
+Dividing h (nk*d channels) instead of the expand output (C channels) is the same function up to
+float rounding and cheaper, most of all in pruned graphs, whose h shrinks while C does not.
 """
 
 from __future__ import annotations
@@ -242,10 +244,12 @@ def _block(
     n_full = g.const(f"{p}/branches", np.array(N, np.float32))  # always the FULL N
     eps = g.shared("const/energy_eps", np.array(cfg.energy_eps, np.float32))
 
-    def normalise(e: str, tag: str) -> tuple[str, str]:
+    def normalise(e: str, tag: str, energies: bool = True) -> tuple[str, str | None]:
         tot = g.op("ReduceSum", [e, g.shared("const/axes_1", _i64(1))], f"{p}/{tag}sum", keepdims=1)
         n2 = g.op("Div", [tot, n_full], f"{p}/{tag}mean")
         n2 = g.op("Add", [n2, eps], f"{p}/{tag}norm2")  # (B, 1)
+        if not energies:  # nothing reads them (no exit here): emit no dead node
+            return n2, None
         return n2, g.op("Div", [e, n2], f"{p}/{tag}energies")  # (B, n) sums to N when n = N
 
     if reject:
@@ -262,17 +266,18 @@ def _block(
             chpos = g.const(f"{p}/kept_channels", _channels(kept, d))
             h = g.op("Gather", [h, chpos], f"{p}/kept_h", axis=1)
         computed = kept
-    n2, en = normalise(e, "")
-    ch_out = _channels(computed, d)
-    we = W[names.w(i, "expand")][:, ch_out]
-    y = g.conv(h, f"{p}/expand", we, None, wname=names.w(i, "expand"), bname=None)
-    y = g.to_f32(y, f"{p}/expand_f32")
+    last = (len(spec.keep) if spec.stop is None else spec.stop) - 1
+    n2, en = normalise(e, "", energies=spec.exits or (spec.segment_exit and i == last))
+    # normalise the expand conv's INPUT (nk*d channels) rather than its output (c_out channels):
+    # the expand is linear and bias-free before BN, so Conv(h / s) + b == Conv(h) / s + b, the
+    # divide touches fewer elements, the BN bias folds into the Conv and Conv + Add + Relu fuse
     sq = g.op("Sqrt", [n2], f"{p}/norm")
     sq = g.op("Reshape", [sq, g.shared("const/shape_b111", _i64(-1, 1, 1, 1))], f"{p}/norm4")
-    y = g.op("Div", [y, sq], f"{p}/normalised")
-    bias = W[names.b(i, "expand")].reshape(-1, 1, 1).astype(np.float32)
-    y = g.op("Add", [y, g.const(names.b(i, "expand"), bias)], f"{p}/bn")
-    y = g.to_act(y, f"{p}/bn_act")
+    hs = g.op("Div", [h, g.to_act(sq, f"{p}/norm_act")], f"{p}/normalised")
+    ch_out = _channels(computed, d)
+    we = W[names.w(i, "expand")][:, ch_out]
+    bias = W[names.b(i, "expand")].reshape(-1)
+    y = g.conv(hs, f"{p}/expand", we, bias, wname=names.w(i, "expand"), bname=names.b(i, "expand"))
     s = g.op("Add", [y, sc], f"{p}/residual")
     return g.op("Relu", [s], f"{p}/out"), en
 

@@ -275,6 +275,7 @@ def export_graphs(
     image_count: int = 16,
     overwrite: bool = False,
     progress: bool = True,
+    int8=None,
 ) -> Manifest:
     """Export and verify graphs into `out`; returns the manifest. See the module docstring.
 
@@ -285,6 +286,8 @@ def export_graphs(
     early-reject pairs, or "all" for one reject probe per class that gives the pair's distance at
     every coded block (classes default to all).
     batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
+    int8: an `int8.Int8Options` (calibration data, method, precisions) adds INT8 twins of every
+    fp32 graph (export/int8.py, export/quantize.py).
     """
     out = Path(out)
     src = _Source(*_resolve_model(checkpoint, preset, seed, model))
@@ -301,6 +304,11 @@ def export_graphs(
         fp16=fp16,
     )
     real, real_desc = _real_images(verify, image_count, images, cfg.input_size)
+    int8_data = None
+    if int8 is not None:  # before anything is written: a bad --calibration fails here
+        from .int8 import load_int8_data
+
+        int8_data = load_int8_data(int8, cfg)
     tmp = _prepare_out(out, overwrite)
     try:
         with _torch_threads(1):
@@ -334,6 +342,10 @@ def export_graphs(
             verification={**verification, "images": real_desc},
             reject_floor=trunk_floor(fg, cfg, opset) if cfg.coded_blocks else None,
         )
+        if int8 is not None:
+            from .int8 import add_int8_twins
+
+            manifest = add_int8_twins(tmp, manifest, full_model, int8_data, int8, progress=progress)
         manifest.save(tmp)
         _commit(tmp, out)
         return manifest

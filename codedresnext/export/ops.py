@@ -19,6 +19,7 @@ TRT_ALLOWED_OPS = frozenset(
         "Concat",
         "Constant",
         "Conv",
+        "DequantizeLinear",  # explicit quantization (INT8 twins): TensorRT 10 and 11 parse Q/DQ
         "Div",
         "Exp",
         "Flatten",
@@ -36,6 +37,7 @@ TRT_ALLOWED_OPS = frozenset(
         "Mul",
         "Neg",
         "Pow",
+        "QuantizeLinear",
         "Reciprocal",
         "ReduceMax",
         "ReduceMean",

@@ -19,10 +19,12 @@ import numpy as np
 from ..artifact import (
     FP32,
     IMAGE_INPUTS,
+    INT8,
     SOURCE_CHECKPOINT,
     GraphKind,
     Manifest,
     ManifestEntry,
+    is_int8,
     load_manifest,
 )
 from ..errors import GraphError
@@ -55,18 +57,35 @@ PEAK_MEMORY_NOTE = (
 
 
 def select_graphs(manifest: Manifest, names: list[str] | None, max_class_graphs: int) -> list[ManifestEntry]:
-    """The named graphs, or the default set: fp32 full, masked, subset, multi-exit and the first
-    `max_class_graphs` class graphs."""
+    """The named graphs, or the default set: full, masked, subset, multi-exit and the first
+    `max_class_graphs` class graphs, in every precision the export has (side by side)."""
     if names:
         return manifest.select(names)
-    out, n_class = [], 0
-    for g in manifest.of_kind(*DEFAULT_KINDS, precision=FP32):
+    out, n_class = [], {}
+    for g in manifest.of_kind(*DEFAULT_KINDS, precision=None):
         if g.kind == GraphKind.CLASS:
-            n_class += 1
-            if n_class > max_class_graphs:
+            n_class[g.precision] = n_class.get(g.precision, 0) + 1
+            if n_class[g.precision] > max_class_graphs:
                 continue
         out.append(g)
     return out
+
+
+def _fp32_full(graphs: list[dict]) -> dict | None:
+    """The reference of every ratio: the fp32 full graph (other precisions are compared with it)."""
+    return next(
+        (g for g in graphs if g["kind"] == GraphKind.FULL and g.get("precision") in (None, FP32)), None
+    )
+
+
+def _graph_options(g: ManifestEntry, backend: str, options: dict) -> dict | None:
+    """TensorRT builds each twin at its own precision (the FP16 graph as fp16, the Q/DQ graph as
+    int8); None for the other int8 forms (`int8-cpu`: ONNX Runtime's CPU form), which TensorRT refuses."""
+    if backend != "trt":
+        return options
+    if is_int8(g.precision) and g.precision != INT8:
+        return None
+    return {**options, "precision": g.precision}
 
 
 def _graph_runner(directory: Path, g: ManifestEntry, backend: str, options: dict) -> Runner | None:
@@ -88,15 +107,17 @@ def _graph_runner(directory: Path, g: ManifestEntry, backend: str, options: dict
     )
 
 
-def _torch_runner(directory: Path, full: ManifestEntry | None, threads: int | None) -> Runner:
-    be = open_backend("torch", directory / SOURCE_CHECKPOINT, threads=threads)
+def _torch_runner(
+    directory: Path, full: ManifestEntry | None, threads: int | None, device: str = "cpu"
+) -> Runner:
+    be = open_backend("torch", directory / SOURCE_CHECKPOINT, threads=threads, device=device)
     return backend_runner(
         be,
         name="pytorch-eager-full",
         kind=PEER_TORCH_KIND,
         params=full.params if full else None,
         flops=full.flops if full else None,
-        source=("torch", str(directory / SOURCE_CHECKPOINT), {"threads": threads}),
+        source=("torch", str(directory / SOURCE_CHECKPOINT), {"threads": threads, "device": device}),
         precision=FP32,
     )
 
@@ -111,14 +132,23 @@ def _open_runners(
     torch_peer: bool,
     notes: list[str],
 ) -> list[Runner]:
-    runners = [r for r in (_graph_runner(directory, g, backend, options) for g in selected) if r is not None]
+    runners, refused = [], []
+    for g in selected:
+        opts = _graph_options(g, backend, options)
+        if opts is None:
+            refused.append(g.name)
+        elif (r := _graph_runner(directory, g, backend, opts)) is not None:
+            runners.append(r)
+    if refused:
+        notes.append(f"not timed on {backend} (int8 forms for ONNX Runtime's CPU): {', '.join(refused)}")
     if not torch_peer:
         return runners
     if not (directory / SOURCE_CHECKPOINT).is_file():
         notes.append(f"PyTorch peer skipped: no {SOURCE_CHECKPOINT} in the export directory")
         return runners
     try:
-        runners.append(_torch_runner(directory, full, options.get("threads")))
+        device = options.get("device", "cpu") if backend == "torch" else "cpu"  # the peer runs beside
+        runners.append(_torch_runner(directory, full, options.get("threads"), device))
     except Exception as e:  # a missing torch is a note, not a failed benchmark
         notes.append(f"PyTorch peer skipped: {e}")
     return runners
@@ -136,8 +166,9 @@ def _probe_memory(runners: list[Runner], batch: int, notes: list[str]) -> None:
 
 def add_ratios(graphs: list[dict]) -> None:
     """speedup = full median latency / graph median latency (same batch, same run); flop_ratio =
-    full FLOPs / graph FLOPs; efficiency = speedup / flop_ratio (1.0 = the FLOP saving fully realised)."""
-    full = next((g for g in graphs if g["kind"] == GraphKind.FULL), None)
+    full FLOPs / graph FLOPs; efficiency = speedup / flop_ratio (1.0 = the FLOP saving fully realised).
+    "full" is the fp32 full graph, whatever the graph's own precision."""
+    full = _fp32_full(graphs)
     if full is None:
         return
     by_batch = {r["batch"]: r for r in full["results"]}
@@ -159,14 +190,20 @@ def add_ratios(graphs: list[dict]) -> None:
 
 def ratios(graphs: list[dict], batch: int) -> dict[str, Any]:
     """The comparisons a reader looks for, at `batch`: class graphs' speedup / FLOP ratio, masked
-    graphs' speedup, ONNX Runtime vs PyTorch eager throughput on the full model."""
+    graphs' speedup, ONNX Runtime vs PyTorch eager throughput on the full model (all fp32), and
+    the INT8 graphs' throughput vs the fp32 full graph (bench_precision.int8_ratios)."""
 
     def res(g):
         return next((r for r in g["results"] if r["batch"] == batch), None)
 
     out: dict[str, Any] = {"batch": batch}
     cls = [
-        g for g in graphs if g["kind"] == GraphKind.CLASS and res(g) and res(g).get("speedup_over_flop_ratio")
+        g
+        for g in graphs
+        if g["kind"] == GraphKind.CLASS
+        and g.get("precision") in (None, FP32)
+        and res(g)
+        and res(g).get("speedup_over_flop_ratio")
     ]
     if cls:
         eff = [res(g)["speedup_over_flop_ratio"] for g in cls]
@@ -176,15 +213,20 @@ def ratios(graphs: list[dict], batch: int) -> dict[str, Any]:
             "min": min(eff_min),
             "median": float(np.median(eff_min)),
         }
-    masked = [g for g in graphs if g["kind"] == GraphKind.MASKED and res(g)]
+    masked = [
+        g for g in graphs if g["kind"] == GraphKind.MASKED and g.get("precision") in (None, FP32) and res(g)
+    ]
     if masked:
         out["masked_speedup"] = [res(g)["speedup_vs_full"] for g in masked]
-    full = next((g for g in graphs if g["kind"] == GraphKind.FULL), None)
+    full = _fp32_full(graphs)
     peer = next((g for g in graphs if g["kind"] == PEER_TORCH_KIND), None)
     if full and peer and res(full) and res(peer):
         out["ort_over_torch_full"] = {
             "throughput_ratio": res(full)["throughput_sps"] / res(peer)["throughput_sps"]
         }
+    from .bench_precision import int8_ratios
+
+    out.update(int8_ratios(graphs, batch))
     return out
 
 
@@ -239,17 +281,22 @@ def run_bench(
     memory: bool = True,
     progress: bool = True,
     spinning: bool = False,
+    backend_options: dict | None = None,
 ) -> dict:
     """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
 
     spinning: ONNX Runtime intra-op threads busy-wait between ops (lower latency on cores the
-    process owns; off by default because it steals a shared CPU)."""
+    process owns; off by default because it steals a shared CPU). backend_options go to every
+    graph's backend (torch: device, cuda_graph; trt: the batch profile, which defaults to
+    (min, max, max) of `batches` so that every benchmarked batch is inside it)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
     threads = int(threads or os.cpu_count() or 1)
-    options: dict[str, Any] = {"threads": threads}
+    options: dict[str, Any] = {"threads": threads, **(backend_options or {})}
     if backend == "ort":
         options.update(provider=provider, spinning=spinning)
+    elif backend == "trt":
+        options.setdefault("batch", (min(batches), max(batches), max(batches)))
     notes: list[str] = []
     full = manifest.first(GraphKind.FULL, precision=None)
     selected = select_graphs(manifest, graphs, max_class_graphs)

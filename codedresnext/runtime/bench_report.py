@@ -30,6 +30,25 @@ def _header(report: dict) -> list[str]:
         "",
         f"Note: {QPS_NOTE}.",
         "",
+        *_gpu_lines(env),
+    ]
+
+
+_BACKEND_LABEL = {"ort": "ONNX Runtime", "trt": "TensorRT", "torch": "the ONNX graph through PyTorch"}
+
+
+def _gpu_lines(env: dict) -> list[str]:
+    """GPU, driver and CUDA library versions, where the report has them."""
+    gpus = [g for g in env.get("gpus") or [] if "name" in g]
+    if not gpus:
+        return []
+    lib = env.get("libraries") or {}
+    tc = env.get("torch_cuda") or {}
+    names = ", ".join(f"{g['name']} (sm {g.get('compute_capability')})" for g in gpus)
+    return [
+        f"GPU: {names}; driver {env.get('driver')}; torch {lib.get('torch')} (CUDA {tc.get('cuda_build')}, "
+        f"cuDNN {tc.get('cudnn')}), onnxruntime {lib.get('onnxruntime')}, TensorRT {lib.get('tensorrt')}.",
+        "",
     ]
 
 
@@ -73,10 +92,15 @@ def _ratio_lines(report: dict) -> list[str]:
             f"{', '.join(f'{s:.2f}' for s in r['masked_speedup'])} (expected about 1.0)"
         )
     if r.get("ort_over_torch_full"):
+        backend = (report.get("env") or {}).get("backend", "ort")
         lines.append(
-            "- ONNX Runtime / PyTorch eager throughput on the full model: "
+            f"- {_BACKEND_LABEL.get(backend, backend)} / PyTorch "
+            "eager throughput on the full model: "
             f"{r['ort_over_torch_full']['throughput_ratio']:.2f}"
         )
+    from .bench_precision import int8_ratio_lines
+
+    lines += int8_ratio_lines(r)
     for g in report.get("goals") or []:  # set by benchmarks/ scripts (benchmarks/goals.py)
         lines.append(
             f"- goal: {g['what']} {g['value']:.3f} ({g['goal']}: {'met' if g['met'] else 'NOT met'})"

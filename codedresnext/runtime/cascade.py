@@ -27,6 +27,7 @@ from ..artifact import (
     ManifestEntry,
     handover_feed,
     handover_source,
+    is_int8,
     load_manifest,
 )
 from ..errors import GraphError
@@ -48,12 +49,13 @@ class CascadeResult:
 
 def segment_entries(manifest: Manifest, precision: str = FP32) -> list[ManifestEntry]:
     """Segment graph entries in cascade order: the manifest's "segments" order if given (fp32), else
-    the entries' segment index, else manifest order. precision "fp16" picks the `_fp16` variants."""
+    the entries' segment index, else manifest order. precision "fp16" / "int8" / "int8-cpu" picks
+    those twins."""
     segs = manifest.of_kind(GraphKind.SEGMENT, precision=precision)
     if not segs:
         raise GraphError(
             f"no {precision} segment graphs in this export; run `codedresnext export ... --segments`"
-            + (" --fp16" if precision == FP16 else "")
+            + (" --fp16" if precision == FP16 else " --int8 --calibration DATA" if is_int8(precision) else "")
         )
     order = manifest.segments.order if manifest.segments else None
     if order and precision == FP32:

@@ -54,4 +54,7 @@ def environment(threads: int, backend: str, provider: str) -> dict[str, Any]:
         env["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    from .gpuinfo import describe  # GPUs, driver, torch/CUDA/cuDNN/TensorRT versions
+
+    env.update(describe(backend))
     return env

@@ -84,8 +84,14 @@ def write_repository(
     queue_delay_us: int = 500,
     instances: int = 1,
     gpu: bool = False,
+    engine_profiles: dict[str, dict] | None = None,
 ) -> list[Path]:
-    """Write one Triton model per graph (ONNX by default; a TensorRT plan where `engines` names one)."""
+    """Write one Triton model per graph (ONNX by default; a TensorRT plan where `engines` names one).
+
+    A plan's batch profile ({"min", "opt", "max"}: `engine_profiles`, else the build record
+    PLAN.json that `codedresnext build` writes beside it) must span 1..max_batch_size, since Triton
+    sends batches of any size up to max_batch_size and refuses to load a plan whose profile is smaller.
+    """
     directory, out = Path(directory), Path(out)
     manifest = load_manifest(directory)
     entries = manifest.graphs
@@ -95,6 +101,10 @@ def write_repository(
     engines = engines or {}
     if max_batch_size < 1:
         raise GraphError("max_batch_size must be >= 1 (Triton batching needs a dynamic batch dimension)")
+    for g in entries:  # before writing anything: a refused plan leaves no half-written repository
+        if g.name in engines:
+            prof = (engine_profiles or {}).get(g.name) or engine_profile(engines[g.name])
+            check_engine_profile(g.name, engines[g.name], prof, max_batch_size)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for g in entries:
@@ -122,6 +132,39 @@ def write_repository(
         write_text(mdir / "config.pbtxt", cfg)
         written.append(mdir)
     return written
+
+
+def engine_profile(plan: str | os.PathLike) -> dict | None:
+    """The batch profile recorded beside an engine by `codedresnext build` (PLAN.json), or None."""
+    import json
+
+    meta = Path(plan).with_suffix(".json")
+    try:
+        return json.loads(meta.read_text()).get("profile")
+    except (OSError, ValueError):
+        return None
+
+
+def check_engine_profile(name: str, plan, profile: dict | None, max_batch_size: int) -> None:
+    """GraphError unless the engine's batch profile spans 1..max_batch_size (see write_repository)."""
+    if not profile:
+        raise GraphError(
+            f"{name}: engine {plan} has no build record ({Path(plan).with_suffix('.json').name} beside "
+            f"it), so max_batch_size {max_batch_size} cannot be checked against its batch profile; build "
+            "it with `codedresnext build` and pass its engines-PRECISION.json"
+        )
+    lo, hi = int(profile["min"]), int(profile["max"])
+    if max_batch_size > hi:
+        raise GraphError(
+            f"{name}: --max-batch-size {max_batch_size} exceeds the engine's profile (batch {lo}..{hi}); "
+            f"Triton would refuse the model. Use --max-batch-size {hi} or rebuild with "
+            f"`codedresnext build --batch 1,OPT,{max_batch_size}`"
+        )
+    if lo > 1:
+        raise GraphError(
+            f"{name}: the engine's profile starts at batch {lo}, but Triton sends batches from 1 up; rebuild "
+            f"with `codedresnext build --batch 1,OPT,{hi}`"
+        )
 
 
 def _check_manifest_io(entry: ManifestEntry, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:

@@ -42,16 +42,20 @@ def build_engine(
     cache_dir: str | os.PathLike,
     workspace_mib: int = 1024,
     rebuild: bool = False,
+    int8_fp16: bool = False,
 ) -> tuple[Path, dict]:
-    """Build (or reuse from the cache) the engine of one graph; returns (plan path, build info)."""
+    """Build (or reuse from the cache) the engine of one graph; returns (plan path, build info).
+    int8_fp16: TensorRT 10 may run an int8 graph's float layers in FP16 (trt_plan.plan_precision)."""
     trt = _trt()
     onnx_path = Path(onnx_path)
     cache_dir = Path(cache_dir)
     sm = gpu_compute_capability()
-    plan = plan_precision(precision, trt_version=trt.__version__, graph=graph_precision(onnx_path))
+    plan = plan_precision(
+        precision, trt_version=trt.__version__, graph=graph_precision(onnx_path), int8_fp16=int8_fp16
+    )
     key = engine_cache_key(
         graph_sha256=sha256_file(onnx_path),
-        precision=precision,
+        precision=precision + ("+fp16" if "FP16" in plan.builder_flags and precision == "int8" else ""),
         compute_capability=sm,
         trt_version=trt.__version__,
         profile=batch,
@@ -93,11 +97,14 @@ def build_engine(
     profile = builder.create_optimization_profile()
     for name, (mn, opt, mx) in shapes.items():
         profile.set_shape(name, mn, opt, mx)
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:
+        raise GraphError(f"TensorRT rejected the optimisation profile {shapes} for {onnx_path}")
     timing_path = cache_dir / f"timing-sm{sm.replace('.', '')}-trt{trt.__version__}.cache"
     blob = timing_path.read_bytes() if timing_path.is_file() else b""
     timing = config.create_timing_cache(blob)
-    config.set_timing_cache(timing, False)
+    if not config.set_timing_cache(timing, False):  # a cache from another TensorRT/GPU: start afresh
+        timing = config.create_timing_cache(b"")
+        config.set_timing_cache(timing, False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise GraphError(f"TensorRT failed to build {onnx_path} ({precision}); see the log above")
@@ -139,6 +146,7 @@ class TrtBackend(Backend):
         self.context = self.engine.create_execution_context()
         self.stream = cuda.Stream()
         self.inputs, self.outputs = [], []
+        self.profile: dict[str, tuple[tuple[int, ...], ...]] = {}  # input -> (min, opt, max) shapes
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
@@ -146,7 +154,10 @@ class TrtBackend(Backend):
             spec = TensorSpec(name, dtype, shape)
             is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self.inputs if is_input else self.outputs).append(spec)
+            if is_input:
+                self.profile[name] = tuple(tuple(d) for d in self.engine.get_tensor_profile_shape(name, 0))
         self._buffers: dict[str, Any] = {}
+        self._plan = path
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         buf = self._buffers.get(name)
@@ -159,15 +170,23 @@ class TrtBackend(Backend):
     def _run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None) -> dict[str, np.ndarray]:
         for s in self.inputs:
             host = np.ascontiguousarray(feeds[s.name])
-            self.context.set_input_shape(s.name, host.shape)
+            if not self.context.set_input_shape(s.name, host.shape):  # e.g. a batch outside the profile
+                mn, _, mx = self.profile.get(s.name, ((), (), ()))
+                raise GraphError(
+                    f"TensorRT engine {self._plan.name} rejects input {s.name!r} of shape {host.shape}: its "
+                    f"optimisation profile spans {mn} .. {mx}. Use batches in that range, or rebuild with "
+                    "a wider profile (`codedresnext build --batch MIN,OPT,MAX`)"
+                )
             buf = self._buffer(s.name, host.shape, s.dtype)
             buf.copy_from(host, stream=self.stream)
-            self.context.set_tensor_address(s.name, buf.ptr)
+            self._bind(s.name, buf)
         hosts = {}
         for s in self.outputs:
             shape = tuple(self.context.get_tensor_shape(s.name))
+            if any(d < 0 for d in shape):
+                raise GraphError(f"TensorRT could not infer the shape of output {s.name!r} (got {shape})")
             buf = self._buffer(s.name, shape, s.dtype)
-            self.context.set_tensor_address(s.name, buf.ptr)
+            self._bind(s.name, buf)
             hosts[s.name] = np.empty(shape, s.dtype)
         if not self.context.execute_async_v3(self.stream.ptr):
             raise GraphError("TensorRT execute_async_v3 failed; see the TensorRT log")
@@ -176,11 +195,17 @@ class TrtBackend(Backend):
         self.stream.synchronize()
         return {k: v for k, v in hosts.items() if outputs is None or k in outputs}
 
+    def _bind(self, name: str, buf: Any) -> None:
+        if not self.context.set_tensor_address(name, buf.ptr):
+            raise GraphError(f"TensorRT refused the device buffer of {name!r}; see the TensorRT log")
+
     def info(self) -> dict:
         return {
             "backend": self.name,
             "tensorrt": self._trt.__version__,
             "compute_capability": gpu_compute_capability(),
+            "engine": self._plan.name,
+            "profile": {k: {"min": v[0], "opt": v[1], "max": v[2]} for k, v in self.profile.items()},
         }
 
     def _close(self) -> None:  # the Backend lifecycle: device buffers, then context and engine
@@ -189,6 +214,9 @@ class TrtBackend(Backend):
             b.free()
         buffers.clear()
         self.context = self.engine = None
+        stream, self.stream = getattr(self, "stream", None), None
+        if stream is not None:
+            stream.free()
 
 
 def build_directory(
@@ -200,6 +228,7 @@ def build_directory(
     cache_dir: str | os.PathLike | None = None,
     rebuild: bool = False,
     progress: bool = True,
+    int8_fp16: bool = False,
 ) -> list[dict]:
     """One engine per manifest graph (or the named ones); records them in DIR/engines/engines.json."""
     from ..artifact import FP32, load_manifest
@@ -223,7 +252,9 @@ def build_directory(
         it = entries
     for g in it:
         src = directory / choose_source(g, by_name, precision, trt.__version__).file
-        plan, info = build_engine(src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild)
+        plan, info = build_engine(
+            src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild, int8_fp16=int8_fp16
+        )
         results.append(
             {
                 "name": g.name,

@@ -8,7 +8,7 @@ from ..config import PRESETS
 from ..errors import CodedResNeXtError
 
 AUTO_EVAL_LIMIT = 2000  # test images evaluated by default in --max-steps runs
-PRECISE_BN_IMAGES = 5000  # training images `precise-bn` averages BatchNorm statistics over
+PRECISE_BN_IMAGES = 5000  # training images precise-bn averages over (here: its parser needs no torch)
 
 # settings that shape the trajectory: resuming with other values cannot match an uninterrupted run
 TRAJECTORY = (

@@ -16,10 +16,8 @@ from ..data import ArrayDataset, FolderDataset
 from ..errors import CodedResNeXtError
 from ..model import CodedResNeXt
 from .augment import to_input
-from .config import PRECISE_BN_IMAGES
+from .config import PRECISE_BN_IMAGES as DEFAULT_IMAGES
 from .pipeline import eval_images
-
-DEFAULT_IMAGES = PRECISE_BN_IMAGES
 
 
 def bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
