@@ -170,6 +170,58 @@ def test_own_class_count_gets_a_generated_scheme(small_tree, tmp_path):
     assert model(torch.zeros(2, 3, 32, 32)).logits.shape == (2, 4)
 
 
+# --- warm restart (--init) ---------------------------------------------------------------------
+
+
+def test_init_starts_a_new_run_from_the_checkpoint_weights(smoke_run, small_tree, tmp_path, session_cache):
+    """--init takes best.pt's weights (not its optimizer or step): after one step at a negligible
+    LR the parameters are still best.pt's, the new run counts from step 0 and records its origin."""
+    out, _ = smoke_run
+    new = tmp_path / "warm"
+    cfg = TrainConfig(
+        preset="tiny",
+        data=str(small_tree),
+        out=str(new),
+        init=str(out / "best.pt"),
+        max_steps=1,
+        batch_size=40,
+        lr=1e-9,
+        no_randaugment=True,
+        eval_limit=0,
+        progress=False,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODEDRESNEXT_CACHE", str(session_cache))
+        res = train(cfg)
+    assert res["step"] == 1
+    start, _ = load_checkpoint(out / "best.pt")
+    warm, state = load_checkpoint(new / "last.pt")
+    assert state["step"] == 1
+    ref = dict(start.named_parameters())
+    for name, p in warm.named_parameters():
+        assert torch.allclose(p, ref[name], atol=1e-6), name
+    # the evaluation after that step matches best.pt's own: the run really started from it
+    again = classifier_metrics(start, data.load_dataset(small_tree, "test"))
+    assert _metrics(new)[-1]["test_accuracy"] == pytest.approx(again["accuracy"], abs=0.03)
+    assert json.loads((new / "config.json").read_text())["train"]["init"] == str(out / "best.pt")
+
+
+def test_init_refuses_other_classes_resume_and_missing_files(smoke_run, small_tree, tmp_path):
+    out, _ = smoke_run
+    renamed = tmp_path / "renamed"
+    shutil.copytree(small_tree, renamed)
+    for split in ("train", "test"):
+        (renamed / split / "cat").rename(renamed / split / "kitten")
+    kw = dict(preset="tiny", out=str(tmp_path / "run"), max_steps=1, batch_size=40, progress=False)
+    with pytest.raises(CodedResNeXtError, match="trained on classes"):
+        train(TrainConfig(data=str(renamed), init=str(out / "best.pt"), **kw))
+    with pytest.raises(CodedResNeXtError, match="--resume continues one"):
+        TrainConfig(data=str(small_tree), init=str(out / "best.pt"), resume=True, **kw).validate()
+    with pytest.raises(CodedResNeXtError, match="no checkpoint at"):
+        TrainConfig(data=str(small_tree), init=str(tmp_path / "nope.pt"), **kw).validate()
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 # --- resume after a kill ----------------------------------------------------------------------
 
 

@@ -50,6 +50,13 @@ def _run_options(p: argparse.ArgumentParser, d) -> None:
     )
     p.add_argument("--control", action="store_true", help="plain ResNeXt baseline (every block r = 1)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        default=d.init,
+        help="start from a trained checkpoint's weights (same preset and classes) with a fresh "
+        "optimizer and schedule: a warm restart or fine-tune",
+    )
     p.add_argument("--save-every", type=int, default=d.save_every, help="also checkpoint every N steps")
     p.add_argument("--seed", type=int, default=d.seed, help=f"(default {d.seed})")
     p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: cuda if available)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import PRESETS
 from ..errors import CodedResNeXtError
@@ -66,6 +67,7 @@ class TrainConfig:
     workers: int = 0  # DataLoader processes that decode/augment; 0: batched in the main process
     stream: bool | None = None  # ImageFolder from disk; None: when workers > 0 or the split won't fit
     resume: bool = False
+    init: str | None = None  # start from this checkpoint's weights (new optimizer and schedule)
     device: str | None = None  # default: cuda if available
     progress: bool = True
 
@@ -103,10 +105,16 @@ class TrainConfig:
                 f"--image-size must be >= 8, not {self.image_size}",
             ),
             (self.workers >= 0, f"--workers must be >= 0, not {self.workers}"),
+            (
+                not (self.init and self.resume),
+                "--init starts a new run from a checkpoint's weights; --resume continues one: pass one",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
                 raise CodedResNeXtError(msg)
+        if self.init and not Path(self.init).is_file():
+            raise CodedResNeXtError(f"--init: no checkpoint at {self.init}; pass a trained run's best.pt")
 
     def resolved_eval_limit(self) -> int | None:
         if self.eval_limit is None:

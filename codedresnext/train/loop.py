@@ -129,6 +129,8 @@ def _setup(cfg: TrainConfig, dist: Dist, out: Path) -> Run:
     state = None
     if cfg.resume:
         model, state = load_checkpoint(last, expect=model_cfg)
+    elif cfg.init:
+        model = _init_from(cfg.init, model_cfg)
     model.p_drop = cfg.p_drop
     model.to(dist.device)
     if cfg.channels_last:
@@ -155,6 +157,17 @@ def _setup(cfg: TrainConfig, dist: Dist, out: Path) -> Run:
     if dist.main:
         _write_config(run)
     return run
+
+
+def _init_from(path: str, model_cfg) -> CodedResNeXt:
+    """A warm restart: the weights of a trained run (same architecture and classes), nothing else."""
+    model, _ = load_checkpoint(path, expect=model_cfg)
+    if list(model.cfg.class_names) != list(model_cfg.class_names):
+        raise CodedResNeXtError(
+            f"--init {path} was trained on classes {list(model.cfg.class_names)}, but --data has "
+            f"{list(model_cfg.class_names)}; use a checkpoint trained on this dataset"
+        )
+    return model
 
 
 def _plan(cfg: TrainConfig, dist: Dist, n: int) -> tuple[int, int, int]:
