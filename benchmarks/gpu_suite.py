@@ -11,7 +11,10 @@ GPU; the total and the 480 s budget are in the report):
               evaluation cancel), next to the model-only step rate of stage 2;
 4. inference  per-class vs full graphs on CUDA: the torch backend with CUDA graphs (and without,
               for the launch-overhead picture), ONNX Runtime's CUDA EP and TensorRT where installed
-              (skipped, with the reason, otherwise).
+              (skipped, with the reason, otherwise);
+5. int8       INT8 twins calibrated on real training images: TensorRT INT8 engines from the Q/DQ
+              graphs (full and one class graph, beside fp32 and fp16) where TensorRT is installed,
+              and ONNX Runtime CPU at batch 32 (fp32, fp16, int8, int8-cpu side by side).
 It writes OUT/gpu_suite.json + gpu_suite.md (environment: GPU, driver, torch/CUDA/cuDNN, onnxruntime,
 TensorRT versions) and per-stage files OUT/gpu_*.json/.md. A failed stage fails the run (exit 1)
 but the other stages still run; a stage that cannot run here says why ("skipped").
@@ -58,10 +61,12 @@ class Sizes:
     bench_warmup: float
     bench_duration: float
     class_graphs: int
+    int8_calibration: int  # training images the INT8 twins are calibrated on
+    int8_eval: int  # test images for the INT8-vs-fp32 agreement recorded in the manifest
 
 
-FULL = Sizes("cifar10", (128, 512), 20, 512, (3, 8), 256, (1, 32, 256), 0.3, 1.0, 10)
-QUICK = Sizes("tiny", (8, 16), 3, 16, (1, 3), 20, (1, 4), 0.01, 0.05, 2)
+FULL = Sizes("cifar10", (128, 512), 20, 512, (3, 8), 256, (1, 32, 256), 0.3, 1.0, 10, 256, 500)
+QUICK = Sizes("tiny", (8, 16), 3, 16, (1, 3), 20, (1, 4), 0.01, 0.05, 2, 20, 20)
 
 
 class Skip(Exception):
@@ -250,6 +255,65 @@ def stage_inference(ctx: Ctx) -> dict:
     return {"preset": s.preset, "class_graphs": classes, "runs": runs}
 
 
+def stage_int8(ctx: Ctx) -> dict:
+    """INT8 twins (calibrated on real training images) of the full graph and a few class graphs,
+    timed beside fp32 and fp16: TensorRT builds the Q/DQ `int8` graphs as INT8 engines (the edge
+    deployment); ONNX Runtime times the `int8-cpu` form on this machine's CPU."""
+    from codedresnext.config import build_config
+    from codedresnext.export import export_graphs
+    from codedresnext.export.int8 import Int8Options
+    from codedresnext.runtime.bench import run_bench, write_report
+
+    s = ctx.sizes
+    classes = list(build_config(s.preset).class_names[: min(2, s.class_graphs)])
+    export = ctx.work / "export_int8"
+    calib = _small_tree(ctx) if ctx.quick else ctx.data
+    int8 = Int8Options(calibration=str(calib), images=s.int8_calibration, eval_images=s.int8_eval)
+    export_graphs(
+        out=export, preset=s.preset, classes=classes, fp16=True, int8=int8, verify=False, progress=False
+    )
+    cuda = ctx.device.startswith("cuda")
+    common = dict(
+        warmup=s.bench_warmup, duration=s.bench_duration, rounds=3 if ctx.quick else 5,
+        min_iterations=2 if ctx.quick else 10, memory=False, progress=False, torch_peer=False,
+    )  # fmt: skip
+    # engine builds are slow: TensorRT gets the full graph and one class graph in fp32, fp16, int8
+    trt_graphs = [f"{g}{p}" for g in ("full", f"class_{classes[0]}") for p in ("", "_fp16", "_int8")]
+    runs: dict[str, Any] = {}
+    plans = {
+        "trt": (_trt_reason(cuda), dict(backend="trt", graphs=trt_graphs, batches=list(s.bench_batches))),
+        "ort_cpu": (  # issue 9's figure is at batch 32 (--quick: its largest batch)
+            _ort_reason(False),
+            dict(
+                backend="ort",
+                provider="cpu",
+                threads=1 if ctx.quick else None,
+                batches=[min(32, max(s.bench_batches))],
+            ),
+        ),
+    }
+    for name, (why_not, kw) in plans.items():
+        if why_not:
+            runs[name] = {"status": "skipped", "reason": why_not}
+            continue
+        try:
+            rep = run_bench(export, **common, **kw)
+        except Exception as e:  # one backend failing must not hide the other
+            runs[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            continue
+        write_report(rep, ctx.out, stem=f"gpu_bench_int8_{name}")
+        runs[name] = {"status": "ok", "ratios": rep["ratios"], "notes": rep.get("notes", [])}
+    failed = [k for k, v in runs.items() if v["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"INT8 runs failed: { {k: runs[k]['error'] for k in failed} }")
+    return {
+        "preset": s.preset,
+        "class_graphs": classes,
+        "calibration_images": s.int8_calibration,
+        "runs": runs,
+    }
+
+
 def _ort_reason(cuda: bool) -> str | None:
     try:
         import onnxruntime
@@ -294,6 +358,7 @@ STAGES = {
     "train_step": stage_train_step,
     "train_e2e": stage_train_e2e,
     "inference": stage_inference,
+    "int8": stage_int8,
 }
 
 
@@ -359,6 +424,15 @@ def _summary(name: str, st: dict) -> str:
     for run, v in r["runs"].items():
         if v["status"] != "ok":
             parts.append(f"{run}: {v['status']}")
+            continue
+        if name == "int8":
+            i8 = v["ratios"].get("int8", {})
+            parts.append(
+                f"{run}: "
+                + ", ".join(
+                    f"{k} {x['fastest']} {x['ratio_vs_fp32_full']:.2f}x fp32 full" for k, x in i8.items()
+                )
+            )
             continue
         sp = ", ".join(f"b{b} {x['class_speedup_median']:.2f}x" for b, x in v["by_batch"].items())
         parts.append(f"{run}: class vs full {sp} (FLOP ratio {v['flop_ratio']:.2f})")

@@ -27,7 +27,7 @@ def test_quick_cpu_suite_runs_every_stage(tmp_path, cifar10_tgz):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rep = json.loads((tmp_path / "gpu_suite.json").read_text())
     st = rep["stages"]
-    assert list(st) == ["tests", "train_step", "train_e2e", "inference"]
+    assert list(st) == ["tests", "train_step", "train_e2e", "inference", "int8"]
     assert all(s["status"] == "ok" for s in st.values()), {k: s.get("error") for k, s in st.items()}
     t = st["tests"]["result"]
     assert t["passed"] == 3 and t["failure"] == t["error"] == 0  # resume is deselected in --quick
@@ -49,6 +49,14 @@ def test_quick_cpu_suite_runs_every_stage(tmp_path, cifar10_tgz):
     assert {g["kind"] for g in bench["graphs"]} >= {"full", "class", "masked", "peer-torch"}
     assert all(g["backend_info"]["mode"] == "onnx" for g in bench["graphs"] if g["kind"] != "peer-torch")
     assert rep["env"]["libraries"]["torch"] and "gpus" in rep["env"] and rep["env"]["cpu_count"]
+    i8 = st["int8"]["result"]["runs"]
+    assert i8["trt"] == {"status": "skipped", "reason": "TensorRT needs a CUDA GPU"}
+    ratios = i8["ort_cpu"]["ratios"]["int8"]
+    assert ratios["full"]["precision"].startswith("int8") and ratios["full"]["ratio_vs_fp32_full"] > 0
+    assert ratios["class"]["fastest"].startswith("class_") and ratios["class"]["ratio_vs_fp32_full"] > 0
+    # the fp32, fp16 and both INT8 forms were timed side by side
+    bench8 = json.loads((tmp_path / "gpu_bench_int8_ort_cpu.json").read_text())
+    assert {g["precision"] for g in bench8["graphs"]} >= {"fp32", "fp16", "int8", "int8-cpu"}
     md = (tmp_path / "gpu_suite.md").read_text()
     assert "| inference | ok |" in md and "class vs full" in md
     assert (tmp_path / "gpu_train_step_b8.json").is_file()

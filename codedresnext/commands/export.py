@@ -61,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=False,
         type=_cuts,
         metavar="CUTS",
-        help="segment graphs; cuts after blocks CUTS (default: after every coded stage)",
+        help="segment graphs (an early exit per cut); CUTS: block indices like 3,5, or 'all' (after "
+        "every coded block but the last); bare --segments: the measured default, after the last block "
+        "of each coded stage but the network's and after the second-to-last block of a coded last stage",
     )
     p.add_argument(
         "--masked",
