@@ -71,7 +71,7 @@ def main() -> int:
 
         m = load_manifest(d)
         report["int8_accuracy_vs_fp32"] = {
-            g["name"]: g.get("accuracy") for g in m["graphs"] if g["precision"].startswith("int8")
+            g.name: g.accuracy for g in m.graphs if g.precision.startswith("int8")
         }
         report["command"] = " ".join(["python", "benchmarks/bench_int8.py", *sys.argv[1:]])
         paths = write_report(report, args.out, stem="int8")

@@ -85,10 +85,8 @@ def main() -> int:
                 {
                     "method": label,
                     "export_s": dt,
-                    "calibration_s": m["int8"]["calibration_s"],
-                    "precisions": {
-                        g["precision"]: g["accuracy"] for g in m["graphs"] if g["name"].startswith("full_")
-                    },
+                    "calibration_s": m.int8["calibration_s"],
+                    "precisions": {g.precision: g.accuracy for g in m.graphs if g.name.startswith("full_")},
                 }
             )
             print(label, json.dumps({k: v["top1"] for k, v in runs[-1]["precisions"].items()}), flush=True)

@@ -87,9 +87,15 @@ def _set_graph_metadata(path: Path, values: dict[str, float]) -> None:
 
 
 def write_thresholds(
-    export_dir: str | os.PathLike, thresholds: dict[str, float], *, source: dict[str, Any] | None = None
+    export_dir: str | os.PathLike,
+    thresholds: dict[str, float],
+    *,
+    source: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> list[str]:
-    """Store `thresholds` ({class name: threshold}) in every detector graph of `export_dir`.
+    """Store `thresholds` ({class name: threshold}) in every detector graph of `export_dir`
+    (`precision`: only that precision's graphs; the manifest's export-wide thresholds and source
+    stay those of every precision).
 
     A graph is updated only when all its classes have a threshold. `source` (e.g. how they were
     chosen) is recorded in the manifest. Returns the names of the updated graphs.
@@ -107,6 +113,8 @@ def write_thresholds(
         )
     updated = []
     for g in graphs:
+        if precision is not None and g.precision != precision:
+            continue
         if not g.classes or not all(c in thresholds for c in g.classes):
             continue
         path = export_dir / g.file
@@ -117,9 +125,10 @@ def write_thresholds(
         g.thresholds = values
         g.sha256 = sha256_file(path)
         updated.append(g.name)
-    manifest.thresholds = dict(sorted({**(manifest.thresholds or {}), **thresholds}.items()))
-    if source is not None:
-        manifest.thresholds_source = source
+    if precision is None:
+        manifest.thresholds = dict(sorted({**(manifest.thresholds or {}), **thresholds}.items()))
+        if source is not None:
+            manifest.thresholds_source = source
     manifest.save(export_dir)
     return updated
 

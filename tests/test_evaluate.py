@@ -338,3 +338,36 @@ def test_onnx_detector_metrics_equal_pytorch_and_thresholds_are_written(tmp_path
     save_checkpoint(other, micro_model(seed=3))
     with pytest.raises(GraphError, match="another checkpoint"):
         check_same_checkpoint(export / "class_cat.onnx", other)
+
+
+def test_int8_class_graphs_are_scored_and_get_their_own_thresholds(tmp_path, ckpt, tree):
+    """--precision int8-cpu scores the INT8 twins (close to fp32 ones), writes thresholds fitted on
+    their own scores to those twins only, and a precision the export lacks says how to export it."""
+    from codedresnext.evaluate.run import EvalConfig, evaluate
+    from codedresnext.export.exporter import export_graphs
+    from codedresnext.export.int8 import Int8Options
+    from codedresnext.thresholds import read_thresholds
+
+    export = tmp_path / "export"
+    int8 = Int8Options(calibration=str(tree), images=64, eval_images=0)
+    export_graphs(out=export, checkpoint=ckpt, classes="all", int8=int8, verify=False, progress=False)
+    common = dict(checkpoint=str(ckpt), data=str(tree), graphs=str(export), removal_limit=30, removal_draws=1)
+    common.update(progress=False, batch_size=64)
+    fp32 = evaluate(EvalConfig(out=str(tmp_path / "fp32"), **common))
+    before = read_thresholds(export)
+    q = evaluate(EvalConfig(out=str(tmp_path / "q"), precision="int8-cpu", **common))
+    assert q["detector_precision"] == "int8-cpu" and "int8-cpu class graphs" in q["detector_source"]
+    assert sorted(q["thresholds_written_to"]) == sorted(f"class_{c}_int8_cpu" for c in q["classes"])
+    after = read_thresholds(export)
+    for c in q["per_class"]:
+        k = c["class"]
+        assert after[f"class_{k}_int8_cpu"] == {k: pytest.approx(c["threshold"], abs=0)}
+        assert after[f"class_{k}"] == before[f"class_{k}"]  # fp32 and the TensorRT form untouched
+        assert after[f"class_{k}_int8"] == before[f"class_{k}_int8"]
+    assert artifact.load_manifest(export).thresholds == {
+        c["class"]: c["threshold"] for c in fp32["per_class"]
+    }
+    # INT8 moves the detectors little: same ranking quality within a few points of AUC
+    assert abs(q["binary_mean_auc"] - fp32["binary_mean_auc"]) < 0.05
+    with pytest.raises(GraphError, match="no fp16 class graph.*--fp16"):
+        evaluate(EvalConfig(out=str(tmp_path / "h"), precision="fp16", **common))

@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and write the thresholds into it",
     )
     p.add_argument(
+        "--precision",
+        default="fp32",
+        metavar="P",
+        help="with --graphs: score the class graphs of this precision (fp32, fp16, int8, int8-cpu: "
+        "the twins from export --fp16 / --int8); their thresholds are fitted on their own scores and "
+        "written to that precision's graphs only (default fp32: to every twin)",
+    )
+    p.add_argument(
         "--no-write-thresholds", action="store_true", help="with --graphs: leave the export unchanged"
     )
     p.add_argument(
@@ -98,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.removal_draws < 1 or args.batch_size < 1:
         raise CodedResNeXtError("--removal-draws and --batch-size must be at least 1")
+    if args.precision != "fp32" and not args.graphs:
+        raise CodedResNeXtError("--precision picks the exported class graphs: pass --graphs EXPORT_DIR too")
     if not 0 < args.positive_fraction < 1:
         raise CodedResNeXtError("--positive-fraction must lie between 0 and 1")
     cfg = EvalConfig(
@@ -105,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
         out=args.out,
         graphs=args.graphs,
+        precision=args.precision,
         ood=args.ood,
         removal_block=args.removal_block,
         limit=args.limit,
@@ -121,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     )
     m = evaluate(cfg)
     line = (
-        f"accuracy {m['accuracy']:.4f}, detectors mean F1 {m['binary_mean_f1']:.4f} "
+        f"accuracy {m['accuracy']:.4f}, {m.get('detector_precision', 'fp32')} detectors "
+        f"mean F1 {m['binary_mean_f1']:.4f} "
         f"(AUC {m['binary_mean_auc']:.4f})"
     )
     if "ood_mean_f1" in m:

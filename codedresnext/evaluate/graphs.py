@@ -17,22 +17,25 @@ from .._io import sha256_file
 from ..errors import GraphError
 
 
-def class_graphs(export_dir: str | os.PathLike, class_names: tuple[str, ...]) -> dict[str, Path]:
-    """{class name: graph file} for every class (fp32 graphs first), or GraphError saying what is missing."""
+def class_graphs(
+    export_dir: str | os.PathLike, class_names: tuple[str, ...], *, precision: str = artifact.FP32
+) -> dict[str, Path]:
+    """{class name: graph file} of `precision` for every class, or GraphError saying what is missing."""
     export_dir = Path(export_dir)
     manifest = artifact.load_manifest(export_dir)
     found: dict[str, Path] = {}
-    graphs = sorted(
-        manifest.of_kind(artifact.GraphKind.CLASS, precision=None), key=lambda g: g.precision != artifact.FP32
-    )
-    for g in graphs:
+    for g in manifest.of_kind(artifact.GraphKind.CLASS, precision=precision):
         if len(g.classes) == 1:
             found.setdefault(g.classes[0], export_dir / g.file)
     missing = [c for c in class_names if c not in found]
     if missing:
+        how = {artifact.FP16: " --fp16"}.get(
+            precision, " --int8 --calibration DATA" if precision != artifact.FP32 else ""
+        )
+        more = "..." if len(missing) > 5 else ""
         raise GraphError(
-            f"{export_dir} has no class graph for {missing[:5]}{'...' if len(missing) > 5 else ''}; "
-            "export them with `codedresnext export CKPT --classes all`"
+            f"{export_dir} has no {precision} class graph for {missing[:5]}{more}; "
+            f"export them with `codedresnext export CKPT --classes all{how}`"
         )
     for c, p in found.items():
         if not p.is_file():

@@ -25,6 +25,7 @@ class EvalConfig:
     data: str
     out: str
     graphs: str | None = None  # export directory: detector logits from its class graphs
+    precision: str = "fp32"  # which of its class graphs (fp32, fp16, int8, int8-cpu twins)
     ood: str | None = None  # .npz (load_npz_images) or a dataset path (its test split)
     removal_block: int = -1  # coded block index (counting coded blocks only); -1 = last
     limit: int | None = None  # stratified test subset
@@ -135,7 +136,7 @@ def _detector_logits(model, cfg: EvalConfig, res: dict, test, train, ood, kw: di
         return binary, {"detector_source": "PyTorch masked model"}
     from .graphs import check_same_checkpoint, class_graphs, onnx_class_logits
 
-    graphs = class_graphs(cfg.graphs, tuple(model.cfg.class_names))
+    graphs = class_graphs(cfg.graphs, tuple(model.cfg.class_names), precision=cfg.precision)
     check_same_checkpoint(next(iter(graphs.values())), cfg.checkpoint)
     sets = {"train": train.images, "test": test.images}
     if ood is not None:
@@ -145,7 +146,8 @@ def _detector_logits(model, cfg: EvalConfig, res: dict, test, train, ood, kw: di
     ref = run_passes(model, test.subset(np.arange(n)), full=False, **kw)["binary"]
     return binary, {
         "onnx_max_abs_diff_vs_torch": float(np.abs(ref - binary["test"][:n]).max()),
-        "detector_source": f"ONNX Runtime (runtime.Detector), class graphs in {cfg.graphs}",
+        "detector_source": f"ONNX Runtime (runtime.Detector), {cfg.precision} class graphs in {cfg.graphs}",
+        "detector_precision": cfg.precision,
     }
 
 
@@ -253,6 +255,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             "checkpoint_sha256": m["checkpoint_sha256"],
             "data": m["data"],
         }
-        m["thresholds_written_to"] = write_thresholds(cfg.graphs, thr, source=src)
+        # fp32 thresholds go to every twin; another precision's, fitted on its own scores, to its graphs
+        only = None if cfg.precision == "fp32" else cfg.precision
+        m["thresholds_written_to"] = write_thresholds(cfg.graphs, thr, source=src, precision=only)
     write_outputs(cfg.out, m, arrays)
     return m

@@ -1,0 +1,58 @@
+"""The INT8 benchmark scripts run end to end at tiny sizes (they are the issue's measurement
+commands, so they must not rot between the runs that produce benchmarks/results/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "demo" / "model.pt"
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_bench_int8_times_every_precision_and_records_accuracy(tmp_path, small_tree):
+    r = _script(
+        "bench_int8.py", "--preset", "tiny", "--data", str(small_tree), "--batch", "4", "--warmup", "0.01",
+        "--duration", "0.05", "--rounds", "1", "--threads", "1", "--calibration-images", "16",
+        "--eval-images", "10", "--out", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads((tmp_path / "int8.json").read_text())
+    assert {(g["name"], g["precision"]) for g in rep["graphs"]} >= {
+        ("full", "fp32"), ("full_int8", "int8"), ("full_int8_cpu", "int8-cpu"), ("class_cat_fp16", "fp16")
+    }  # fmt: skip
+    acc = rep["int8_accuracy_vs_fp32"]
+    assert set(acc) == {"full_int8", "full_int8_cpu", "class_cat_int8", "class_cat_int8_cpu"}
+    assert all(0.0 <= a["top1_agreement"] <= 1.0 for k, a in acc.items() if k.startswith("full"))
+    assert (tmp_path / "int8.md").is_file()
+
+
+def test_int8_calibration_compares_methods_on_the_demo_model(tmp_path, small_tree):
+    if not DEMO.is_file():
+        pytest.skip(f"demo model {DEMO} missing")
+    r = _script(
+        "int8_calibration.py", "--data", str(small_tree), "--calibration-images", "16",
+        "--test-images", "40", "--methods", "minmax,percentile:99.99", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "int8_calibration.json").read_text())
+    assert [x["method"] for x in res["runs"]] == ["minmax", "percentile 99.99"]
+    assert res["chosen"] in ("minmax", "percentile 99.99") and res["test_images"] == 40
+    for run in res["runs"]:
+        assert set(run["precisions"]) == {"int8", "int8-cpu"}
+        for a in run["precisions"].values():
+            assert 0.0 <= a["top1"] <= 1.0 and 0.0 <= a["reference"]["top1"] <= 1.0
+    assert "| minmax | int8 |" in (tmp_path / "int8_calibration.md").read_text()
