@@ -7,6 +7,7 @@ tiny preset so that the file stays fast on a 2-core CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -204,6 +205,12 @@ def test_init_starts_a_new_run_from_the_checkpoint_weights(smoke_run, small_tree
     again = classifier_metrics(start, data.load_dataset(small_tree, "test"))
     assert _metrics(new)[-1]["test_accuracy"] == pytest.approx(again["accuracy"], abs=0.03)
     assert json.loads((new / "config.json").read_text())["train"]["init"] == str(out / "best.pt")
+    # resuming the warm run (no --init: the weights come from last.pt) keeps its origin on record
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODEDRESNEXT_CACHE", str(session_cache))
+        train(dataclasses.replace(cfg, init=None, resume=True, max_steps=2))
+    assert json.loads((new / "config.json").read_text())["train"]["init"] == str(out / "best.pt")
+    assert read_checkpoint(new / "last.pt")["step"] == 2
 
 
 def test_init_refuses_other_classes_resume_and_missing_files(smoke_run, small_tree, tmp_path):

@@ -129,6 +129,9 @@ def _setup(cfg: TrainConfig, dist: Dist, out: Path) -> Run:
     state = None
     if cfg.resume:
         model, state = load_checkpoint(last, expect=model_cfg)
+        old = state.get("train_config")
+        if isinstance(old, dict) and old.get("init"):
+            cfg.init = old["init"]  # provenance only: the weights come from last.pt
     elif cfg.init:
         model = _init_from(cfg.init, model_cfg)
     model.p_drop = cfg.p_drop
