@@ -202,10 +202,38 @@ def stage_train_e2e(ctx: Ctx) -> dict:
     return res
 
 
+def _bench_run(
+    runs: dict, name: str, why_not: str | None, export: Path, out: Path, stem: str, summary, **kw
+) -> None:
+    """One `run_bench` into runs[name]: skipped (with the reason), failed (one backend failing must
+    not hide the others) or ok with `summary(report)`; the report is written as OUT/STEM.*."""
+    from codedresnext.runtime.bench import run_bench, write_report
+
+    if why_not:
+        runs[name] = {"status": "skipped", "reason": why_not}
+        return
+    try:
+        rep = run_bench(export, **kw)
+    except Exception as e:
+        runs[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        return
+    write_report(rep, out, stem=stem)
+    runs[name] = {"status": "ok", **summary(rep)}
+
+
+def _raise_failed(runs: dict, what: str) -> None:
+    failed = {k: v["error"] for k, v in runs.items() if v["status"] == "failed"}
+    if failed:
+        raise RuntimeError(f"{what} failed: {failed}")
+
+
+def _int8_summary(rep: dict) -> dict:
+    return {"ratios": rep["ratios"], "notes": rep.get("notes", [])}
+
+
 def stage_inference(ctx: Ctx) -> dict:
     from codedresnext.config import build_config
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.bench import run_bench, write_report
 
     s = ctx.sizes
     classes = list(build_config(s.preset).class_names[: s.class_graphs])
@@ -220,16 +248,7 @@ def stage_inference(ctx: Ctx) -> dict:
     runs: dict[str, Any] = {}
 
     def one(name: str, why_not: str | None, **kw) -> None:
-        if why_not:
-            runs[name] = {"status": "skipped", "reason": why_not}
-            return
-        try:
-            rep = run_bench(export, **common, **kw)
-        except Exception as e:  # one backend failing must not hide the others
-            runs[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-            return
-        write_report(rep, ctx.out, stem=f"gpu_bench_{name}")
-        runs[name] = {"status": "ok", **_speedups(rep)}
+        _bench_run(runs, name, why_not, export, ctx.out, f"gpu_bench_{name}", _speedups, **common, **kw)
 
     every = ["full", *(f"class_{c}" for c in classes), f"masked_{classes[0]}"]
     few = every[:3] + every[-1:]  # engine builds are slow: TensorRT and ORT time a subset
@@ -249,9 +268,7 @@ def stage_inference(ctx: Ctx) -> dict:
     ort_kw = dict(backend="ort", provider="cuda" if cuda else "cpu", graphs=few, torch_peer=False)
     one("ort", _ort_reason(cuda), **ort_kw)
     one("trt", _trt_reason(cuda), backend="trt", graphs=few, torch_peer=False)
-    failed = [k for k, v in runs.items() if v["status"] == "failed"]
-    if failed:
-        raise RuntimeError(f"inference runs failed: { {k: runs[k]['error'] for k in failed} }")
+    _raise_failed(runs, "inference runs")
     return {"preset": s.preset, "class_graphs": classes, "runs": runs}
 
 
@@ -262,7 +279,6 @@ def stage_int8(ctx: Ctx) -> dict:
     from codedresnext.config import build_config
     from codedresnext.export import export_graphs
     from codedresnext.export.int8 import Int8Options
-    from codedresnext.runtime.bench import run_bench, write_report
 
     s = ctx.sizes
     classes = list(build_config(s.preset).class_names[: min(2, s.class_graphs)])
@@ -293,19 +309,10 @@ def stage_int8(ctx: Ctx) -> dict:
         ),
     }
     for name, (why_not, kw) in plans.items():
-        if why_not:
-            runs[name] = {"status": "skipped", "reason": why_not}
-            continue
-        try:
-            rep = run_bench(export, **common, **kw)
-        except Exception as e:  # one backend failing must not hide the other
-            runs[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-            continue
-        write_report(rep, ctx.out, stem=f"gpu_bench_int8_{name}")
-        runs[name] = {"status": "ok", "ratios": rep["ratios"], "notes": rep.get("notes", [])}
-    failed = [k for k, v in runs.items() if v["status"] == "failed"]
-    if failed:
-        raise RuntimeError(f"INT8 runs failed: { {k: runs[k]['error'] for k in failed} }")
+        _bench_run(
+            runs, name, why_not, export, ctx.out, f"gpu_bench_int8_{name}", _int8_summary, **common, **kw
+        )
+    _raise_failed(runs, "INT8 runs")
     return {
         "preset": s.preset,
         "class_graphs": classes,

@@ -71,6 +71,12 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def _train(cfg: TrainConfig, cache: Path) -> dict:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODEDRESNEXT_CACHE", str(cache))
+        return train(cfg)
+
+
 def _state(run: Path) -> dict:
     return read_checkpoint(run / "last.pt")
 
@@ -93,10 +99,7 @@ def smoke_run(small_tree, tmp_path_factory, session_cache):
         seed=0,
         progress=False,
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CODEDRESNEXT_CACHE", str(session_cache))
-        res = train(cfg)
-    return out, res
+    return out, _train(cfg, session_cache)
 
 
 def test_training_lowers_the_loss_on_real_images(smoke_run):
@@ -191,10 +194,7 @@ def test_init_starts_a_new_run_from_the_checkpoint_weights(smoke_run, small_tree
         eval_limit=0,
         progress=False,
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CODEDRESNEXT_CACHE", str(session_cache))
-        res = train(cfg)
-    assert res["step"] == 1
+    assert _train(cfg, session_cache)["step"] == 1
     start, _ = load_checkpoint(out / "best.pt")
     warm, state = load_checkpoint(new / "last.pt")
     assert state["step"] == 1
@@ -206,9 +206,7 @@ def test_init_starts_a_new_run_from_the_checkpoint_weights(smoke_run, small_tree
     assert _metrics(new)[-1]["test_accuracy"] == pytest.approx(again["accuracy"], abs=0.03)
     assert json.loads((new / "config.json").read_text())["train"]["init"] == str(out / "best.pt")
     # resuming the warm run (no --init: the weights come from last.pt) keeps its origin on record
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CODEDRESNEXT_CACHE", str(session_cache))
-        train(dataclasses.replace(cfg, init=None, resume=True, max_steps=2))
+    _train(dataclasses.replace(cfg, init=None, resume=True, max_steps=2), session_cache)
     assert json.loads((new / "config.json").read_text())["train"]["init"] == str(out / "best.pt")
     assert read_checkpoint(new / "last.pt")["step"] == 2
 
