@@ -29,9 +29,7 @@ def class_graphs(
             found.setdefault(g.classes[0], export_dir / g.file)
     missing = [c for c in class_names if c not in found]
     if missing:
-        how = {artifact.FP16: " --fp16"}.get(
-            precision, " --int8 --calibration DATA" if precision != artifact.FP32 else ""
-        )
+        how = {artifact.FP32: "", artifact.FP16: " --fp16"}.get(precision, " --int8 --calibration DATA")
         more = "..." if len(missing) > 5 else ""
         raise GraphError(
             f"{export_dir} has no {precision} class graph for {missing[:5]}{more}; "

@@ -119,22 +119,26 @@ def choose_source(
     if precision == INT8:
         if entry.precision == INT8:
             return entry
-        sib = graphs.get(entry.name + precision_suffix(INT8))
-        if sib is None or sib.precision != INT8:
-            raise GraphError(
-                f"no INT8 (Q/DQ) twin of {entry.name!r} in this export; re-export with "
-                "`codedresnext export ... --int8 --calibration DATA`"
-            )
-        return sib
+        why = (
+            "no INT8 (Q/DQ) twin of {name!r} in this export; re-export with "
+            "`codedresnext export ... --int8 --calibration DATA`"
+        )
+        return _twin(graphs, entry, INT8, why)
     if precision == "fp16" and trt_major(trt_version) >= 11:
-        sib = graphs.get(entry.name + precision_suffix(FP16))
-        if sib is None or sib.precision != FP16:
-            raise GraphError(
-                f"TensorRT {trt_version} needs the FP16 graph of {entry.name!r} (strongly typed networks "
-                "only); re-export with `codedresnext export ... --fp16`"
-            )
-        return sib
+        why = (
+            f"TensorRT {trt_version} needs the FP16 graph of {{name!r}} (strongly typed networks only); "
+            "re-export with `codedresnext export ... --fp16`"
+        )
+        return _twin(graphs, entry, FP16, why)
     return entry
+
+
+def _twin(graphs: dict, entry, precision: str, missing: str):
+    """The `precision` twin of `entry` (NAME + its suffix), or GraphError(`missing` with the name)."""
+    sib = graphs.get(entry.name + precision_suffix(precision))
+    if sib is None or sib.precision != precision:
+        raise GraphError(missing.format(name=entry.name))
+    return sib
 
 
 def profile_shapes(
