@@ -9,8 +9,6 @@ checks on the CPU: `benchmarks/gpu_suite.py --device cpu --quick` uses that to t
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
@@ -155,7 +153,7 @@ def test_inference_parity_on_device(device, export_dir, real_images, cuda_graph)
 def test_resume_after_kill_on_device(device, small_tree, tmp_path, session_cache):
     """Killed after a checkpoint and resumed on `device`: the weights equal an uninterrupted run's
     (bit-exact on CPU; on CUDA within the run-to-run noise of cuDNN's non-deterministic kernels)."""
-    from test_train import _cli, _finish, _state, _train_cmd
+    from test_train import _cli, _finish, _kill_after_first_checkpoint, _state, _train_cmd
 
     extra = (
         "--epochs",
@@ -172,13 +170,7 @@ def test_resume_after_kill_on_device(device, small_tree, tmp_path, session_cache
     ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
     _finish(ref)
     killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
-    last = tmp_path / "killed" / "last.pt"
-    deadline = time.time() + 600
-    while not last.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=60)
-    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    _kill_after_first_checkpoint(killed, tmp_path / "killed", poll_s=0.005)
     assert 1 <= _state(tmp_path / "killed")["step"] < 30
     _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume"), session_cache))
     a, b = _state(tmp_path / "ref"), _state(tmp_path / "killed")

@@ -230,19 +230,24 @@ def test_init_refuses_other_classes_resume_and_missing_files(smoke_run, small_tr
 # --- resume after a kill ----------------------------------------------------------------------
 
 
+def _kill_after_first_checkpoint(proc, run: Path, poll_s: float = 0.01) -> None:
+    """SIGKILL the training process `proc` as soon as `run`/last.pt exists (no clean shutdown)."""
+    last = run / "last.pt"
+    deadline = time.time() + 600
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(poll_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
 def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, session_cache):
     """A run killed (SIGKILL) right after a mid-epoch checkpoint, then resumed, ends bit-identical to
     an uninterrupted run: same weights, BatchNorm statistics, optimizer state and metrics."""
     extra = ("--epochs", "2", "--save-every", "1", "--p-drop", "0.2", "--randaugment", "2,9")
     ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
     killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
-    last = tmp_path / "killed" / "last.pt"
-    deadline = time.time() + 600
-    while not last.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=60)
-    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    _kill_after_first_checkpoint(killed, tmp_path / "killed")
     step_at_kill = _state(tmp_path / "killed")["step"]
     assert 1 <= step_at_kill < 10
     _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume"), session_cache))

@@ -27,8 +27,6 @@ from ..thresholds import f1_optimal_threshold
 from .backend import DEFAULT_BACKEND
 from .reject_search import calibrate_reject_threshold
 
-NEVER = float("inf")
-
 
 def cascade_outcome(
     exit_scores: list[np.ndarray],
