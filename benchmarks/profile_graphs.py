@@ -1,13 +1,19 @@
 """Where the time goes: ONNX Runtime's profiler on exported graphs, per op category, interleaved.
 
+    .venv/bin/python benchmarks/profile_graphs.py
+        the cifar10 preset (random weights), full and class_cat graphs, each built twice: with the
+        builder's expand-channel alignment (builder.EXPAND_ALIGN, what `export` writes) and without
+        it (the graphs before the alignment); writes benchmarks/results/profile_graphs.{json,md}
     .venv/bin/python benchmarks/profile_graphs.py DIR/full.onnx DIR/class_cat.onnx [--iters 6] [--batch 32]
+        any exported graphs; prints the table (--json FILE writes the numbers)
 
 Each graph gets its own session with SessionOptions.enable_profiling; the graphs are run in turn
 (interleaved, so a background load hits all alike) and the profiler's per-node kernel times are
 summed into categories by node name (builder.py's stable names survive ONNX Runtime's fusions as
-prefixes): the convolutions of each role, the energy path, the normalisation, residual Add/ReLU and
-the NCHWc layout reorders ONNX Runtime inserts. Prints a Markdown table (ms per batch call and
-share); --json writes the numbers.
+prefixes): the convolutions of each role, the energy path, the normalisation, residual Add/ReLU,
+the alignment Pads and the NCHWc layout reorders ONNX Runtime inserts. The wall-clock medians give
+each class graph's speedup over the full graph of its own build and that speedup / its FLOP ratio
+(the figure benchmarks/goals.py holds to 0.95).
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ import argparse
 import collections
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 CATEGORIES = [  # (substring of the node name, category); first match wins
     ("gram_conv", "energy"),
@@ -35,6 +45,7 @@ CATEGORIES = [  # (substring of the node name, category); first match wins
     ("/energies", "normalisation"),
     ("/bn", "normalisation"),
     ("eorder", "layout (NCHWc reorders)"),
+    ("expand_align", "alignment Pad"),
     ("stem", "stem"),
     ("residual", "residual Add + ReLU"),
     ("/out", "residual Add + ReLU"),
@@ -50,22 +61,26 @@ def category(node: str) -> str:
     return next((c for k, c in CATEGORIES if k in node), "other")
 
 
-def profile(paths: list[Path], *, iters: int, batch: int, threads: int) -> dict:
+def profile(
+    paths: list[Path], *, iters: int, batch: int, threads: int, labels: list[str] | None = None
+) -> dict:
+    """{label: {"wall_median_ms", "kernel_ms": {category: ms per call}}} for the graphs at `paths`."""
     import onnxruntime as ort
 
+    labels = labels or [str(p) for p in paths]
     sessions, wall = {}, collections.defaultdict(list)
-    for p in paths:
+    for label, p in zip(labels, paths):
         so = ort.SessionOptions()
         so.enable_profiling = True
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
-        so.profile_file_prefix = f"/tmp/codedresnext-profile-{p.stem}"
+        so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"codedresnext-profile-{p.stem}")
         s = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
         inp = s.get_inputs()[0]
         shape = [batch, *inp.shape[1:]]
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         s.run(None, {inp.name: x})
-        sessions[str(p)] = (s, {inp.name: x})
+        sessions[label] = (s, {inp.name: x})
     for _ in range(iters):
         for name, (s, feed) in sessions.items():
             t = time.perf_counter()
@@ -103,14 +118,110 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _export(out: Path, preset: str, cls: str, align: int) -> dict[str, float]:
+    """full + class graph of `preset` built with builder.EXPAND_ALIGN = align; {graph: FLOPs}."""
+    from codedresnext.artifact import load_manifest
+    from codedresnext.export import builder, export_graphs
+
+    saved = builder.EXPAND_ALIGN
+    builder.EXPAND_ALIGN = align
+    try:
+        export_graphs(out=out, preset=preset, classes=[cls], verify=False, overwrite=True, progress=False)
+    finally:
+        builder.EXPAND_ALIGN = saved
+    return {g.file: float(g.flops) for g in load_manifest(out).graphs}
+
+
+def compare_alignment(args) -> dict:
+    """Both builds of the preset's full and class graph, profiled in one interleaved run."""
+    from codedresnext.export import builder
+
+    builds = {"aligned": builder.EXPAND_ALIGN, "unaligned": 1}
+    with tempfile.TemporaryDirectory(prefix="codedresnext-profile-") as tmp:
+        paths, labels, flops = [], [], {}
+        for tag, align in builds.items():
+            fl = _export(Path(tmp) / tag, args.preset, args.cls, align)
+            for g in ("full.onnx", f"class_{args.cls}.onnx"):
+                paths.append(Path(tmp) / tag / g)
+                labels.append(f"{tag}/{Path(g).stem}")
+                flops[labels[-1]] = fl[g]
+        res = profile(paths, iters=args.iters, batch=args.batch, threads=args.threads, labels=labels)
+    summary = {}
+    for tag, align in builds.items():
+        full, cls = res[f"{tag}/full"], res[f"{tag}/class_{args.cls}"]
+        speedup = full["wall_median_ms"] / cls["wall_median_ms"]
+        ratio = flops[f"{tag}/full"] / flops[f"{tag}/class_{args.cls}"]
+        summary[tag] = {
+            "expand_align": align,
+            "class_speedup": speedup,
+            "flop_ratio": ratio,
+            "speedup_over_flop_ratio": speedup / ratio,
+        }
+    return {
+        "preset": args.preset,
+        "class": args.cls,
+        "batch": args.batch,
+        "threads": args.threads,
+        "iters": args.iters,
+        "profile": res,
+        "summary": summary,
+    }
+
+
+def write_comparison(report: dict, out: Path) -> Path:
+    import os
+    import platform
+
+    import onnxruntime as ort
+
+    from codedresnext._io import write_json, write_text
+
+    report = {
+        **report,
+        "onnxruntime": ort.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "load_average": list(os.getloadavg()),
+        "command": " ".join(["python", "benchmarks/profile_graphs.py", *sys.argv[1:]]),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "profile_graphs.json", report)
+    lines = [
+        f"# Where the time goes: {report['preset']} full vs class_{report['class']} "
+        "(ONNX Runtime CPU profiler)",
+        "",
+        f"`{report['command']}`: onnxruntime {report['onnxruntime']}, {report['threads']} thread(s), "
+        f"batch {report['batch']}, {report['iters']} interleaved calls per graph (medians), load average "
+        f"at the end {[round(v, 2) for v in report['load_average']]}. Kernel times per call by category.",
+        "",
+        markdown(report["profile"]),
+        "| build | expand align | class speedup | FLOP ratio | speedup / FLOP ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for tag, s in report["summary"].items():
+        lines.append(
+            f"| {tag} | {s['expand_align']} | {s['class_speedup']:.3f}x | {s['flop_ratio']:.3f} | "
+            f"{s['speedup_over_flop_ratio']:.3f} |"
+        )
+    md = out / "profile_graphs.md"
+    write_text(md, "\n".join(lines) + "\n")
+    return md
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("graphs", nargs="+", type=Path)
+    p.add_argument("graphs", nargs="*", type=Path, help="graphs (default: the alignment comparison)")
+    p.add_argument("--preset", default="cifar10")
+    p.add_argument("--class", dest="cls", default="cat")
     p.add_argument("--iters", type=int, default=6)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None, help="with graphs: write the numbers here")
+    p.add_argument("--out", type=Path, default=RESULTS, help="the comparison's JSON and Markdown go here")
     args = p.parse_args()
+    if not args.graphs:
+        md = write_comparison(compare_alignment(args), args.out)
+        print(md.read_text())
+        return 0
     res = profile(args.graphs, iters=args.iters, batch=args.batch, threads=args.threads)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")

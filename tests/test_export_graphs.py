@@ -330,3 +330,64 @@ def test_paper_fraction_explained_by_projection_shortcuts():
         sc = sum(b.c_in * b.c_out + 2 * b.c_out for b in layout if b.projection)
         assert round(cls_n / full_n, 3) == ours
         assert abs((cls_n - sc) / (full_n - sc) - paper) < 0.01
+
+
+def test_expand_inputs_are_channel_aligned_and_exact(real_images, monkeypatch):
+    """Odd branch widths (nk*d never a multiple of EXPAND_ALIGN): every expand conv reads a
+    zero-padded input and zero weight columns, and the graphs stay exact (full == PyTorch,
+    class == masked reference, == the unaligned build) with counts that leave the padding out."""
+    import dataclasses
+
+    import torch
+    from export_helpers import randomize_bn
+    from onnx import numpy_helper
+
+    from codedresnext.config import build_config
+    from codedresnext.export.fold import fold_weights
+    from codedresnext.model import CodedResNeXt
+
+    base = build_config("tiny")
+    widths = (3, 5, 7)
+    cfg = dataclasses.replace(
+        base, stages=tuple(dataclasses.replace(s, width=w) for s, w in zip(base.stages, widths))
+    )
+    torch.manual_seed(3)
+    model = randomize_bn(CodedResNeXt(cfg), 3)
+    spec = specs.full_spec(cfg)
+    meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
+    full = builder.build_graph(cfg, fold_weights(model), spec, metadata=meta)
+    cls = prune(load_full_graph(full), ["cat"])  # the pruner reads the padded weights back
+    monkeypatch.setattr(builder, "EXPAND_ALIGN", 1)
+    plain_full = builder.build_graph(cfg, fold_weights(model), spec, metadata=meta)
+    plain_cls = prune(load_full_graph(plain_full), ["cat"])
+    monkeypatch.undo()
+
+    layout = block_layout(cfg)
+    x = np.concatenate([
+        preprocess(real_images.images[:8], cfg),
+        np.random.default_rng(11).standard_normal((4, 3, 32, 32)).astype(np.float32),
+    ])  # fmt: skip
+    for g, keep, ref in (
+        (full, keep_branches(layout, None), torch_logits(model, x)),
+        (cls, keep_branches(layout, [3]), torch_logits(model, x, [3])),
+    ):
+        _check(g)
+        inits = {t.name: numpy_helper.to_array(t) for t in g.graph.initializer}
+        pads = {n.name for n in g.graph.node if n.op_type == "Pad"}
+        for b, kb in zip(layout, keep):
+            nd = (b.branches if kb is None else len(kb)) * b.width
+            w = inits[f"block{b.index}/expand.weight"]
+            assert w.shape[1] == nd + (-nd % builder.EXPAND_ALIGN) and w.shape[1] % builder.EXPAND_ALIGN == 0
+            assert nd % builder.EXPAND_ALIGN == 0 or f"block{b.index}/expand_align" in pads
+            assert not w[:, nd:].any()  # the padding columns are zeros
+        np.testing.assert_allclose(run(g, {"images": x})["logits"], ref, rtol=0, atol=TOL)
+    assert len([n for n in full.graph.node if n.op_type == "Pad"]) == len(layout)
+    assert not [n for n in plain_full.graph.node if n.op_type == "Pad"]
+    for g, plain in ((full, plain_full), (cls, plain_cls)):
+        assert count_params(g) == count_params(plain)
+        assert count_flops(g) == count_flops(plain)
+        np.testing.assert_allclose(
+            run(g, {"images": x})["logits"], run(plain, {"images": x})["logits"], rtol=0, atol=1e-5
+        )
+    assert count_params(full) == sum(p.numel() for p in model.parameters())
+    assert count_params(cls) == analytic_params(cfg, keep_branches(layout, [3]), 1)

@@ -167,6 +167,8 @@ def _allowlist_graph() -> onnx.ModelProto:
         "sax": i64(1),
         "k2": i64(2),
         "gidx": i64(-1, 0),
+        "pads": i64(0, 1, 0, 2, 0, 2, 1, 0),  # begins then ends: channels 1 + 2, rows 0 + 1, cols 2 + 0
+        "pval": np.array(0.5, np.float32),
     }
     N = helper.make_node
     nodes = [
@@ -201,6 +203,7 @@ def _allowlist_graph() -> onnx.ModelProto:
         N("ReduceMin", ["cat"], ["rmin"], axes=[1], keepdims=0),
         N("ReduceMean", ["c"], ["rmean"], axes=[2, 3], keepdims=0),
         N("ReduceSum", ["c", "ax_hw"], ["rsum"], keepdims=0),
+        N("Pad", ["c", "pads", "pval"], ["pd"]),  # constant mode, a non-zero fill
         N("Sqrt", ["ab"], ["sr"]),
         N("Neg", ["sr"], ["ng"]),
         N("Sub", ["ng", "rmax"], ["sb"]),
@@ -217,7 +220,7 @@ def _allowlist_graph() -> onnx.ModelProto:
         N("Shape", ["c"], ["sh"], start=1),
         N("Cast", ["sh"], ["shf"], to=TensorProto.FLOAT),
     ]
-    outs = ["sq", "rmin", "rmean", "tkv", "tki", "am", "an", "ga", "id", "shf", "sm"]
+    outs = ["sq", "rmin", "rmean", "tkv", "tki", "am", "an", "ga", "id", "shf", "sm", "pd"]
     g = helper.make_graph(
         nodes,
         "allowlist",

@@ -15,7 +15,8 @@ Coded block, as ONNX (B = batch, C = c_out, nk = kept branches, d = width):
     out = Relu(y + shortcut(x))
 Energies and normalisation are float32 even in an FP16 graph (only h / sqrt(n2) is in FP16 there).
 Dividing h (nk*d channels) instead of the expand output (C channels) is the same function up to
-float rounding and cheaper, most of all in pruned graphs, whose h shrinks while C does not.
+float rounding and cheaper, most of all in pruned graphs, whose h shrinks while C does not. Where
+nk*d is not a multiple of EXPAND_ALIGN, h is zero-padded to one before the expand (`_expand`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from . import names
 from .layout import BlockGeom, block_layout
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+EXPAND_ALIGN = 4  # expand input channels padded to a multiple of this (see _expand)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,26 @@ def _i64(*v: int) -> np.ndarray:
     return np.array(v, dtype=np.int64)
 
 
+def _expand(g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, ch: np.ndarray) -> str:
+    """Block i's expand conv on h (the input channels `ch` of the full weight), channel-aligned.
+
+    ONNX Runtime's CPU layout optimisation (NCHWc) takes a 1x1 conv only when its input channel
+    count is a multiple of EXPAND_ALIGN; otherwise the conv runs in plain NCHW and its (B, C_out,
+    H, W) output is reordered for the residual Add, which cost the class graphs more than their
+    share (benchmarks/results/profile_graphs.md). So h is zero-padded (Pad, a copy of nk*d
+    channels) and the weight gets as many zero input columns: the same function, exactly.
+    counting.py leaves the padding out of parameters and FLOPs.
+    """
+    we = W[names.w(i, "expand")][:, ch]  # the pruner's weights may already carry padding: slice first
+    pad = -len(ch) % EXPAND_ALIGN
+    if pad:
+        pads = g.const(names.expand_align(i) + "_pads", _i64(0, 0, 0, 0, 0, pad, 0, 0))
+        h = g.op("Pad", [h, pads], names.expand_align(i))
+        we = np.concatenate([we, np.zeros((we.shape[0], pad, *we.shape[2:]), we.dtype)], axis=1)
+    bias = W[names.b(i, "expand")].reshape(-1)
+    return g.conv(h, f"block{i}/expand", we, bias, wname=names.w(i, "expand"), bname=names.b(i, "expand"))
+
+
 def _decoder(g: _Graph, en: str, words: np.ndarray, b: BlockGeom, prefix: str) -> str:
     """(B, N) normalised energies -> (B, K') distances ||v - w_k||, v = en * N_act / N."""
     v = g.op(
@@ -208,14 +230,7 @@ def _block(
     else:
         sc = x
     if not b.coded:
-        y = g.conv(
-            h,
-            f"{p}/expand",
-            W[names.w(i, "expand")],
-            W[names.b(i, "expand")],
-            wname=names.w(i, "expand"),
-            bname=names.b(i, "expand"),
-        )
+        y = _expand(g, W, i, h, ch)
         s = g.op("Add", [y, sc], f"{p}/residual")
         return g.op("Relu", [s], f"{p}/out"), None
     if spec.masked and keep is not None:
@@ -274,10 +289,7 @@ def _block(
     sq = g.op("Sqrt", [n2], f"{p}/norm")
     sq = g.op("Reshape", [sq, g.shared("const/shape_b111", _i64(-1, 1, 1, 1))], f"{p}/norm4")
     hs = g.op("Div", [h, g.to_act(sq, f"{p}/norm_act")], f"{p}/normalised")
-    ch_out = _channels(computed, d)
-    we = W[names.w(i, "expand")][:, ch_out]
-    bias = W[names.b(i, "expand")].reshape(-1)
-    y = g.conv(hs, f"{p}/expand", we, bias, wname=names.w(i, "expand"), bname=names.b(i, "expand"))
+    y = _expand(g, W, i, hs, _channels(computed, d))
     s = g.op("Add", [y, sc], f"{p}/residual")
     return g.op("Relu", [s], f"{p}/out"), en
 

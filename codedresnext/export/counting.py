@@ -8,28 +8,52 @@ is the PyTorch parameter count of the kept path (layout.analytic_params).
 
 flops: 2 x multiply-accumulates of Conv and Gemm/MatMul nodes for ONE sample (batch = 1);
 element-wise ops, pooling and reductions are not counted.
+
+Neither counts the zero input columns the builder appends to an expand conv for ONNX Runtime's
+channel alignment (the `block{i}/expand_align` Pad, builder._expand): they are layout, not model.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import names
+
+_ALIGN = re.compile(r"^block(\d+)/expand_align$")
 
 PARAMS_DEFINITION = (
     "PyTorch-equivalent parameters of the computed path: conv/fc weights + BN gamma and beta of the "
     "kept channels (2 per folded conv bias); excludes BN running stats and the derived Gram matrices"
 )
 FLOPS_DEFINITION = (
-    "2 x multiply-accumulates of Conv and Gemm/MatMul per sample (batch 1); other ops not counted"
+    "2 x multiply-accumulates of Conv and Gemm/MatMul per sample (batch 1); other ops not counted; "
+    "alignment padding not counted"
 )
 
 
+def _alignment(model) -> dict[int, int]:
+    """{block: zero input columns appended to its expand conv for alignment}, from the Pad nodes."""
+    from onnx import numpy_helper
+
+    consts = {t.name: t for t in model.graph.initializer}
+    out = {}
+    for n in model.graph.node:
+        m = _ALIGN.match(n.name) if n.op_type == "Pad" else None
+        if m and len(n.input) > 1 and n.input[1] in consts:
+            out[int(m.group(1))] = int(numpy_helper.to_array(consts[n.input[1]])[5])
+    return out
+
+
 def count_params(model) -> int:
+    pad = {names.w(i, "expand"): p for i, p in _alignment(model).items()}
     n = 0
     for t in model.graph.initializer:
         if names.is_parameter(t.name):
             numel = int(np.prod(t.dims)) if len(t.dims) else 1
+            if t.name in pad:
+                numel -= pad[t.name] * numel // t.dims[1]
             n += numel * (2 if t.name.endswith(".bias") else 1)
     return n
 
@@ -55,12 +79,14 @@ def count_flops(model, inferred=None) -> dict:
         shapes[v.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
     for t in model.graph.initializer:
         shapes[t.name] = list(t.dims)
+    pad = {f"block{i}/expand": p for i, p in _alignment(model).items()}  # conv node names
     macs = 0
     for node in model.graph.node:
         if node.op_type == "Conv":
             w = shapes[node.input[1]]
             out = shapes[node.output[0]]
-            macs += int(np.prod(out[1:])) * int(np.prod(w[1:]))
+            cols = w[1] - pad.get(node.name, 0)
+            macs += int(np.prod(out[1:])) * cols * int(np.prod(w[2:]))
         elif node.op_type in ("Gemm", "MatMul"):
             a, b = shapes[node.input[0]], shapes[node.input[1]]
             trans_b = any(

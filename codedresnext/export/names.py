@@ -25,6 +25,11 @@ def gram(block: int) -> str:
     return f"block{block}/gram"
 
 
+def expand_align(block: int) -> str:
+    """The Pad node (and its output) that zero-pads the expand conv's input channels (builder._expand)."""
+    return f"block{block}/expand_align"
+
+
 def is_parameter(name: str) -> bool:
     """Initializers that are model parameters (weights/biases), not derived constants."""
     return name.endswith(".weight") or name.endswith(".bias")

@@ -36,6 +36,7 @@ TRT_ALLOWED_OPS = frozenset(
         "Min",
         "Mul",
         "Neg",
+        "Pad",  # constant mode (the expand conv's channel alignment, builder._expand)
         "Pow",
         "QuantizeLinear",
         "Reciprocal",

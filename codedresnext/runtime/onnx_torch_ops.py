@@ -296,6 +296,23 @@ def _slice(n: _Node):
     return run, [0]
 
 
+def _pad(n: _Node):
+    pads = n.const_ints(1, "pads")
+    if n.attr("mode", "constant") != "constant" or pads is None:
+        raise n.fail("Pad other than constant mode with constant pads")
+    if n.has_input(3):
+        raise n.fail("Pad with axes")
+    value = n.const(2) if n.has_input(2) else None
+    fill = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
+    rank = len(pads) // 2
+    torch_pads = [v for a in reversed(range(rank)) for v in (pads[a], pads[a + rank])]  # last axis first
+
+    def run(x):
+        return F.pad(x, torch_pads, value=fill)
+
+    return run, [0]
+
+
 def _gather(n: _Node):
     axis = int(n.attr("axis", 0))
     idx = n.const(1)
@@ -427,6 +444,7 @@ OPS: dict[str, Callable[[_Node], tuple[Callable, list[int]]]] = {
     "Min": _variadic(torch.minimum),
     "Mul": _binary(torch.mul),
     "Neg": _unary(torch.neg),
+    "Pad": _pad,
     "Pow": _binary(torch.pow),
     "QuantizeLinear": _quantize,
     "Reciprocal": _unary(torch.reciprocal),
