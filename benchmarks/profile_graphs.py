@@ -74,7 +74,8 @@ def profile(
         so.enable_profiling = True
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
-        so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"codedresnext-profile-{p.stem}")
+        tag = "".join(c if c.isalnum() else "-" for c in label)[-60:]  # one trace file per graph
+        so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"codedresnext-profile-{tag}")
         s = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
         inp = s.get_inputs()[0]
         shape = [batch, *inp.shape[1:]]
@@ -104,7 +105,8 @@ def markdown(res: dict) -> str:
         key=lambda c: -max(r["kernel_ms"].get(c, 0) for r in res.values()),
     )
     names = list(res)
-    lines = ["| category | " + " | ".join(Path(n).stem for n in names) + " |", "|---|" + "---:|" * len(names)]
+    heads = [n if "/" in n and not n.endswith(".onnx") else Path(n).stem for n in names]
+    lines = ["| category | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(names)]
     for c in cats:
         cells = []
         for n in names:

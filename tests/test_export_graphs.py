@@ -83,7 +83,8 @@ def test_every_class_graph_equals_masked_reference(tiny, fg, inputs):
                 assert inits[f"block{b.index}/reduce.weight"] == (nk * b.width, b.c_in, 1, 1)
                 assert inits[f"block{b.index}/conv.weight"] == (nk * b.width, b.width, 3, 3)
                 assert inits[f"block{b.index}/gram"] == (nk * b.width, b.width, 1, 1)
-                assert inits[f"block{b.index}/expand.weight"] == (b.c_out, nk * b.width, 1, 1)
+                aligned = nk * b.width + (-nk * b.width % builder.EXPAND_ALIGN)  # zero columns: _expand
+                assert inits[f"block{b.index}/expand.weight"] == (b.c_out, aligned, 1, 1)
                 assert groups[f"block{b.index}/conv"] == nk == groups[f"block{b.index}/gram_conv"]
         assert inits["head/fc.weight"] == (1, layout[-1].c_out)
         assert read_metadata(g)["codedresnext.classes"] == [name]

@@ -308,3 +308,45 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
             if rt is not None:  # the same reject decision at block j on >= 90% of the images
                 k = f"reject_distance_block{j}"
                 assert np.mean((d8[k] > rt) == (d32[k] > rt)) >= 0.9, (p, j)
+
+
+def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images):
+    """Branch widths 3, 6, 5: the builder zero-pads the expand input of blocks whose kept channel
+    count is not aligned (builder._expand), so block 1 (60 channels in the full graph) is padded
+    only in the class graph (30). Both twins still quantize from the full graph's ranges, pass the
+    TensorRT check where they should, and pruned INT8 == masked INT8 (int8-cpu: integer kernels)."""
+    import dataclasses
+
+    import torch
+    from export_helpers import preprocess, randomize_bn, run
+
+    from codedresnext.config import build_config
+    from codedresnext.export import builder, specs
+    from codedresnext.export.fold import fold_weights
+    from codedresnext.export.meta import graph_metadata
+    from codedresnext.export.pruner import load_full_graph, prune
+    from codedresnext.model import CodedResNeXt
+
+    base = build_config("tiny")
+    cfg = dataclasses.replace(
+        base, stages=tuple(dataclasses.replace(s, width=w) for s, w in zip(base.stages, (3, 6, 5)))
+    )
+    torch.manual_seed(5)
+    model = randomize_bn(CodedResNeXt(cfg), 5)
+    spec = specs.full_spec(cfg)
+    meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
+    full = builder.build_graph(cfg, fold_weights(model), spec, metadata=meta)
+    fg = load_full_graph(full)
+    cls, masked = prune(fg, ["cat"]), prune(fg, ["cat"], masked=True)
+    pads = lambda g: {n.name for n in g.graph.node if n.op_type == "Pad"}  # noqa: E731
+    assert "block1/expand_align" in pads(cls) and "block1/expand_align" not in pads(full)
+    x = preprocess(real_images.images[:48], cfg)
+    ranges = Q.calibrate(full, [x[:24], x[24:]])
+    fw = Q.full_weights(full)
+    for precision in Q.INT8_PRECISIONS:
+        qc, qm = (Q.quantize(g, ranges, precision, full=fw) for g in (cls, masked))
+        if precision == "int8":
+            Q.check_quantized(qc, precision)
+        c, k = run(qc, {"images": x})["logits"], run(qm, {"images": x})["logits"]
+        tol = 1e-5 if precision == "int8-cpu" else 0.08
+        assert np.abs(c - k).max() <= tol, (precision, np.abs(c - k).max())

@@ -15,13 +15,9 @@ channel alignment (the `block{i}/expand_align` Pad, builder._expand): they are l
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from . import names
-
-_ALIGN = re.compile(r"^block(\d+)/expand_align$")
 
 PARAMS_DEFINITION = (
     "PyTorch-equivalent parameters of the computed path: conv/fc weights + BN gamma and beta of the "
@@ -40,9 +36,9 @@ def _alignment(model) -> dict[int, int]:
     consts = {t.name: t for t in model.graph.initializer}
     out = {}
     for n in model.graph.node:
-        m = _ALIGN.match(n.name) if n.op_type == "Pad" else None
-        if m and len(n.input) > 1 and n.input[1] in consts:
-            out[int(m.group(1))] = int(numpy_helper.to_array(consts[n.input[1]])[5])
+        block = names.expand_align_block(n.name) if n.op_type == "Pad" else None
+        if block is not None and len(n.input) > 1 and n.input[1] in consts:
+            out[block] = int(numpy_helper.to_array(consts[n.input[1]])[5])  # pads: channel end
     return out
 
 

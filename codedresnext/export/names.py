@@ -30,6 +30,13 @@ def expand_align(block: int) -> str:
     return f"block{block}/expand_align"
 
 
+def expand_align_block(node_name: str) -> int | None:
+    """The block index of an `expand_align` Pad node's name, else None."""
+    head, _, tail = node_name.partition("/")
+    ok = tail == "expand_align" and head.startswith("block") and head[5:].isdigit()
+    return int(head[5:]) if ok else None
+
+
 def is_parameter(name: str) -> bool:
     """Initializers that are model parameters (weights/biases), not derived constants."""
     return name.endswith(".weight") or name.endswith(".bias")

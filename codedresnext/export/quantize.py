@@ -11,8 +11,10 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
   full graph's scales for the channels it keeps, and a class graph equals the masked model quantized
   the same way. Weights are handled alike (`weight_overrides`: a pruned expand conv keeps the full
   graph's per-channel weight scales). The few tensors only derived graphs have get their source
-  tensor's range: a segment's `features` input is the previous block's output, and
-  `block{i}/masked` / `block{i}/kept_h` are channel subsets of `block{i}/conv_relu`.
+  tensor's range: a segment's `features` input is the previous block's output,
+  `block{i}/masked` / `block{i}/kept_h` are channel subsets of `block{i}/conv_relu`, and the expand
+  conv's input is `block{i}/normalised` zero-padded (`block{i}/expand_align`) or not, as each graph's
+  kept channel count needs (builder._expand): the two names share one range.
 - Two precisions, both per-channel symmetric int8 weights (scales on the output-channel axis, 0 for
   Conv) calibrated from the same ranges:
   `int8`     the TensorRT form (explicit quantization, what `build --precision int8` uses):
@@ -34,8 +36,9 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
   Gemm. Energies are sums of squares over a whole feature map (a range no 8-bit scale covers for
   both small and large inputs) and the normalisation divides by them, so quantizing them moves
   every branch at once; together with the 1-row-per-class Gemm they are a few % of the FLOPs. The
-  expand conv's input is the normalised h / sqrt(n2) (builder.py), so its Q/DQ scale does not have
-  to cover the per-sample scale the normalisation removes. In `int8` the 3x3 conv's output h is
+  expand conv's input is the normalised h / sqrt(n2) (builder.py; zero-padded to an aligned channel
+  count where needed), so its Q/DQ scale does not have to cover the per-sample scale the
+  normalisation removes. In `int8` the 3x3 conv's output h is
   float (only float ops read it), so energies come from unquantized h; in `int8-cpu` conv outputs
   are uint8 and the energies read the dequantized h.
 
@@ -187,6 +190,24 @@ def quantized_nodes(model, recipe: Recipe) -> list[str]:
 
 
 _ALIAS = re.compile(r"^(block\d+)/(masked|kept_h)$")
+_EXPAND_IN = re.compile(r"^(block\d+)/(expand_align|normalised)$")
+# the expand conv reads its block's normalised h, zero-padded (`expand_align`, builder._expand) where
+# the kept channel count is not aligned: the full graph may pad a block that a pruned graph does not,
+# or the reverse, so each name stands for the other (zero padding adds no value outside the range)
+_EXPAND_SOURCES = {"expand_align": ("normalised", "conv_relu"), "normalised": ("expand_align",)}
+
+
+def _expand_source(t: str, data: dict, tensors: set[str]) -> str | None:
+    """The calibrated tensor whose range the expand input `t` takes, if `t` is one; conv_relu only
+    for an uncoded block (no `normalised` in the graph: its expand reads h itself)."""
+    e = _EXPAND_IN.match(t)
+    if e is None:
+        return None
+    block, coded = e.group(1), f"{e.group(1)}/normalised" in tensors
+    for name in _EXPAND_SOURCES[e.group(2)]:
+        if f"{block}/{name}" in data and not (name == "conv_relu" and coded):
+            return f"{block}/{name}"
+    return None
 
 
 def ranges_for(ranges, model):
@@ -199,9 +220,11 @@ def ranges_for(ranges, model):
     tensors = {t for n in model.graph.node for t in (*n.input, *n.output)}
     tensors |= {i.name for i in model.graph.input}
     for t in sorted(tensors - set(data)):
-        m = _ALIAS.match(t)
+        m, src = _ALIAS.match(t), _expand_source(t, data, tensors)
         if m and f"{m.group(1)}/conv_relu" in data:
             data[t] = data[f"{m.group(1)}/conv_relu"]
+        elif src is not None:
+            data[t] = data[src]
         elif t in (INPUT_FEATURES_MIDDLE, OUTPUT_FEATURES) and start > 0 and f"block{start - 1}/out" in data:
             data[t] = data[f"block{start - 1}/out"]
     return TensorsData(ranges.calibration_method, data)
@@ -234,11 +257,20 @@ def weight_overrides(model, full: dict[str, np.ndarray]) -> dict[str, list[dict]
         if w is None or w not in full or w not in shapes:
             continue
         fw = full[w]
-        if shapes[w] == fw.shape or shapes[w][0] != fw.shape[0]:
+        if shapes[w][0] != fw.shape[0] or (shapes[w] == fw.shape and _same_weight(model, w, fw)):
             continue
         m = np.abs(fw.reshape(fw.shape[0], -1)).max(1)
         out[w] = [{"axis": 0, "rmin": float(-v), "rmax": float(v)} for v in m]
     return out
+
+
+def _same_weight(model, name: str, w: np.ndarray) -> bool:
+    """Whether `model` holds the full graph's weight `name` unchanged (alignment padding can make a
+    sliced weight as wide as the full one)."""
+    from onnx import numpy_helper
+
+    t = next(t for t in model.graph.initializer if t.name == name)
+    return bool(np.array_equal(numpy_helper.to_array(t), w))
 
 
 def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | None = None):

@@ -302,8 +302,10 @@ def _pad(n: _Node):
         raise n.fail("Pad other than constant mode with constant pads")
     if n.has_input(3):
         raise n.fail("Pad with axes")
-    value = n.const(2) if n.has_input(2) else None
-    fill = 0.0 if value is None else float(np.asarray(value).reshape(-1)[0])
+    value = n.const(2) if n.has_input(2) else np.zeros(1)
+    if value is None:
+        raise n.fail("Pad with a fill value computed at run time")
+    fill = float(np.asarray(value).reshape(-1)[0])
     rank = len(pads) // 2
     torch_pads = [v for a in reversed(range(rank)) for v in (pads[a], pads[a + rank])]  # last axis first
 
