@@ -392,3 +392,9 @@ def test_expand_inputs_are_channel_aligned_and_exact(real_images, monkeypatch):
         )
     assert count_params(full) == sum(p.numel() for p in model.parameters())
     assert count_params(cls) == analytic_params(cfg, keep_branches(layout, [3]), 1)
+    half = derive(load_full_graph(full), specs.path_spec(cfg, [3], fp16=True))  # Pad on float16 h
+    _check(half)
+    ref = run(cls, {"images": x})["logits"]
+    err = np.abs(run(half, {"images": x})["logits"] - ref).max()
+    assert "block1/expand_align" in {n.name for n in half.graph.node}
+    assert err <= 5e-2 * max(1.0, np.abs(ref).max()), err
