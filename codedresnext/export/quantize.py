@@ -250,27 +250,24 @@ def weight_overrides(model, full: dict[str, np.ndarray]) -> dict[str, list[dict]
     weight's kept columns: the pruned graph then equals the masked graph in int8 too. Weights
     sliced on the output axis (reduce, 3x3) keep their rows' ranges anyway.
     """
-    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
     out: dict[str, list[dict]] = {}
     for n in model.graph.node:
         w = n.input[1] if n.op_type == "Conv" and len(n.input) > 1 else None
-        if w is None or w not in full or w not in shapes:
+        if w is None or w not in full or w not in inits:
             continue
-        fw = full[w]
-        if shapes[w][0] != fw.shape[0] or (shapes[w] == fw.shape and _same_weight(model, w, fw)):
+        fw, shape = full[w], tuple(inits[w].dims)
+        # unchanged weights keep their own ranges; equal shapes alone do not say so (alignment
+        # padding can make a sliced expand weight as wide as the full one)
+        if shape[0] != fw.shape[0] or (
+            shape == fw.shape and np.array_equal(numpy_helper.to_array(inits[w]), fw)
+        ):
             continue
         m = np.abs(fw.reshape(fw.shape[0], -1)).max(1)
         out[w] = [{"axis": 0, "rmin": float(-v), "rmax": float(v)} for v in m]
     return out
-
-
-def _same_weight(model, name: str, w: np.ndarray) -> bool:
-    """Whether `model` holds the full graph's weight `name` unchanged (alignment padding can make a
-    sliced weight as wide as the full one)."""
-    from onnx import numpy_helper
-
-    t = next(t for t in model.graph.initializer if t.name == name)
-    return bool(np.array_equal(numpy_helper.to_array(t), w))
 
 
 def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | None = None):
