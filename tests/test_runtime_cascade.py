@@ -53,15 +53,21 @@ def test_uint8_frames_give_the_same_cascade_as_normalised_tensors(export_dir, re
     np.testing.assert_array_equal(a.exit_index, b.exit_index)
 
 
-def test_per_sample_exits_with_compaction(export_dir, real_images):
+@pytest.mark.parametrize("rule", ["max", "margin"])
+def test_per_sample_exits_with_compaction(export_dir, real_images, rule):
     """Thresholds at the median confidence: some samples leave at each exit, some run to the end;
     each prediction must equal the output of the exit it left at (multi-exit graph on the full batch)."""
     x = _normalise(real_images.images)
     me = open_backend("ort", export_dir / "multi_exit.onnx", threads=1).infer({"images": x})
-    c0, c1 = me["exit0_scores"].max(1), me["exit1_scores"].max(1)
+    s0, s1 = me["exit0_scores"], me["exit1_scores"]
+    if rule == "max":
+        c0, c1 = s0.max(1), s1.max(1)
+    else:  # top score minus the runner-up, computed independently of postprocess.exit_confidence
+        srt0, srt1 = np.sort(s0, 1), np.sort(s1, 1)
+        c0, c1 = srt0[:, -1] - srt0[:, -2], srt1[:, -1] - srt1[:, -2]
     t0 = float(np.median(c0))
     t1 = float(np.median(c1[c0 <= t0]))
-    casc = EarlyExitClassifier.from_directory(export_dir, thresholds=[t0, t1], threads=1)
+    casc = EarlyExitClassifier.from_directory(export_dir, thresholds=[t0, t1], confidence=rule, threads=1)
     res = casc.predict(x)
     expect_exit = np.where(c0 > t0, 0, np.where(c1 > t1, 1, 2))
     counts = np.bincount(expect_exit, minlength=3)
@@ -88,6 +94,11 @@ def test_compaction_runs_later_segments_on_fewer_samples(export_dir, real_images
     res = casc.predict(real_images.images[:16])
     assert (res.exit_index == 0).all()
     assert [len(s.timing.latencies_s) for s in casc.segments] == [1, 0, 0]
+
+
+def test_unknown_confidence_rule_is_refused(export_dir):
+    with pytest.raises(GraphError, match="unknown exit confidence 'entropy'"):
+        EarlyExitClassifier.from_directory(export_dir, confidence="entropy", threads=1)
 
 
 def test_threshold_count_is_checked(export_dir):

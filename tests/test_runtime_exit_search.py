@@ -126,3 +126,53 @@ def test_exit_rule_drops_an_exit_that_costs_more_than_it_saves():
     assert costly["kept"] == [1]
     assert costly["net_compute_saved"] == pytest.approx(costly["compute_saved"] - costly["overhead"])
     assert costly["contribution_with_all_exits"]["0"] <= 0 < costly["contribution_with_all_exits"]["1"]
+
+
+def _torn_cascade(n: int = 1000):
+    """Exit 0's wrong samples are torn between two classes (scores 0.5 / 0.45 / 0.05: the highest
+    top score, margin 0.05); its right ones are not (0.4 / 0.3 / 0.3: margin 0.1). Ranked by the top
+    score the mistakes come first, so no sample can leave within a zero budget; ranked by the
+    margin the 800 right ones leave, saving 0.8 * 90% of the compute."""
+    labels = np.zeros(n, np.int64)
+    right = np.arange(n) < 800
+    s0 = np.where(right[:, None], [0.4, 0.3, 0.3], [0.45, 0.5, 0.05]).astype(np.float32)
+    s1 = np.full((n, 3), 1 / 3, np.float32)  # exit 1 never sure
+    logits = np.eye(3)[labels] * 5.0
+    return [s0, s1], logits, labels
+
+
+def test_margin_confidence_is_top_minus_runner_up_in_the_scores_dtype():
+    from codedresnext.runtime.postprocess import exit_confidence
+
+    s = np.array([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]], np.float16)
+    m = exit_confidence(s, "margin")
+    assert m.dtype == np.float16
+    expect = np.array([s[0, 1] - s[0, 2], s[1, 0] - s[1, 1], s[2, 2] - s[2, 0]])  # float16 arithmetic
+    assert expect.dtype == np.float16
+    np.testing.assert_array_equal(m, expect)
+    np.testing.assert_array_equal(exit_confidence(s, "max"), s.max(1))
+    with pytest.raises(ValueError, match="unknown exit confidence"):
+        exit_confidence(s, "entropy")
+
+
+def test_calibration_keeps_the_confidence_that_saves_more_on_the_calibration_half():
+    from codedresnext.runtime.exit_calibration import _pick_confidence
+
+    exits, logits, labels = _torn_cascade()
+    by_rule = {
+        r: ExitOutcomes.from_outputs(exits, logits, labels, [10.0, 10.0, 80.0], [0, 1], confidence=r)
+        for r in ("max", "margin")
+    }
+    rule, found, per_rule = _pick_confidence(by_rule, ("max", "margin"), "joint", "none", 0.0, 0.0)
+    assert per_rule["max"]["calibration"]["compute_saved"] == pytest.approx(0.0)
+    assert per_rule["margin"]["calibration"]["compute_saved"] == pytest.approx(0.8 * 0.9)
+    assert rule == "margin" and found["thresholds"][0] < 0.1
+    assert summarise(by_rule["margin"], found["thresholds"])["accuracy_loss_points"] == 0.0
+    # the offline cascade agrees with the search under the same rule
+    th, rep = calibrate_exit_thresholds(
+        exits, logits, labels, max_accuracy_loss=0.0, seg_flops=SEG, exit_segments=[0, 1], confidence="margin"
+    )
+    assert rep["compute_saved"] == pytest.approx(0.72) and rep["accuracy_loss_points"] == 0.0
+    # ties go to "max" (METHOD.md's confidence): a cascade both rules rank alike keeps it
+    same = {r: by_rule["max"] for r in ("max", "margin")}
+    assert _pick_confidence(same, ("max", "margin"), "joint", "none", 0.0, 0.0)[0] == "max"

@@ -117,6 +117,9 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     fp32 = EarlyExitClassifier.from_directory(d, threads=1)
     fp16 = EarlyExitClassifier.from_directory(d, precision="fp16", threads=1)
     assert np.isfinite(fp32.thresholds).all() and fp16.thresholds == fp32.thresholds
+    chosen = ee["confidence"]["chosen"]  # the confidence rule travels with the thresholds
+    assert set(ee["confidence"]["candidates"]) == {"max", "margin"}
+    assert fp32.confidences == fp16.confidences == [chosen] * n
     m = load_manifest(d)
     assert {g.exit_threshold_calibrated_on for g in m.of_kind(GraphKind.SEGMENT, precision=FP16)} == {
         "fp32 segments",

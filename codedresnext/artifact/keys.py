@@ -56,6 +56,18 @@ PRECISIONS = (FP32, FP16, INT8)
 INT8_VARIANT_PREFIX = "int8-"
 
 
+# How a segment's exit scores become the confidence its threshold is compared with (calibrate picks):
+# "max" = the top score (METHOD.md 6: softmax(-distance)), "margin" = top score minus the runner-up.
+EXIT_CONFIDENCE_MAX, EXIT_CONFIDENCE_MARGIN = "max", "margin"
+EXIT_CONFIDENCES = (EXIT_CONFIDENCE_MAX, EXIT_CONFIDENCE_MARGIN)
+
+
+def check_exit_confidence(value: str, where: str = "exit_confidence") -> str:
+    if value in EXIT_CONFIDENCES:
+        return value
+    raise GraphError(f"{where}: unknown exit confidence {value!r}; one of {list(EXIT_CONFIDENCES)}")
+
+
 def check_precision(value: str, where: str = "precision") -> str:
     """`value` if it names a precision ("fp32", "fp16", "int8" or "int8-<form>"), else GraphError."""
     if isinstance(value, str) and (

@@ -30,6 +30,7 @@ from .keys import (
     MANIFEST_FORMAT_V1,
     MANIFEST_NAME,
     GraphKind,
+    check_exit_confidence,
     check_precision,
 )
 from .preprocessing import Preprocessing
@@ -170,6 +171,7 @@ class ManifestEntry(Record):
     # segments with an exit: confidence threshold (calibrate); +inf (null on disk): the exit stays shut
     exit_threshold: float | None = slot(None, inf_as_null=True)
     exit_threshold_calibrated_on: str | None = None  # whose outputs set it (fp16 twins get fp32's)
+    exit_confidence: str | None = None  # what exit_threshold is compared with (EXIT_CONFIDENCES); None: max
     # reject pairs: distance threshold (calibrate); +inf (null on disk): never reject
     reject_threshold: float | None = slot(None, inf_as_null=True)
     accuracy: dict[str, Any] | None = None  # measured quality (runtime/accuracy.py), e.g. {"top1": ...}
@@ -182,6 +184,8 @@ class ManifestEntry(Record):
         require_type(f"{where}: file", self.file, str)
         self.kind = GraphKind.parse(self.kind, f"{where}: kind")
         self.precision = check_precision(self.precision, f"{where}: precision")
+        if self.exit_confidence is not None:
+            self.exit_confidence = check_exit_confidence(self.exit_confidence, f"{where}: exit_confidence")
         if self.thresholds is not None:
             self.thresholds = finite_thresholds(self.thresholds, where)
         for key in ("exit_threshold", "reject_threshold"):

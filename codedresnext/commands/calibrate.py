@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")
     p.add_argument(
+        "--exit-confidence",
+        default="auto",
+        choices=("auto", "max", "margin"),
+        help="what an exit threshold is compared with: max = the top exit score, margin = top minus "
+        "runner-up; auto (default) searches both and keeps the one saving more compute on the "
+        "calibration half (written to the segments' manifest entries, the cascade reads it)",
+    )
+    p.add_argument(
         "--out",
         default=None,
         help="report folder: calibration.json/.md/.html + curves (default DIR/calibration)",
@@ -79,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         margin_se=args.margin_se,
         guard=args.guard,
         reject_limit=args.reject_limit,
+        exit_confidence=args.exit_confidence,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
     print(json.dumps(res, indent=2, allow_nan=False))  # strict JSON: null = never

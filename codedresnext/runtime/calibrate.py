@@ -25,6 +25,7 @@ from ..artifact import (
 from ..errors import DataError, GraphError
 from ..thresholds import f1_optimal_threshold
 from .backend import DEFAULT_BACKEND
+from .postprocess import exit_confidence
 from .reject_search import calibrate_reject_threshold
 
 
@@ -34,6 +35,7 @@ def cascade_outcome(
     thresholds: list[float],
     seg_flops: list[float],
     exit_segments: list[int],
+    confidence: str = "max",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Offline cascade from precomputed outputs: (predictions, exit index, FLOPs) per sample."""
     n = logits.shape[0]
@@ -41,7 +43,7 @@ def cascade_outcome(
     exit_idx = np.full(n, len(exit_scores))
     live = np.ones(n, bool)
     for j, (s, t) in enumerate(zip(exit_scores, thresholds)):
-        stop = live & (s.max(1) > t)
+        stop = live & (exit_confidence(s, confidence) > t)
         preds = np.where(stop, s.argmax(1), preds)
         exit_idx[stop] = j
         live &= ~stop
@@ -60,6 +62,7 @@ def calibrate_exit_thresholds(
     exit_segments: list[int],
     candidates: int | None = 200,
     search: str = "joint",
+    confidence: str = "max",
 ) -> tuple[list[float], dict]:
     """Thresholds with the least compute whose accuracy is within `max_accuracy_loss` points of the
     final classifier's on these samples: search "joint" (exit_search.joint_search, all exits together)
@@ -69,14 +72,18 @@ def calibrate_exit_thresholds(
 
     labels = np.asarray(labels)
     full_acc = 100.0 * float(np.mean(logits.argmax(1) == labels))
-    o = ExitOutcomes.from_outputs(exit_scores, logits, labels, seg_flops, exit_segments).with_grid(candidates)
+    o = ExitOutcomes.from_outputs(
+        exit_scores, logits, labels, seg_flops, exit_segments, confidence=confidence
+    ).with_grid(candidates)
     if search == "greedy":
         thresholds = greedy_search(o, min_correct_for(o, max_accuracy_loss), candidates=candidates or 200)
     elif search == "joint":
         thresholds = joint_search(o, max_accuracy_loss)["thresholds"]
     else:
         raise GraphError(f"unknown search {search!r}; use 'joint' or 'greedy'")
-    preds, exit_idx, flops = cascade_outcome(exit_scores, logits, thresholds, seg_flops, exit_segments)
+    preds, exit_idx, flops = cascade_outcome(
+        exit_scores, logits, thresholds, seg_flops, exit_segments, confidence
+    )
     return thresholds, _report(preds, exit_idx, flops, labels, full_acc, seg_flops, len(exit_scores))
 
 
@@ -169,10 +176,12 @@ def calibrate_directory(
     margin_se: float | None = None,
     reject_limit: int | None = None,
     guard: str = "cv",
+    exit_confidence: str = "auto",
 ) -> dict:
     """Calibrate what DIR exports (early exits, reject pairs, reject probes) and write the manifest.
 
-    search / guard / margin_se: the exit threshold search (exit_calibration.calibrate_exits);
+    search / guard / margin_se / exit_confidence: the exit threshold search and the confidence it
+    thresholds (exit_calibration.calibrate_exits);
     reject_limit: at most N images per half for the reject probes (they run once per class).
     The report is strict JSON: a threshold of None means "never" (that exit stays shut)."""
     directory = Path(directory)
@@ -190,7 +199,7 @@ def calibrate_directory(
     if has_segments and not _has_exit(manifest):
         summary["early_exit_skipped"] = "no segment ends at a coded block, so there is no exit to calibrate"
     elif has_segments:
-        search_opts = {"search": search, "guard": guard}
+        search_opts = {"search": search, "guard": guard, "confidence": exit_confidence}
         if margin_se is not None:
             search_opts["margin_se"] = margin_se
         summary["early_exit"] = calibrate_exits(

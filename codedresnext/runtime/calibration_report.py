@@ -100,6 +100,14 @@ def reject_blocks_png(er: dict) -> bytes | None:
     return data
 
 
+def _confidence_row(ee: dict) -> str:
+    c = ee.get("confidence") or {}
+    rivals = ", ".join(
+        f"{r} {100 * v['calibration']['compute_saved']:.1f}%" for r, v in (c.get("candidates") or {}).items()
+    )
+    return f"{c.get('chosen', 'max')}" + (f" (calibration half saved: {rivals})" if rivals else "")
+
+
 def _rows(summary: dict) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     ee = summary.get("early_exit")
@@ -107,6 +115,7 @@ def _rows(summary: dict) -> list[tuple[str, str]]:
         e, g = ee["evaluation"], ee["search"]["greedy_baseline"]["evaluation"]
         rows += [
             ("early exit: search", ee["search"]["method"]),
+            ("early exit: confidence (chosen on the calibration half)", _confidence_row(ee)),
             (
                 "early exit: compute saved / accuracy loss (evaluation half)",
                 f"{100 * e['compute_saved']:.1f}% / {e['accuracy_loss_points']:.2f} pt",

@@ -3,8 +3,9 @@
 Segments (GraphKind.SEGMENT graphs, in order) chain stem..block i, block i+1..j, ...: each passes the
 next one its "features" (renamed as the next graph's input wants by artifact.handover_feed, the one
 place that naming lives) and, except the last, reports its exit's class scores ("exit_scores",
-softmax(-distance) of the early decoder). A sample stops at the first exit whose confidence (max
-exit score) is above that exit's threshold; only the others run the next segment. Not built on
+softmax(-distance) of the early decoder). A sample stops at the first exit whose confidence (the
+max exit score, or its margin over the runner-up: the segment's `exit_confidence`, which calibrate
+picks) is above that exit's threshold; only the others run the next segment. Not built on
 ONNX/TensorRT `If` (that decides per batch, not per sample). The cascade owns its segment backends:
 `with EarlyExitClassifier.from_directory(D) as casc:` or `close()`.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..artifact import (
+    EXIT_CONFIDENCE_MAX,
     FP16,
     FP32,
     OUTPUT_EXIT_SCORES,
@@ -25,6 +27,7 @@ from ..artifact import (
     GraphKind,
     Manifest,
     ManifestEntry,
+    check_exit_confidence,
     handover_feed,
     handover_source,
     is_int8,
@@ -33,14 +36,14 @@ from ..artifact import (
 from ..errors import GraphError
 from .backend import DEFAULT_BACKEND, Backend, Closing, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
-from .postprocess import softmax
+from .postprocess import exit_confidence, softmax
 
 
 @dataclass
 class CascadeResult:
     predictions: np.ndarray  # (B,) class index
     exit_index: np.ndarray  # (B,) 0..n_exits-1 for an early exit, n_exits for the final classifier
-    confidence: np.ndarray  # (B,) max exit score (early) or max softmax of the logits (final)
+    confidence: np.ndarray  # (B,) the exit's confidence (early) or max softmax of the logits (final)
     flops: np.ndarray  # (B,) FLOPs spent on each sample (sum of the segments it ran)
 
     def mean_flops(self) -> float:
@@ -76,6 +79,7 @@ class EarlyExitClassifier(Closing):
         *,
         backend: str = DEFAULT_BACKEND,
         thresholds: list[float] | None = None,
+        confidence: str | None = None,
         **options: Any,
     ) -> None:
         if not refs:
@@ -100,6 +104,12 @@ class EarlyExitClassifier(Closing):
             self.close()
             raise GraphError(f"{len(thresholds)} thresholds given for {n} exits")
         self.thresholds = [float(t) for t in thresholds]
+        try:  # per exit: "max" | "margin"
+            rules = [confidence or _exit_confidence(refs[i]) for i in self.exit_segments]
+            self.confidences = [check_exit_confidence(r) for r in rules]
+        except GraphError:
+            self.close()
+            raise
         self.segment_flops = [float(r.flops) if r.flops is not None else np.nan for r in refs]
 
     def _check_chain(self, refs: list[GraphRef]) -> None:
@@ -159,7 +169,7 @@ class EarlyExitClassifier(Closing):
             if si in self.exit_segments:
                 j = self.exit_segments.index(si)
                 scores = out[OUTPUT_EXIT_SCORES]
-                c = scores.max(1)
+                c = exit_confidence(scores, self.confidences[j])
                 stop = c > self.thresholds[j]
                 preds[live[stop]] = scores[stop].argmax(1)
                 exit_idx[live[stop]] = j
@@ -184,6 +194,12 @@ class EarlyExitClassifier(Closing):
                 return exits, out[OUTPUT_LOGITS]
             feed = handover_feed(out, self.segments[si + 1].input_names)
         raise AssertionError("unreachable")
+
+
+def _exit_confidence(ref: GraphRef) -> str:
+    """The confidence rule calibrate chose for a segment's exit ("max" before calibration)."""
+    rule = ref.entry.exit_confidence if ref.entry else None
+    return rule or EXIT_CONFIDENCE_MAX
 
 
 def _exit_threshold(ref: GraphRef) -> float:

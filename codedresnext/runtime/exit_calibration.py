@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import FP32, GraphKind, Manifest, ManifestEntry
+from ..artifact import EXIT_CONFIDENCES, FP32, GraphKind, Manifest, ManifestEntry, check_exit_confidence
 from ..errors import GraphError
 from .exit_search import (
     ExitOutcomes,
@@ -97,17 +97,36 @@ def _segment_key(g: ManifestEntry):
 
 
 def _write_thresholds(
-    manifest: Manifest, refs: list, exit_segments: list[int], thresholds: list[float]
+    manifest: Manifest, refs: list, exit_segments: list[int], thresholds: list[float], confidence: str
 ) -> list[str]:
-    """Each exit's threshold into its segment entry of EVERY precision (fp16 twins share the index)."""
+    """Each exit's threshold and confidence rule into its segment entry of EVERY precision (fp16
+    twins share the index)."""
     by_key = {_segment_key(refs[si].entry): t for si, t in zip(exit_segments, thresholds)}
     written = []
     for g in manifest.of_kind(GraphKind.SEGMENT, precision=None):
         if _segment_key(g) in by_key:
             g.exit_threshold = float(by_key[_segment_key(g)])
             g.exit_threshold_calibrated_on = "fp32 segments"
+            g.exit_confidence = confidence
             written.append(g.name)
     return written
+
+
+def _pick_confidence(
+    outputs: dict, rules: tuple[str, ...], search: str, guard: str, budget: float, margin_se: float
+) -> tuple[str, dict, dict]:
+    """(rule, its search result, per-rule summary): the rule whose searched thresholds save the most
+    compute on the CALIBRATION half (each search already holds the budget its guard asks for)."""
+    found, summary = {}, {}
+    for rule in rules:
+        grid = outputs[rule].with_grid(GRID)
+        found[rule] = _search(grid, search, guard, budget, margin_se)
+        summary[rule] = {
+            "calibration": summarise(outputs[rule], found[rule]["thresholds"]),
+            "searched_budget": found[rule].get("searched_budget", budget),
+        }
+    best = max(rules, key=lambda r: (summary[r]["calibration"]["compute_saved"], r == rules[0]))
+    return best, found[best], summary
 
 
 def _search(grid: ExitOutcomes, search: str, guard: str, budget: float, margin_se: float) -> dict:
@@ -136,12 +155,15 @@ def calibrate_exits(
     guard: str = "cv",
     margin_se: float = DEFAULT_MARGIN_SE,
     curve_budgets: tuple[float, ...] = CURVE_BUDGETS,
+    confidence: str = "auto",
 ) -> dict:
     """Calibrate the exits of `directory`'s fp32 segments; updates `manifest` in place.
 
     guard (joint search only): "cv" picks the searched budget by 2-fold cross-validation inside the
     calibration half (exit_search.search_cross_validated), "se" keeps the calibration loss plus
-    `margin_se` standard errors within the budget, "none" fits the budget exactly on that half."""
+    `margin_se` standard errors within the budget, "none" fits the budget exactly on that half.
+    confidence: "max" | "margin" (postprocess.exit_confidence), or "auto": both searched, the one
+    saving more compute on the calibration half kept (ties: "max")."""
     from .backend import open_backend
     from .cascade import EarlyExitClassifier
 
@@ -154,15 +176,20 @@ def calibrate_exits(
         if casc.num_exits == 0:
             raise GraphError("these segments have no early exit (no segment ends at a coded block)")
         flops, segs, refs = casc.segment_flops, casc.exit_segments, casc.refs
-        o_cal = ExitOutcomes.from_outputs(*cascade_outputs(casc, cal.images, batch), cal.labels, flops, segs)
-        o_ev = ExitOutcomes.from_outputs(*cascade_outputs(casc, ev.images, batch), ev.labels, flops, segs)
+        out_cal = cascade_outputs(casc, cal.images, batch)
+        out_ev = cascade_outputs(casc, ev.images, batch)
         with open_backend(backend, directory / full.file, threads=threads) as full_be:
             handover = measure_handover(full_be, casc, cal.images[:batch])
+    asked = EXIT_CONFIDENCES if confidence == "auto" else (confidence,)
+    rules = tuple(check_exit_confidence(r, "--exit-confidence") for r in asked)
+    by_rule = {r: ExitOutcomes.from_outputs(*out_cal, cal.labels, flops, segs, confidence=r) for r in rules}
+    rule, found, per_rule = _pick_confidence(by_rule, rules, search, guard, max_accuracy_loss, margin_se)
+    o_cal = by_rule[rule]
+    o_ev = ExitOutcomes.from_outputs(*out_ev, ev.labels, flops, segs, confidence=rule)
     grid = o_cal.with_grid(GRID)
-    found = _search(grid, search, guard, max_accuracy_loss, margin_se)
     th = found["thresholds"]
     names = [refs[i].name for i in segs]
-    written = _write_thresholds(manifest, refs, segs, th)
+    written = _write_thresholds(manifest, refs, segs, th, rule)
     total = float(np.sum(flops))
     blocks = [(refs[i].entry.blocks or [None, None])[1] for i in segs]
     dec = [decoder_flops(manifest, b) / total for b in blocks]
@@ -175,6 +202,13 @@ def calibrate_exits(
     )
     return {
         "thresholds": dict(zip(names, th)),
+        "confidence": {
+            "chosen": rule,
+            "asked": confidence,
+            "candidates": per_rule,
+            "rule": "the confidence whose searched thresholds save the most compute on the calibration "
+            "half; max = top exit score, margin = top score minus the runner-up",
+        },
         "written_to": written,
         "max_accuracy_loss": max_accuracy_loss,
         "search": {

@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .postprocess import exit_confidence
+
 NEVER = float("inf")
 
 
@@ -30,7 +32,7 @@ NEVER = float("inf")
 class ExitOutcomes:
     """Per-sample facts of a cascade with m exits (n samples)."""
 
-    conf: np.ndarray  # (n, m): max exit score at each exit, in the scores' dtype
+    conf: np.ndarray  # (n, m): each exit's confidence (postprocess.exit_confidence), in the scores' dtype
     correct: np.ndarray  # (n, m + 1) bool: exit j's prediction right; column m = final classifier
     ends: np.ndarray  # (m + 1,) FLOPs spent by a sample that leaves at exit j (m: ran to the end)
     grid: tuple[np.ndarray, ...] | None = None  # per exit: the thresholds allowed (None: every value)
@@ -43,10 +45,13 @@ class ExitOutcomes:
         labels: np.ndarray,
         seg_flops: Sequence[float],
         exit_segments: Sequence[int],
+        *,
+        confidence: str = "max",
     ) -> ExitOutcomes:
         labels = np.asarray(labels)
         n = len(labels)
-        conf = np.stack([np.asarray(s).max(1) for s in exit_scores], 1) if exit_scores else np.zeros((n, 0))
+        conf = [exit_confidence(s, confidence) for s in exit_scores]
+        conf = np.stack(conf, 1) if exit_scores else np.zeros((n, 0))
         right = [np.asarray(s).argmax(1) == labels for s in exit_scores] + [logits.argmax(1) == labels]
         cum = np.cumsum(np.asarray(seg_flops, np.float64))
         ends = np.array([cum[i] for i in exit_segments] + [cum[-1]], np.float64)
