@@ -283,6 +283,7 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
             assert t.fp32_twin == g.name and t.segment.index == g.segment.index
             assert t.exit_threshold == g.exit_threshold
             assert t.exit_threshold_calibrated_on == g.exit_threshold_calibrated_on
+            assert t.exit_confidence == g.exit_confidence  # the rule the threshold is for
         tp = m.graph(probe.name + sfx)
         assert tp.reject_probe.reject_thresholds == probe.reject_probe.reject_thresholds
         assert tp.reject_probe.pair_flops == probe.reject_probe.pair_flops
