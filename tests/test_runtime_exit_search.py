@@ -163,7 +163,7 @@ def test_calibration_keeps_the_confidence_that_saves_more_on_the_calibration_hal
         r: ExitOutcomes.from_outputs(exits, logits, labels, [10.0, 10.0, 80.0], [0, 1], confidence=r)
         for r in ("max", "margin")
     }
-    rule, found, per_rule = _pick_confidence(by_rule, ("max", "margin"), "joint", "none", 0.0, 0.0)
+    rule, found, per_rule = _pick_confidence(by_rule, "joint", "none", 0.0, 0.0)
     assert per_rule["max"]["calibration"]["compute_saved"] == pytest.approx(0.0)
     assert per_rule["margin"]["calibration"]["compute_saved"] == pytest.approx(0.8 * 0.9)
     assert rule == "margin" and found["thresholds"][0] < 0.1
@@ -175,4 +175,4 @@ def test_calibration_keeps_the_confidence_that_saves_more_on_the_calibration_hal
     assert rep["compute_saved"] == pytest.approx(0.72) and rep["accuracy_loss_points"] == 0.0
     # ties go to "max" (METHOD.md's confidence): a cascade both rules rank alike keeps it
     same = {r: by_rule["max"] for r in ("max", "margin")}
-    assert _pick_confidence(same, ("max", "margin"), "joint", "none", 0.0, 0.0)[0] == "max"
+    assert _pick_confidence(same, "joint", "none", 0.0, 0.0)[0] == "max"

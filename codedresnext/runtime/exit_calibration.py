@@ -113,10 +113,12 @@ def _write_thresholds(
 
 
 def _pick_confidence(
-    outputs: dict, rules: tuple[str, ...], search: str, guard: str, budget: float, margin_se: float
+    outputs: dict, search: str, guard: str, budget: float, margin_se: float
 ) -> tuple[str, dict, dict]:
-    """(rule, its search result, per-rule summary): the rule whose searched thresholds save the most
-    compute on the CALIBRATION half (each search already holds the budget its guard asks for)."""
+    """(rule, its search result, per-rule summary): of `outputs` ({rule: ExitOutcomes}, first rule
+    wins ties), the rule whose searched thresholds save the most compute on the CALIBRATION half
+    (each search already holds the budget its guard asks for)."""
+    rules = tuple(outputs)
     found, summary = {}, {}
     for rule in rules:
         grid = outputs[rule].with_grid(GRID)
@@ -183,7 +185,7 @@ def calibrate_exits(
     asked = EXIT_CONFIDENCES if confidence == "auto" else (confidence,)
     rules = tuple(check_exit_confidence(r, "--exit-confidence") for r in asked)
     by_rule = {r: ExitOutcomes.from_outputs(*out_cal, cal.labels, flops, segs, confidence=r) for r in rules}
-    rule, found, per_rule = _pick_confidence(by_rule, rules, search, guard, max_accuracy_loss, margin_se)
+    rule, found, per_rule = _pick_confidence(by_rule, search, guard, max_accuracy_loss, margin_se)
     o_cal = by_rule[rule]
     o_ev = ExitOutcomes.from_outputs(*out_ev, ev.labels, flops, segs, confidence=rule)
     grid = o_cal.with_grid(GRID)

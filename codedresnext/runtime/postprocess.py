@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..artifact import EXIT_CONFIDENCE_MARGIN, EXIT_CONFIDENCE_MAX
+
 
 def softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
     """Numerically stable softmax along `axis` (the max is subtracted before exp)."""
@@ -11,7 +13,7 @@ def softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis, keepdims=True)
 
 
-def exit_confidence(scores: np.ndarray, rule: str = "max") -> np.ndarray:
+def exit_confidence(scores: np.ndarray, rule: str = EXIT_CONFIDENCE_MAX) -> np.ndarray:
     """(B, K) exit scores -> (B,) confidence in the scores' dtype (the cascade and the calibration
     compare thresholds in it, so both must compute it here).
 
@@ -20,9 +22,9 @@ def exit_confidence(scores: np.ndarray, rule: str = "max") -> np.ndarray:
     halves it saved 2-3 points more compute than "max" at the same 0.5-point budget, so calibrate
     measures both and keeps the better one on the calibration half."""
     s = np.asarray(scores)
-    if rule == "max":
+    if rule == EXIT_CONFIDENCE_MAX:
         return s.max(1)
-    if rule == "margin":
+    if rule == EXIT_CONFIDENCE_MARGIN:
         if s.shape[1] < 2:
             return s.max(1)
         top2 = np.partition(s, s.shape[1] - 2, axis=1)[:, -2:]
