@@ -1,9 +1,11 @@
 """Where the time goes: ONNX Runtime's profiler on exported graphs, per op category, interleaved.
 
     .venv/bin/python benchmarks/profile_graphs.py
-        the cifar10 preset (random weights), full and class_cat graphs, each built twice: with the
-        builder's expand-channel alignment (builder.EXPAND_ALIGN, what `export` writes) and without
-        it (the graphs before the alignment); writes benchmarks/results/profile_graphs.{json,md}
+        the cifar10 preset (random weights), full and class_cat graphs, each built three ways: as
+        `export` writes them ("current"); with the batch dimension lost to shape inference, as the
+        builder did before (the per-branch Reshape to -1: ONNX Runtime then leaves the coded blocks'
+        residual Add + ReLU unfused, "batch-lost"); without the expand-channel alignment
+        (builder.EXPAND_ALIGN = 1, "unaligned"); writes benchmarks/results/profile_graphs.{json,md}
     .venv/bin/python benchmarks/profile_graphs.py DIR/full.onnx DIR/class_cat.onnx [--iters 6] [--batch 32]
         any exported graphs; prints the table (--json FILE writes the numbers)
 
@@ -120,7 +122,21 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _export(out: Path, preset: str, cls: str, align: int) -> dict[str, float]:
+def _lose_batch(path: Path) -> None:
+    """Rewrite a graph as the builder wrote it before: per-branch Reshape to (-1, n, d), not (0, n, d)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    for t in m.graph.initializer:
+        if t.name.endswith("/branch_shape"):
+            shape = numpy_helper.to_array(t).copy()
+            shape[0] = -1
+            t.CopyFrom(numpy_helper.from_array(shape, t.name))
+    onnx.save(m, str(path))
+
+
+def _export(out: Path, preset: str, cls: str, align: int, keep_batch: bool) -> dict[str, float]:
     """full + class graph of `preset` built with builder.EXPAND_ALIGN = align; {graph: FLOPs}."""
     from codedresnext.artifact import load_manifest
     from codedresnext.export import builder, export_graphs
@@ -131,30 +147,38 @@ def _export(out: Path, preset: str, cls: str, align: int) -> dict[str, float]:
         export_graphs(out=out, preset=preset, classes=[cls], verify=False, overwrite=True, progress=False)
     finally:
         builder.EXPAND_ALIGN = saved
+    if not keep_batch:
+        for g in ("full.onnx", f"class_{cls}.onnx"):
+            _lose_batch(out / g)
     return {g.file: float(g.flops) for g in load_manifest(out).graphs}
 
 
-def compare_alignment(args) -> dict:
-    """Both builds of the preset's full and class graph, profiled in one interleaved run."""
+def compare_builds(args) -> dict:
+    """The three builds of the preset's full and class graph, profiled in one interleaved run."""
     from codedresnext.export import builder
 
-    builds = {"aligned": builder.EXPAND_ALIGN, "unaligned": 1}
+    builds = {  # tag: (expand alignment, batch dimension kept through shape inference)
+        "current": (builder.EXPAND_ALIGN, True),
+        "batch-lost": (builder.EXPAND_ALIGN, False),
+        "unaligned": (1, True),
+    }
     with tempfile.TemporaryDirectory(prefix="codedresnext-profile-") as tmp:
         paths, labels, flops = [], [], {}
-        for tag, align in builds.items():
-            fl = _export(Path(tmp) / tag, args.preset, args.cls, align)
+        for tag, (align, keep_batch) in builds.items():
+            fl = _export(Path(tmp) / tag, args.preset, args.cls, align, keep_batch)
             for g in ("full.onnx", f"class_{args.cls}.onnx"):
                 paths.append(Path(tmp) / tag / g)
                 labels.append(f"{tag}/{Path(g).stem}")
                 flops[labels[-1]] = fl[g]
         res = profile(paths, iters=args.iters, batch=args.batch, threads=args.threads, labels=labels)
     summary = {}
-    for tag, align in builds.items():
+    for tag, (align, keep_batch) in builds.items():
         full, cls = res[f"{tag}/full"], res[f"{tag}/class_{args.cls}"]
         speedup = full["wall_median_ms"] / cls["wall_median_ms"]
         ratio = flops[f"{tag}/full"] / flops[f"{tag}/class_{args.cls}"]
         summary[tag] = {
             "expand_align": align,
+            "batch_kept": keep_batch,
             "class_speedup": speedup,
             "flop_ratio": ratio,
             "speedup_over_flop_ratio": speedup / ratio,
@@ -196,12 +220,13 @@ def write_comparison(report: dict, out: Path) -> Path:
         f"at the end {[round(v, 2) for v in report['load_average']]}. Kernel times per call by category.",
         "",
         markdown(report["profile"]),
-        "| build | expand align | class speedup | FLOP ratio | speedup / FLOP ratio |",
-        "|---|---:|---:|---:|---:|",
+        "| build | expand align | batch kept | class speedup | FLOP ratio | speedup / FLOP ratio |",
+        "|---|---:|:---:|---:|---:|---:|",
     ]
     for tag, s in report["summary"].items():
         lines.append(
-            f"| {tag} | {s['expand_align']} | {s['class_speedup']:.3f}x | {s['flop_ratio']:.3f} | "
+            f"| {tag} | {s['expand_align']} | {'yes' if s['batch_kept'] else 'no'} | "
+            f"{s['class_speedup']:.3f}x | {s['flop_ratio']:.3f} | "
             f"{s['speedup_over_flop_ratio']:.3f} |"
         )
     md = out / "profile_graphs.md"
@@ -211,7 +236,7 @@ def write_comparison(report: dict, out: Path) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("graphs", nargs="*", type=Path, help="graphs (default: the alignment comparison)")
+    p.add_argument("graphs", nargs="*", type=Path, help="graphs (default: the three-build comparison)")
     p.add_argument("--preset", default="cifar10")
     p.add_argument("--class", dest="cls", default="cat")
     p.add_argument("--iters", type=int, default=6)
@@ -221,7 +246,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=RESULTS, help="the comparison's JSON and Markdown go here")
     args = p.parse_args()
     if not args.graphs:
-        md = write_comparison(compare_alignment(args), args.out)
+        md = write_comparison(compare_builds(args), args.out)
         print(md.read_text())
         return 0
     res = profile(args.graphs, iters=args.iters, batch=args.batch, threads=args.threads)

@@ -292,6 +292,57 @@ def test_allowlist_covers_only_trt_ops(fg, tiny):
         check_graph(bad)
 
 
+def test_batch_dimension_survives_shape_inference(fg, tiny):
+    """Every kind keeps the input's symbolic batch on every value; a Reshape to -1 loses it and
+    check_graph refuses the graph (ONNX Runtime would leave Conv + Add + Relu unfused)."""
+    from onnx import numpy_helper, shape_inference
+
+    from codedresnext.errors import GraphError
+    from codedresnext.export.ops import batch_dim_lost
+
+    cfg = tiny.cfg
+    for sp in (
+        specs.multi_exit_spec(cfg, uint8=True, fp16=True),
+        *specs.reject_specs(cfg, 0, 1),
+        specs.reject_probe_spec(cfg, 2),
+        specs.path_spec(cfg, [0], masked=True),
+        specs.path_spec(cfg, [3, 1]),
+        *specs.segment_specs(cfg, "all"),
+    ):
+        inferred = shape_inference.infer_shapes(derive(fg, sp))
+        typed = {v.name for v in [*inferred.graph.value_info, *inferred.graph.output]}
+        assert {o for n in inferred.graph.node for o in n.output} <= typed  # inference saw every value
+        assert batch_dim_lost(inferred) == []
+    bad = prune(fg, ["cat"])
+    init = next(t for t in bad.graph.initializer if t.name.endswith("/branch_shape"))
+    init.CopyFrom(numpy_helper.from_array(np.array([-1, *numpy_helper.to_array(init)[1:]]), init.name))
+    assert batch_dim_lost(shape_inference.infer_shapes(bad))
+    with pytest.raises(GraphError, match="batch dimension"):
+        check_graph(bad)
+
+
+def test_onnxruntime_fuses_every_residual_add(full, fg, tmp_path):
+    """ONNX Runtime (the pinned version, CPU, ORT_ENABLE_ALL) folds each block's residual Add and
+    ReLU into the expand conv, coded blocks included: no Add/Relu kernel of a residual runs."""
+    import json
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    for name, model in (("full", full), ("class", prune(fg, ["cat"]))):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = 1
+        so.enable_profiling = True
+        so.profile_file_prefix = str(tmp_path / name)
+        s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        s.run(None, {"images": np.zeros((2, 3, 32, 32), np.float32)})
+        events = json.loads(Path(s.end_profiling()).read_text())
+        kernels = {e["name"][: -len("_kernel_time")] for e in events if e["name"].endswith("_kernel_time")}
+        assert {f"block{i}/expand_nchwc" for i in range(5)} <= kernels  # the fused convs ran
+        assert not {k for k in kernels if k.endswith(("/residual", "/out"))}, name
+
+
 def test_graphs_are_deterministic(tiny, fg):
     from codedresnext.export.fold import fold_weights
 

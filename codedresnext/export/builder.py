@@ -251,7 +251,9 @@ def _block(
     )
     prod = g.op("Mul", [hf, gh], f"{p}/h_gram_h")
     s = g.op("ReduceSum", [prod, g.shared("const/axes_hw", _i64(2, 3))], f"{p}/sum_hw", keepdims=0)
-    s = g.op("Reshape", [s, g.const(f"{p}/branch_shape", _i64(-1, nc, d))], f"{p}/per_branch")
+    # 0 (not -1) keeps the symbolic batch dimension through shape inference: with an unknown batch
+    # ONNX Runtime cannot prove the residual Add's inputs equal and leaves Conv + Add + Relu unfused
+    s = g.op("Reshape", [s, g.const(f"{p}/branch_shape", _i64(0, nc, d))], f"{p}/per_branch")
     e = g.op("ReduceSum", [s, g.shared("const/axes_2", _i64(2))], f"{p}/sum_d", keepdims=0)
     e = g.op("Relu", [e], f"{p}/clamp")
     scale = np.array(b.c_out * b.size_out * b.size_out, np.float32)
@@ -287,7 +289,7 @@ def _block(
     # the expand is linear and bias-free before BN, so Conv(h / s) + b == Conv(h) / s + b, the
     # divide touches fewer elements, the BN bias folds into the Conv and Conv + Add + Relu fuse
     sq = g.op("Sqrt", [n2], f"{p}/norm")
-    sq = g.op("Reshape", [sq, g.shared("const/shape_b111", _i64(-1, 1, 1, 1))], f"{p}/norm4")
+    sq = g.op("Unsqueeze", [sq, g.shared("const/axes_23", _i64(2, 3))], f"{p}/norm4")  # (B, 1, 1, 1)
     hs = g.op("Div", [h, g.to_act(sq, f"{p}/norm_act")], f"{p}/normalised")
     y = _expand(g, W, i, hs, _channels(computed, d))
     s = g.op("Add", [y, sc], f"{p}/residual")

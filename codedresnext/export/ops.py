@@ -71,6 +71,25 @@ def check_ops(model) -> set[str]:
     return used
 
 
+def batch_dim_lost(inferred) -> list[str]:
+    """Values whose leading dimension shape inference no longer knows to be the input's batch.
+
+    Every graph we build is batch-major; when a dimension becomes an anonymous `unk__` symbol
+    (a Reshape to -1, a broadcast against one), ONNX Runtime's layout pass cannot prove the two
+    inputs of a residual Add the same shape and runs Add and Relu unfused, with layout reorders
+    around them (benchmarks/results/profile_graphs.md)."""
+    batch = {i.type.tensor_type.shape.dim[0].dim_param for i in inferred.graph.input}
+    lost = []
+    for v in [*inferred.graph.value_info, *inferred.graph.output]:
+        shape = v.type.tensor_type.shape
+        if not v.type.HasField("tensor_type") or not shape.dim:
+            continue
+        d0 = shape.dim[0]
+        if not d0.HasField("dim_value") and d0.dim_param not in batch:
+            lost.append(v.name)
+    return lost
+
+
 def check_graph(model, data: bytes | None = None):
     """onnx.checker + strict, type-checked shape inference (what check_model(full_check=True) runs)
     + op allowlist + opset range. Returns the shape-inferred model (counting.count_flops reuses it).
@@ -87,6 +106,12 @@ def check_graph(model, data: bytes | None = None):
     except (onnx.checker.ValidationError, shape_inference.InferenceError) as e:
         raise GraphError(f"generated graph fails onnx.checker / shape inference: {e}") from e
     check_ops(model)
+    lost = batch_dim_lost(inferred)
+    if lost:
+        raise GraphError(
+            f"internal: shape inference loses the symbolic batch dimension at {lost[:3]}; ONNX Runtime "
+            "then cannot fuse the residual Conv + Add + Relu (use 0, not -1, in Reshape shapes)"
+        )
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise GraphError(f"opset {opset} outside {MIN_OPSET}..{MAX_OPSET}")
