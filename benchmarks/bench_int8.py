@@ -4,9 +4,11 @@
 
 Does what a user does: `codedresnext export --preset cifar10 --out D --classes cat --fp16 --int8
 --calibration DATA` (random weights: speed does not depend on them; the calibration still runs on
-real training images), then one interleaved `bench` run at batch 32 over full / class_cat in every
-precision. Goals (issue "INT8 for the edge"): the fastest int8* full graph >= 1.5x the FP32 full
-graph's throughput, the fastest int8* class graph >= 2.4x. Writes benchmarks/results/int8.{json,md}.
+real training images), then `--repeats` whole interleaved `bench` runs (fresh sessions) at batch 32
+over full / class_cat in every precision; the run with the median INT8 class ratio is written, every
+run's ratios are in its notes and under "repeats". Goals (issue "INT8 for the edge"): the fastest
+int8* full graph >= 1.5x the FP32 full graph's throughput, the fastest int8* class graph >= 2.4x.
+Writes benchmarks/results/int8.{json,md}.
 Timings mean something only on a quiet machine: the report records the load average.
 """
 
@@ -20,6 +22,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _ratios(report: dict) -> tuple[float, float]:
+    r = report["ratios"]["int8"]
+    return r["full"]["ratio_vs_fp32_full"], r["class"]["ratio_vs_fp32_full"]
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run whose INT8 class ratio is the median, with every run's ratios attached.
+
+    Whole runs on this shared machine differ by up to 20% in these ratios (the same graphs gave
+    1.40x-1.68x and 1.88x-2.30x in two runs of 2026-12-02), more than the rounds inside one run."""
+    order = sorted(range(len(runs)), key=lambda i: _ratios(runs[i])[1])
+    report = runs[order[len(runs) // 2]]
+    every = [dict(zip(("full", "class"), _ratios(r))) for r in runs]
+    report["repeats"] = every
+    report["notes"] = [
+        *report.get("notes", []),
+        f"{len(runs)} whole runs, this one the median by the INT8 class ratio; fastest INT8 full / class "
+        "vs fp32 full per run: " + ", ".join(f"{e['full']:.2f}x / {e['class']:.2f}x" for e in every),
+    ]
+    return report
 
 
 def main() -> int:
@@ -36,6 +60,12 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: all cores)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="whole interleaved runs (fresh sessions); the run with the median INT8 class ratio is written",
+    )
     p.add_argument("--calibration-images", type=int, default=256)
     p.add_argument("--eval-images", type=int, default=200, help="test images for the recorded agreement")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -55,18 +85,22 @@ def main() -> int:
             int8=Int8Options(args.data, images=args.calibration_images, eval_images=args.eval_images),
         )
         names = [f"{g}{s}" for g in ("full", "class_cat") for s in ("", "_fp16", "_int8", "_int8_cpu")]
-        report = run_bench(
-            d,
-            batches=[args.batch],
-            warmup=args.warmup,
-            duration=args.duration,
-            rounds=args.rounds,
-            graphs=names,
-            threads=args.threads,
-            torch_peer=False,
-            memory=False,
-            progress=not args.quiet,
-        )
+        runs = [
+            run_bench(
+                d,
+                batches=[args.batch],
+                warmup=args.warmup,
+                duration=args.duration,
+                rounds=args.rounds,
+                graphs=names,
+                threads=args.threads,
+                torch_peer=False,
+                memory=False,
+                progress=not args.quiet,
+            )
+            for _ in range(args.repeats)
+        ]
+        report = _median_run(runs)
         from codedresnext.artifact import load_manifest
 
         m = load_manifest(d)

@@ -27,10 +27,12 @@ def test_bench_int8_times_every_precision_and_records_accuracy(tmp_path, small_t
     r = _script(
         "bench_int8.py", "--preset", "tiny", "--data", str(small_tree), "--batch", "4", "--warmup", "0.01",
         "--duration", "0.05", "--rounds", "1", "--threads", "1", "--calibration-images", "16",
-        "--eval-images", "10", "--out", str(tmp_path), "--quiet",
+        "--eval-images", "10", "--repeats", "3", "--out", str(tmp_path), "--quiet",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     rep = json.loads((tmp_path / "int8.json").read_text())
+    classes = sorted(run["class"] for run in rep["repeats"])  # three whole runs, the median one written
+    assert len(classes) == 3 and rep["ratios"]["int8"]["class"]["ratio_vs_fp32_full"] == classes[1]
     assert {(g["name"], g["precision"]) for g in rep["graphs"]} >= {
         ("full", "fp32"), ("full_int8", "int8"), ("full_int8_cpu", "int8-cpu"), ("class_cat_fp16", "fp16")
     }  # fmt: skip
