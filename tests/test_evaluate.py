@@ -369,5 +369,13 @@ def test_int8_class_graphs_are_scored_and_get_their_own_thresholds(tmp_path, ckp
     }
     # INT8 moves the detectors little: same ranking quality within a few points of AUC
     assert abs(q["binary_mean_auc"] - fp32["binary_mean_auc"]) < 0.05
+    # the INT8 full graph's accuracy on the whole test set, against the fp32 ONNX graph (== PyTorch)
+    g = q["graph_full_accuracy"]
+    assert (g["graph"], g["reference"], g["images"]) == ("full_int8_cpu", "full", q["test_samples"])
+    assert abs(g["reference_top1"] - fp32["accuracy"]) <= 2 / q["test_samples"]
+    assert g["loss_points"] == pytest.approx(100 * (g["reference_top1"] - g["top1"]))
+    assert 0.5 < g["top1_agreement"] <= 1.0 and "graph_full_accuracy" not in fp32
+    summary = (tmp_path / "q" / "summary.md").read_text()
+    assert "full graph `full_int8_cpu` (int8-cpu, ONNX Runtime)" in summary
     with pytest.raises(GraphError, match="no fp16 class graph.*--fp16"):
         evaluate(EvalConfig(out=str(tmp_path / "h"), precision="fp16", **common))

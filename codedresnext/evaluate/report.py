@@ -40,6 +40,14 @@ def _tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             ],
             ["with OOD negatives: mean F1 / ROC-AUC", f"{_f(m['ood_mean_f1'])} / {_f(m['ood_mean_auc'])}"],
         ]
+    if m.get("graph_full_accuracy"):
+        g = m["graph_full_accuracy"]
+        summary.append(
+            [
+                f"full graph `{g['graph']}` ({g['precision']}, ONNX Runtime) vs `{g['reference']}`",
+                f"{_f(g['top1'])} vs {_f(g['reference_top1'])} ({g['loss_points']:.2f} points lost)",
+            ]
+        )
     if m.get("early_decoder_accuracy"):
         summary.append(["last coded block's early decoder", _f(m["early_decoder_accuracy"][-1])])
     summary += [

@@ -151,6 +151,32 @@ def _detector_logits(model, cfg: EvalConfig, res: dict, test, train, ood, kw: di
     }
 
 
+def _graph_full_accuracy(cfg: EvalConfig, test: ArrayDataset) -> dict | None:
+    """Top-1 of the export's full graph at the detectors' precision vs its fp32 twin, on the whole
+    test set: the accuracy a user of that precision gets (the manifest's figure is on a sample)."""
+    from .. import artifact
+    from ..runtime.accuracy import graph_accuracy
+
+    if cfg.graphs is None or cfg.precision == artifact.FP32:
+        return None
+    manifest = artifact.load_manifest(cfg.graphs)
+    twin = manifest.first(artifact.GraphKind.FULL, precision=cfg.precision)
+    ref = manifest.first(artifact.GraphKind.FULL)
+    if twin is None or ref is None:
+        return None
+    acc = graph_accuracy(cfg.graphs, twin.name, test.images, test.labels, reference=ref.name, threads=None)
+    return {
+        "graph": twin.name,
+        "precision": cfg.precision,
+        "images": acc["images"],
+        "top1": acc["top1"],
+        "reference": ref.name,
+        "reference_top1": acc["reference"]["top1"],
+        "loss_points": 100 * (acc["reference"]["top1"] - acc["top1"]),
+        "top1_agreement": acc["top1_agreement"],
+    }
+
+
 def compute(cfg: EvalConfig) -> tuple[dict, dict]:
     """All metrics (JSON-ready) and the arrays the figures need: full model, detectors, removal."""
     from .binary import detector_metrics, summarise
@@ -183,6 +209,9 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
     m.update(full_metrics)
     binary, source = _detector_logits(model, cfg, res, test, train, ood, kw)
     m.update(source)
+    graph_full = _graph_full_accuracy(cfg, test)
+    if graph_full is not None:
+        m["graph_full_accuracy"] = graph_full
     rows = detector_metrics(
         names,
         binary["train"],
