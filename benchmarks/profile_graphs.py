@@ -6,7 +6,7 @@
         builder did before (the per-branch Reshape to -1: ONNX Runtime then leaves the coded blocks'
         residual Add + ReLU unfused, "batch-lost"); without the expand-channel alignment
         (builder.EXPAND_ALIGN = 1, "unaligned"); writes benchmarks/results/profile_graphs.{json,md}
-    .venv/bin/python benchmarks/profile_graphs.py DIR/full.onnx DIR/class_cat.onnx [--iters 6] [--batch 32]
+    .venv/bin/python benchmarks/profile_graphs.py DIR/full.onnx DIR/class_cat.onnx [--iters 6] [--sessions 5]
         any exported graphs; prints the table (--json FILE writes the numbers)
 
 Each graph gets its own session with SessionOptions.enable_profiling; the graphs are run in turn
@@ -124,7 +124,7 @@ def markdown(res: dict) -> str:
         key=lambda c: -max(r["kernel_ms"].get(c, 0) for r in res.values()),
     )
     names = list(res)
-    heads = [n if "/" in n and not n.endswith(".onnx") else Path(n).stem for n in names]
+    heads = [f"{Path(n).parent.name}/{Path(n).stem}" if n.endswith(".onnx") else n for n in names]
     lines = ["| category | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(names)]
     for c in cats:
         cells = []
@@ -274,7 +274,9 @@ def main() -> int:
         md = write_comparison(compare_builds(args), args.out)
         print(md.read_text())
         return 0
-    res = profile(args.graphs, iters=args.iters, batch=args.batch, threads=args.threads)
+    labels = [str(g) for g in args.graphs]
+    kw = dict(iters=args.iters, batch=args.batch, threads=args.threads)
+    res = profile_sessions(args.graphs, sessions=args.sessions, labels=labels, **kw)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     print(markdown(res))
