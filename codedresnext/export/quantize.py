@@ -60,7 +60,6 @@ import numpy as np
 
 from ..artifact import INPUT_FEATURES_MIDDLE, META_GRAPH, OUTPUT_FEATURES
 from ..errors import CodedResNeXtError, GraphError
-from . import names
 
 PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
@@ -271,55 +270,6 @@ def weight_overrides(model, full: dict[str, np.ndarray]) -> dict[str, list[dict]
     return out
 
 
-def strip_alignment(model):
-    """A copy of `model` without the expand-input alignment (builder._expand): each `expand_align`
-    Pad removed and its zero weight columns sliced off, the same function.
-
-    The padding exists for ONNX Runtime's fp32 NCHWc convs; QLinearConv and TensorRT do not need
-    it, and in an `int8-cpu` class graph the Pads (of uint8 tensors) took 6% of the time at 2 threads
-    (one profiled session, cifar10 preset, 2026-12-02). Stripping every graph alike keeps a class
-    twin equal to the masked twin (zero columns add nothing, whatever the input's zero point)."""
-    import onnx
-    from onnx import numpy_helper
-
-    from .counting import _alignment
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    pad_of = _alignment(m)  # {block: zero columns}
-    if not pad_of:
-        return m
-    inits = {t.name: t for t in m.graph.initializer}
-    pads = {
-        n.output[0]: n
-        for n in m.graph.node
-        if n.op_type == "Pad" and names.expand_align_block(n.name) is not None
-    }
-    for conv in m.graph.node:
-        pad = pads.get(conv.input[0]) if conv.op_type == "Conv" else None
-        if pad is None:
-            continue
-        w = numpy_helper.to_array(inits[conv.input[1]])
-        keep = w.shape[1] - pad_of[names.expand_align_block(pad.name)]
-        if np.any(w[:, keep:]):
-            raise GraphError(f"internal: {conv.name}'s alignment columns are not zero")
-        inits[conv.input[1]].CopyFrom(
-            numpy_helper.from_array(np.ascontiguousarray(w[:, :keep]), conv.input[1])
-        )
-        conv.input[0] = pad.input[0]
-    readers = {i for n in m.graph.node if n.output[0] not in pads for i in n.input}
-    if set(pads) & readers:
-        raise GraphError("internal: an expand_align Pad feeds more than its expand conv")
-    for pad in pads.values():
-        m.graph.node.remove(pad)
-    used = {i for n in m.graph.node for i in n.input}
-    for t in [t for t in m.graph.initializer if t.name not in used]:
-        m.graph.initializer.remove(t)
-    for v in [v for v in m.graph.value_info if v.name in pads]:
-        m.graph.value_info.remove(v)
-    return m
-
-
 def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | None = None):
     """The `precision` twin of one fp32 graph, quantized with `ranges` (the full graph's, aliased);
     `full`: full_weights(full graph), so that pruned weights get the full graph's weight scales."""
@@ -330,7 +280,6 @@ def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | Non
     if precision not in RECIPES:
         raise CodedResNeXtError(f"INT8 precision must be one of {INT8_PRECISIONS}, not {precision!r}")
     r = RECIPES[precision]
-    model = strip_alignment(model)
     rng = ranges_for(ranges, model)
     nodes = quantized_nodes(model, r)
     extra = {
