@@ -76,8 +76,8 @@ def batch_dim_lost(inferred) -> list[str]:
 
     Every graph we build is batch-major; when a dimension becomes an anonymous `unk__` symbol
     (a Reshape to -1, a broadcast against one), ONNX Runtime's layout pass cannot prove the two
-    inputs of a residual Add the same shape and runs Add and Relu unfused, with layout reorders
-    around them (benchmarks/results/profile_graphs.md)."""
+    inputs of a residual Add the same shape and runs Add and Relu unfused instead of folding them
+    into the expand conv (benchmarks/results/profile_graphs.md, the "batch-lost" build)."""
     batch = {i.type.tensor_type.shape.dim[0].dim_param for i in inferred.graph.input}
     lost = []
     for v in [*inferred.graph.value_info, *inferred.graph.output]:
