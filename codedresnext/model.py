@@ -85,7 +85,8 @@ class CodedBlock(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, C_in, H, W) -> (y (B, C_out, H', W'), normalised energies (B, N) or None).
 
-        keep: (N,) 0/1, branches outside it are removed (zeroed before normalisation).
+        keep: (N,) or per sample (B, N) 0/1; branches outside it are removed (zeroed before
+        normalisation).
         drop: (B, N) dropSubNN multipliers (0 or 1/(1-p)), applied after normalisation.
         """
         B = x.shape[0]
@@ -94,7 +95,8 @@ class CodedBlock(nn.Module):
         if not self.coded:
             return F.relu(self.bn(self.expand(h)) + self.shortcut(x)), None
         if keep is not None:
-            h = h * keep.to(h.dtype).repeat_interleave(self.width).view(1, -1, 1, 1)
+            k = keep.to(h.dtype).repeat_interleave(self.width, dim=-1)  # (N*d,) or (B, N*d)
+            h = h * k.view(-1 if k.dim() == 2 else 1, h.shape[1], 1, 1)
         e = self.branch_energy(h)  # (B, N)
         norm2 = e.sum(1) / self.branches + self.energy_eps  # (B,) full N even when pruned
         energies = e / norm2[:, None]  # (B, N), sums to N
@@ -154,6 +156,12 @@ class CodedResNeXt(nn.Module):
                 raise CodedResNeXtError(f"class {k} out of range 0..{self.cfg.num_classes - 1}")
         return [b.codewords[classes].amax(0) if b.coded else None for b in self.blocks]
 
+    def path_masks(self, paths: Tensor) -> list[Tensor | None]:
+        """Per block: (B, N) 0/1 mask of each sample's own class path (None for plain blocks)."""
+        if len(paths) and not 0 <= int(paths.min()) <= int(paths.max()) < self.cfg.num_classes:
+            raise CodedResNeXtError(f"paths must be classes 0..{self.cfg.num_classes - 1}")
+        return [b.codewords[paths.to(b.codewords.device)] if b.coded else None for b in self.blocks]
+
     def _drop_masks(self, B: int, device: torch.device) -> list[Tensor | None]:
         """dropSubNN: one (B, N) mask per run of consecutive blocks with the same scheme."""
         masks: list[Tensor | None] = []
@@ -177,12 +185,19 @@ class CodedResNeXt(nn.Module):
         targets: Tensor | None = None,
         keep_classes: Sequence[int] | None = None,
         branch_keep: Sequence[Tensor | None] | None = None,
+        paths: Tensor | None = None,
     ) -> ModelOutput:
         """x (B, 3, H, W) normalised images.
 
         keep_classes: the masked reference, branches outside these classes' paths zeroed.
         branch_keep: per block an (N,) 0/1 mask or None; overrides keep_classes (removal studies).
+        paths: (B,) classes; sample i runs through class paths[i]'s path alone, as that class's
+            pruned graph would (path training).
         """
+        if paths is not None:
+            if targets is not None or branch_keep is not None or keep_classes is not None:
+                raise CodedResNeXtError("paths runs each sample's class path alone: pass it on its own")
+            branch_keep = self.path_masks(paths)
         if branch_keep is not None:
             if len(branch_keep) != len(self.blocks):
                 raise CodedResNeXtError(f"branch_keep needs {len(self.blocks)} entries, one per block")

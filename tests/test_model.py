@@ -420,6 +420,22 @@ def test_masked_forward_equals_zeroed_branch_weights(how, classes, inputs):
     assert (masked.logits - full).abs().max() > 1e-2  # the removal changes the network
 
 
+def test_per_sample_paths_equal_each_class_masked_model(inputs):
+    """`paths` (path training) runs sample i through class paths[i]'s path: row i == keep_classes."""
+    m = tiny_model()
+    paths = (torch.arange(len(inputs)) * 7 + 3) % 10
+    out = m(inputs, paths=paths)
+    for i, k in enumerate(paths.tolist()):
+        ref = m(inputs, keep_classes=[k])
+        torch.testing.assert_close(out.logits[i], ref.logits[i], rtol=RTOL, atol=ATOL)
+        for a, b in zip(out.energies, ref.energies):
+            torch.testing.assert_close(a[i], b[i], rtol=RTOL, atol=ATOL)
+    with pytest.raises(CodedResNeXtError, match="classes 0..9"):
+        m(inputs, paths=torch.full((len(inputs),), 10))
+    with pytest.raises(CodedResNeXtError, match="on its own"):
+        m(inputs, targets=paths, paths=paths)
+
+
 def test_keep_masks_are_union_of_paths():
     m = tiny_model()
     for classes in ([4], [0, 9], [1, 2, 3, 6]):
