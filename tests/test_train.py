@@ -17,17 +17,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from codedresnext import data
 from codedresnext.checkpoint import load_checkpoint, read_checkpoint
 from codedresnext.errors import CodedResNeXtError
+from codedresnext.model import create_model
 from codedresnext.train import TrainConfig, train
 from codedresnext.train.evaluation import classifier_metrics
-from codedresnext.train.loop import lr_at
+from codedresnext.train.loop import _draw_paths, _path_step, lr_at
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -227,6 +230,55 @@ def test_init_refuses_other_classes_resume_and_missing_files(smoke_run, small_tr
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+# --- path training ----------------------------------------------------------------------------
+
+
+def test_draw_paths_own_class_or_the_hardest_other():
+    y = torch.tensor([0, 1, 2, 3] * 50)
+    logits = torch.zeros(len(y), 10)
+    logits[torch.arange(len(y)), y] = 9.0  # the true class scores highest ...
+    logits[torch.arange(len(y)), (y + 4) % 10] = 5.0  # ... then the one a detector confuses
+    torch.manual_seed(0)
+    hard = _draw_paths(y, logits, 10)
+    assert set(hard.tolist()) <= set(y.tolist()) | set(((y + 4) % 10).tolist())
+    own = hard == y
+    assert torch.equal(hard[~own], (y[~own] + 4) % 10)
+    assert 0.35 < float(own.float().mean()) < 0.65
+    uniform = _draw_paths(y, None, 10)
+    others = uniform[uniform != y]
+    assert len(set(others.tolist())) == 10 and bool(((others >= 0) & (others < 10)).all())
+
+
+def test_path_step_trains_the_pruned_graph_and_leaves_batchnorm_alone():
+    """The path pass is the masked model in eval mode (the exported class graph): its gradient is
+    path_weight x that of the graph's cross-entropy; running statistics stay, train mode returns."""
+    torch.manual_seed(0)
+    model = create_model("tiny")
+    for b in model.blocks:  # gamma starts at 0: give the branches a say
+        torch.nn.init.normal_(b.bn.weight)
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    cfg = TrainConfig(path_fraction=0.5, path_weight=0.3, path_negatives="uniform")
+    run = SimpleNamespace(
+        cfg=cfg, model=model, net=model, model_cfg=model.cfg, dist=SimpleNamespace(world=1, device=x.device)
+    )
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    model.train()
+    torch.manual_seed(1)
+    _path_step(run, x, y, torch.zeros(8, 10), sync=True)
+    assert model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in stats.items())
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    torch.manual_seed(1)
+    cls = _draw_paths(y[:4], None, 10)  # the same draw
+    model.zero_grad()
+    model.eval()
+    rows = [model(x[i : i + 1], keep_classes=[int(k)]).logits for i, k in enumerate(cls)]
+    (0.3 * F.cross_entropy(torch.cat(rows), y[:4])).backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, rtol=1e-4, atol=1e-6, msg=n)
+    assert any(float(g.abs().max()) > 0 for g in got.values())
+
+
 # --- resume after a kill ----------------------------------------------------------------------
 
 
@@ -243,8 +295,10 @@ def _kill_after_first_checkpoint(proc, run: Path, poll_s: float = 0.01) -> None:
 
 def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, session_cache):
     """A run killed (SIGKILL) right after a mid-epoch checkpoint, then resumed, ends bit-identical to
-    an uninterrupted run: same weights, BatchNorm statistics, optimizer state and metrics."""
+    an uninterrupted run: same weights, BatchNorm statistics, optimizer state and metrics (path
+    training on: its class draws come from the micro-batch's seeded generator too)."""
     extra = ("--epochs", "2", "--save-every", "1", "--p-drop", "0.2", "--randaugment", "2,9")
+    extra += ("--path-fraction", "0.25")
     ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
     killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
     _kill_after_first_checkpoint(killed, tmp_path / "killed")
@@ -271,11 +325,13 @@ def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, ses
 def test_torchrun_two_processes_equal_grad_accum(small_tree, tmp_path, session_cache):
     """gloo, 2 processes x micro-batch 20 == 1 process with --grad-accum 2 (dropSubNN on). The
     torchrun job streams the tree from disk through a DataLoader worker per process; the single
-    process holds it in memory and augments in the main process: the same micro-batches."""
+    process holds it in memory and augments in the main process: the same micro-batches. Path
+    training is on: its backward (the synced one) all-reduces the whole network's gradients too."""
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun is not installed beside this python")
     extra = ("--max-steps", "3", "--p-drop", "0.1", "--no-randaugment", "--eval-limit", "40")
+    extra += ("--path-fraction", "0.5")
     single = _cli(_train_cmd(small_tree, tmp_path / "single", *extra, "--grad-accum", "2"), session_cache)
     ddp_cmd = [
         str(torchrun),
@@ -348,6 +404,9 @@ def test_eval_subset_defaults():
         ({"lr": -0.1}, "--lr"),
         ({"schedule": "step"}, "unknown schedule"),
         ({"max_steps": 0}, "--max-steps"),
+        ({"path_fraction": 1.0}, "--path-fraction"),
+        ({"path_weight": -1.0}, "--path-weight"),
+        ({"path_negatives": "random"}, "--path-negatives must be one of hardest, uniform"),
     ],
 )
 def test_bad_settings_fail_before_reading_data(tmp_path, kw, message):

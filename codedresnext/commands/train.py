@@ -65,6 +65,8 @@ def _run_options(p: argparse.ArgumentParser, d) -> None:
 
 
 def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
+    from ..train.config import PATH_NEGATIVES
+
     g.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
     g.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps")
     g.add_argument(
@@ -87,6 +89,28 @@ def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
     )
     g.add_argument(
         "--p-drop", type=float, default=d.p_drop, help=f"dropSubNN probability (default {d.p_drop})"
+    )
+    g.add_argument(
+        "--path-fraction",
+        type=float,
+        default=d.path_fraction,
+        metavar="F",
+        help="path training, beyond the paper: F of each batch runs again through one class's path "
+        "alone (its own class or another), training the per-class detectors export cuts "
+        f"(default {d.path_fraction}: off, the paper's recipe)",
+    )
+    g.add_argument(
+        "--path-negatives",
+        choices=PATH_NEGATIVES,
+        default=d.path_negatives,
+        help="which other class's path an image runs: the full model's strongest wrong class "
+        f"(hardest) or any (uniform) (default {d.path_negatives})",
+    )
+    g.add_argument(
+        "--path-weight",
+        type=float,
+        default=d.path_weight,
+        help=f"weight of the path cross-entropy (default {d.path_weight})",
     )
     g.add_argument(
         "--label-smoothing", type=float, default=d.label_smoothing, help=f"(default {d.label_smoothing})"

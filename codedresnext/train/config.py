@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import PRESETS
 from ..errors import CodedResNeXtError
 
+PATH_NEGATIVES = ("hardest", "uniform")  # how path training picks a class path for another class's image
 AUTO_EVAL_LIMIT = 2000  # test images evaluated by default in --max-steps runs
 PRECISE_BN_IMAGES = 5000  # training images precise-bn averages over (here: its parser needs no torch)
 
@@ -22,6 +23,9 @@ TRAJECTORY = (
     "weight_decay",
     "mu",
     "p_drop",
+    "path_fraction",
+    "path_negatives",
+    "path_weight",
     "label_smoothing",
     "schedule",
     "warmup_frac",
@@ -47,6 +51,12 @@ class TrainConfig:
     weight_decay: float = 5e-4
     mu: float = 6.0  # coding-loss weight
     p_drop: float = 0.1  # dropSubNN probability
+    # path training (beyond the paper; 0 = the paper's recipe): this fraction of each micro-batch
+    # runs again through one class's path alone, its own class or (as often) another, so that the
+    # per-class detectors export cuts learn to reject other classes; see train/loop._path_step
+    path_fraction: float = 0.0
+    path_negatives: str = "hardest"  # the other class: the full model's top wrong one, or "uniform"
+    path_weight: float = 0.3  # weight of the path cross-entropy beside the whole network's
     label_smoothing: float = 0.0
     schedule: str = "cosine"  # "cosine" (paper) or "onecycle" (linear warm-up, linear decay)
     warmup_frac: float = 0.0  # fraction of steps spent warming up
@@ -86,6 +96,15 @@ class TrainConfig:
             (self.lr is None or self.lr > 0, f"--lr must be > 0, not {self.lr}"),
             (0.0 <= self.p_drop < 1.0, f"--p-drop must be in [0, 1), not {self.p_drop}"),
             (self.mu >= 0, f"--mu must be >= 0, not {self.mu}"),
+            (
+                0.0 <= self.path_fraction < 1.0,
+                f"--path-fraction must be in [0, 1), not {self.path_fraction}",
+            ),
+            (self.path_weight >= 0, f"--path-weight must be >= 0, not {self.path_weight}"),
+            (
+                self.path_negatives in PATH_NEGATIVES,
+                f"--path-negatives must be one of {', '.join(PATH_NEGATIVES)}, not {self.path_negatives!r}",
+            ),
             (
                 0.0 <= self.label_smoothing < 1.0,
                 f"--label-smoothing must be in [0, 1), not {self.label_smoothing}",

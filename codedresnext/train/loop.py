@@ -296,14 +296,18 @@ def _micro_step(run: Run, imgs: torch.Tensor, labels: torch.Tensor, *, sync: boo
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = labels.to(dist.device, non_blocking=True)
-    ctx = run.net.no_sync() if (dist.world > 1 and not sync) else contextlib.nullcontext()
+    # with path training the path pass's backward is the synced one (it all-reduces both)
+    last = sync and not cfg.path_fraction
+    ctx = run.net.no_sync() if (dist.world > 1 and not last) else contextlib.nullcontext()
     with ctx:
-        with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=dist.device.type == "cuda"):
+        with _autocast(dist.device):
             o = run.net(x, targets=y)
             ce = F.cross_entropy(o.logits.float(), y, label_smoothing=cfg.label_smoothing)
             code = torch.stack(o.coding_loss).sum() if o.coding_loss else ce.new_zeros(())
-            loss = (ce + cfg.mu * code) / cfg.grad_accum
-        loss.backward()
+            loss = ce + cfg.mu * code
+        (loss / cfg.grad_accum).backward()
+    if cfg.path_fraction:
+        _path_step(run, x, y, o.logits.detach(), sync=sync)
     with torch.no_grad():  # one host sync per micro-batch
         correct = (o.logits.argmax(1) == y).sum().float()
         vals = torch.stack([ce.float(), code.float(), correct, *[c.float() for c in o.coding_loss]])
@@ -315,6 +319,49 @@ def _micro_step(run: Run, imgs: torch.Tensor, labels: torch.Tensor, *, sync: boo
     s[2] += vals[2]
     s[3] += n
     s[4:] += vals[3:] * n
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _path_step(run: Run, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, *, sync: bool) -> None:
+    """Path training: forward + backward of class paths alone, as the pruned class graphs run.
+
+    The first `path_fraction` of the micro-batch runs again, each image through one class's path
+    (its own class or another, half each), with cross-entropy on that path's logits weighted by
+    `path_weight`. The model is in eval mode for it, so the path is exactly the graph export cuts:
+    BatchNorm uses (and leaves) its running statistics and no branch is dropped. Slimmable networks
+    train their sub-networks the same way; the paper's recipe trains only the whole network.
+    """
+    cfg = run.cfg
+    P = max(1, round(cfg.path_fraction * len(y)))
+    hard = cfg.path_negatives == "hardest"
+    cls = _draw_paths(y[:P], logits[:P] if hard else None, run.model_cfg.num_classes)
+    ctx = run.net.no_sync() if (run.dist.world > 1 and not sync) else contextlib.nullcontext()
+    run.model.eval()
+    try:
+        with ctx, _autocast(run.dist.device):
+            logits = run.net(x[:P], paths=cls).logits.float()
+            loss = F.cross_entropy(logits, y[:P], label_smoothing=cfg.label_smoothing)
+            (cfg.path_weight * loss / cfg.grad_accum).backward()
+    finally:
+        run.model.train()
+
+
+def _draw_paths(y: torch.Tensor, logits: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """(P,) per sample the class whose path runs: its own or, as often, another one.
+
+    The other class is the full model's strongest wrong class when `logits` are given (the
+    negatives a detector confuses), else uniform over the other classes. Drawn from the
+    micro-batch's seeded generator.
+    """
+    own = torch.rand(len(y), device=y.device) < 0.5
+    if logits is not None:
+        other = logits.scatter(1, y[:, None], float("-inf")).argmax(1)
+    else:
+        other = (y + torch.randint(1, num_classes, y.shape, device=y.device)) % num_classes
+    return torch.where(own, y, other)
 
 
 # --- end of an epoch --------------------------------------------------------------------------
