@@ -58,3 +58,23 @@ def test_int8_calibration_compares_methods_on_the_demo_model(tmp_path, small_tre
         for a in run["precisions"].values():
             assert 0.0 <= a["top1"] <= 1.0 and 0.0 <= a["reference"]["top1"] <= 1.0
     assert "| minmax | int8 |" in (tmp_path / "int8_calibration.md").read_text()
+
+
+def test_exit_guard_scores_every_guard_on_each_halving(tmp_path, small_tree):
+    if not DEMO.is_file():
+        pytest.skip(f"demo model {DEMO} missing")
+    r = _script(
+        "exit_guard.py", "--data", str(small_tree), "--splits", "2", "--confidences", "margin",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "exit_guard.json").read_text())
+    assert res["images"] == 100 and res["exits"] == 5 and res["splits"] == 2
+    assert [x["guard"] for x in res["rows"]] == ["cv", "se", "none", "greedy at cv's budget"]
+    for row in res["rows"]:
+        assert len(row["per_split"]) == 2 and 0 <= row["over_budget"] <= 2
+        for cal_loss, ev_loss, saved in row["per_split"]:
+            assert -100 <= cal_loss <= 100 and -100 <= ev_loss <= 100 and 0.0 <= saved < 1.0
+    exact = next(x for x in res["rows"] if x["guard"] == "none")
+    assert all(cal <= res["budget"] + 1e-9 for cal, _, _ in exact["per_split"])  # fitted to the budget
+    assert "| margin | cv |" in (tmp_path / "exit_guard.md").read_text()
