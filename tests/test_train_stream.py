@@ -75,3 +75,16 @@ def test_stream_flag_and_its_errors(tree64, tmp_path, capsys):
     rc = cli.main(["train", "--data", str(tree64), "--workers", "-1", "--out", str(tmp_path / "r2")])
     assert rc == 2 and "--workers must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+def test_max_steps_alone_runs_that_many_steps_over_epochs(tree64, tmp_path, capsys):
+    """80 images at batch 40 are 2 steps an epoch: --max-steps 3 without --epochs runs 3 steps (two
+    epochs, the schedule ending at step 3); with --epochs 1 the epoch ends the run first."""
+    args = ["--data", str(tree64), "--image-size", "64", "--batch-size", "40", "--max-steps", "3", "--quiet"]
+    rc = cli.main(["train", *args, "--out", str(tmp_path / "a")])
+    assert rc == 0, capsys.readouterr().err
+    metrics = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [2, 3] and metrics[-1]["lr"] < metrics[0]["lr"]
+    rc = cli.main(["train", *args, "--epochs", "1", "--out", str(tmp_path / "b")])
+    assert rc == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "b" / "last.pt")[1]["step"] == 2

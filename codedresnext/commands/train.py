@@ -67,8 +67,15 @@ def _run_options(p: argparse.ArgumentParser, d) -> None:
 def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
     from ..train.config import PATH_NEGATIVES
 
-    g.add_argument("--epochs", type=int, default=d.epochs, help=f"(default {d.epochs})")
-    g.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps")
+    g.add_argument(
+        "--epochs", type=int, default=d.epochs, help="(default 1, or as many as --max-steps needs)"
+    )
+    g.add_argument(
+        "--max-steps",
+        type=int,
+        default=d.max_steps,
+        help="stop after this many optimizer steps (and end the schedule there)",
+    )
     g.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"global batch (default {d.batch_size})"
     )

@@ -42,7 +42,7 @@ class TrainConfig:
     preset: str = "tiny"
     data: str = "cifar10"
     out: str = "runs/run"
-    epochs: int = 1
+    epochs: int | None = None  # None: 1, or as many as --max-steps needs
     max_steps: int | None = None  # stop (and end the schedule) after this many optimizer steps
     batch_size: int = 128  # global batch, over all processes and accumulation micro-batches
     lr: float | None = None  # default: 0.1 * batch_size / 512 (paper: 0.1 at 512)
@@ -86,7 +86,7 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise CodedResNeXtError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, not {self.epochs}"),
+            (self.epochs is None or self.epochs >= 1, f"--epochs must be >= 1, not {self.epochs}"),
             (
                 self.max_steps is None or self.max_steps >= 1,
                 f"--max-steps must be >= 1, not {self.max_steps}",

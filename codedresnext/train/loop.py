@@ -187,7 +187,10 @@ def _plan(cfg: TrainConfig, dist: Dist, n: int) -> tuple[int, int, int]:
         raise CodedResNeXtError(
             f"batch size {cfg.batch_size} exceeds the {n} training images; lower --batch-size"
         )
-    total = cfg.epochs * steps_per_epoch
+    epochs = cfg.epochs
+    if epochs is None:  # --max-steps alone runs that many steps, over as many epochs as it takes
+        epochs = -(-cfg.max_steps // steps_per_epoch) if cfg.max_steps is not None else 1
+    total = epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     return micro_size, steps_per_epoch, total
@@ -250,7 +253,7 @@ def _write_config(run: Run) -> None:
 def train_one_epoch(run: Run, batches: Iterator, epoch: int) -> None:
     """Optimizer steps until the end of `epoch` (or of the run), summing the train metrics."""
     cfg, dist, opt = run.cfg, run.dist, run.opt
-    bar = _bar(cfg, dist, run.steps_per_epoch, epoch, run.step % run.steps_per_epoch)
+    bar = _bar(cfg, dist, run, epoch)
     while run.step < run.total and run.step // run.steps_per_epoch == epoch:
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, run.step, run.total)
@@ -422,12 +425,14 @@ def _read_metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
 
 
-def _bar(cfg: TrainConfig, dist: Dist, total: int, epoch: int, initial: int):
+def _bar(cfg: TrainConfig, dist: Dist, run: Run, epoch: int):
     if not (cfg.progress and dist.main):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
+    spe = run.steps_per_epoch
+    epochs = -(-run.total // spe)
+    return tqdm(total=spe, initial=run.step % spe, desc=f"epoch {epoch + 1}/{epochs}", unit="step")
 
 
 __all__ = ["AUTO_EVAL_LIMIT", "TrainConfig", "train", "lr_at", "read_checkpoint", "ArrayDataset"]
