@@ -70,11 +70,28 @@ def test_exit_guard_scores_every_guard_on_each_halving(tmp_path, small_tree):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "exit_guard.json").read_text())
     assert res["images"] == 100 and res["exits"] == 5 and res["splits"] == 2
+    assert 0.0 <= res["oracle_compute_saved"] < 1.0
+    exact = next(x for x in res["rows"] if x["guard"] == "none")
     assert [x["guard"] for x in res["rows"]] == ["cv", "se", "none", "greedy at cv's budget"]
     for row in res["rows"]:
         assert len(row["per_split"]) == 2 and 0 <= row["over_budget"] <= 2
         for cal_loss, ev_loss, saved in row["per_split"]:
             assert -100 <= cal_loss <= 100 and -100 <= ev_loss <= 100 and 0.0 <= saved < 1.0
-    exact = next(x for x in res["rows"] if x["guard"] == "none")
     assert all(cal <= res["budget"] + 1e-9 for cal, _, _ in exact["per_split"])  # fitted to the budget
     assert "| margin | cv |" in (tmp_path / "exit_guard.md").read_text()
+
+
+def test_exit_guard_oracle_leaves_at_the_first_exit_agreeing_with_the_final_classifier():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("exit_guard", ROOT / "benchmarks" / "exit_guard.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    eye = np.eye(3)
+    logits = eye[[0, 1, 2]]  # final predictions 0, 1, 2
+    exits = [eye[[0, 2, 0]], eye[[0, 1, 1]]]  # sample 0 agrees at exit 0, sample 1 at exit 1, sample 2 never
+    # segments of 2, 3 and 5 FLOPs; exits after segments 0 and 1: a sample ends at 2, 5 or 10
+    saved = mod._oracle(exits, logits, [2.0, 3.0, 5.0], [0, 1])
+    assert saved == pytest.approx(1.0 - (2 + 5 + 10) / 3 / 10)
