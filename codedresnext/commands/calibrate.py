@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="cv",
         choices=("cv", "se", "none"),
         help="how the joint search keeps the budget on NEW data: cv (default) = the searched budget "
-        "chosen by 2-fold cross-validation in the calibration half; se = calibration loss + "
+        "chosen by 3-fold cross-validation in the calibration half; se = calibration loss + "
         "--margin-se standard errors within the budget; none = fit it exactly on the calibration half",
     )
     p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")

@@ -18,6 +18,7 @@ import numpy as np
 from ..artifact import EXIT_CONFIDENCES, FP32, GraphKind, Manifest, ManifestEntry, check_exit_confidence
 from ..errors import GraphError
 from .exit_search import (
+    CV_FOLDS,
     ExitOutcomes,
     exit_values,
     greedy_search,
@@ -35,7 +36,8 @@ GRID = 200  # threshold candidates per exit (quantiles); the exact search over-f
 # standard error of margin 0.55 (50%), with two 0.37 (25%), for 9.9% / 8.8% / 7.8% compute saved.
 DEFAULT_MARGIN_SE = 2.0
 # On a 64%-accurate `small` checkpoint (epoch 5) even z = 2 lost 0.65 points on average on the other
-# half; 2-fold cross-validation of the searched budget (default) lost 0.04 (0.32 on tiny).
+# half; 2-fold cross-validation of the searched budget lost 0.04 (0.32 on tiny); the default is now
+# 3-fold (exit_search.CV_FOLDS says why).
 GUARDS = ("cv", "se", "none")
 
 
@@ -161,7 +163,7 @@ def calibrate_exits(
 ) -> dict:
     """Calibrate the exits of `directory`'s fp32 segments; updates `manifest` in place.
 
-    guard (joint search only): "cv" picks the searched budget by 2-fold cross-validation inside the
+    guard (joint search only): "cv" picks the searched budget by CV_FOLDS-fold cross-validation in the
     calibration half (exit_search.search_cross_validated), "se" keeps the calibration loss plus
     `margin_se` standard errors within the budget, "none" fits the budget exactly on that half.
     confidence: "max" | "margin" (postprocess.exit_confidence), or "auto": both searched, the one
@@ -218,6 +220,7 @@ def calibrate_exits(
             "threshold_candidates_per_exit": GRID,
             "guard": guard if search == "joint" else "none",
             "margin_standard_errors": margin_se if guard == "se" else None,
+            "cross_validation_folds": CV_FOLDS if guard == "cv" and search == "joint" else None,
             "cross_validation": found.get("cross_validation"),
             "searched_budget": searched,
             "loss_standard_error_calibration": found.get("loss_standard_error"),
