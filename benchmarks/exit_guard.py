@@ -24,7 +24,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-GUARDS = ("cv", "se", "none")
 
 
 def _markdown(res: dict) -> str:
@@ -38,14 +37,14 @@ def _markdown(res: dict) -> str:
         f"{res['budget']} points. Command: `{res['command']}` ({res['seconds']:.0f} s).",
         "",
         "| confidence | guard | eval loss median (pt) | eval loss mean | over budget | "
-        "compute saved median | calibration loss median |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "compute saved median | saved mean | no exit taken | calibration loss median |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res["rows"]:
         lines.append(
             f"| {r['confidence']} | {r['guard']} | {r['eval_loss_median']:.2f} | {r['eval_loss_mean']:.2f} | "
             f"{r['over_budget']}/{res['splits']} | {100 * r['saved_median']:.1f}% | "
-            f"{r['cal_loss_median']:.2f} |"
+            f"{100 * r['saved_mean']:.1f}% | {r['no_exit']}/{res['splits']} | {r['cal_loss_median']:.2f} |"
         )
     lines += [
         "",
@@ -87,14 +86,39 @@ def _oracle(exits: list[np.ndarray], logits: np.ndarray, seg_flops, exit_segment
     return float(1.0 - spent.mean() / ends[-1])
 
 
+def _fits(grid, budget: float) -> dict[str, list[float]]:
+    """Thresholds per guard, as `calibrate --guard G` would fit them on this calibration half."""
+    from codedresnext.runtime.exit_calibration import DEFAULT_MARGIN_SE, _search
+    from codedresnext.runtime.exit_search import (
+        CV_FOLDS,
+        greedy_search,
+        min_correct_for,
+        search_cross_validated,
+    )
+
+    cv = _search(grid, "joint", "cv", budget, DEFAULT_MARGIN_SE)
+    out = {f"cv ({CV_FOLDS} folds, default)": cv["thresholds"]}
+    for k in (2, 5):
+        if k != CV_FOLDS:
+            out[f"cv ({k} folds)"] = search_cross_validated(grid, budget, folds=k)["thresholds"]
+    for g in ("se", "none"):
+        out[g] = _search(grid, "joint", g, budget, DEFAULT_MARGIN_SE)["thresholds"]
+    b = cv.get("searched_budget")  # the baseline under the default guard, as calibrate reports it
+    m = len(cv["thresholds"])
+    out["greedy at cv's budget"] = (
+        [float("inf")] * m if b is None else greedy_search(grid, min_correct_for(grid, b))
+    )
+    return out
+
+
 def main() -> int:
     from codedresnext._io import write_json, write_text
     from codedresnext.data import load_dataset
     from codedresnext.export import export_graphs
     from codedresnext.runtime.calibrate import heldout_split
     from codedresnext.runtime.cascade import EarlyExitClassifier
-    from codedresnext.runtime.exit_calibration import DEFAULT_MARGIN_SE, GRID, _search, cascade_outputs
-    from codedresnext.runtime.exit_search import greedy_search, min_correct_for, summarise
+    from codedresnext.runtime.exit_calibration import GRID, cascade_outputs
+    from codedresnext.runtime.exit_search import summarise
 
     shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,37 +140,16 @@ def main() -> int:
             ceiling = _oracle(exits, logits, casc.segment_flops, casc.exit_segments)
             rows = []
             for rule in args.confidences.split(","):
-                per: dict[str, list[tuple[float, float, float]]] = {g: [] for g in (*GUARDS, "greedy")}
+                per: dict[str, list[tuple[float, float, float]]] = {}
                 for s in range(args.splits):
                     cal, ev = heldout_split(len(labels), seed=s)
                     o_cal = _outcomes(exits, logits, labels, casc, cal, rule)
                     o_ev = _outcomes(exits, logits, labels, casc, ev, rule)
-                    grid = o_cal.with_grid(GRID)
-                    for g in GUARDS:
-                        found = _search(grid, "joint", g, args.budget, DEFAULT_MARGIN_SE)
-                        th = found["thresholds"]
-                        if g == "cv":  # the baseline under the same guard, as calibrate reports it
-                            b = found.get("searched_budget")
-                            gth = (
-                                [float("inf")] * len(th)
-                                if b is None
-                                else greedy_search(grid, min_correct_for(grid, b))
-                            )
-                            e = summarise(o_ev, gth)
-                            per["greedy"].append(
-                                (
-                                    summarise(o_cal, gth)["accuracy_loss_points"],
-                                    e["accuracy_loss_points"],
-                                    e["compute_saved"],
-                                )
-                            )
+                    for label, th in _fits(o_cal.with_grid(GRID), args.budget).items():
                         e = summarise(o_ev, th)
-                        per[g].append(
-                            (
-                                summarise(o_cal, th)["accuracy_loss_points"],
-                                e["accuracy_loss_points"],
-                                e["compute_saved"],
-                            )
+                        cal_loss = summarise(o_cal, th)["accuracy_loss_points"]
+                        per.setdefault(label, []).append(
+                            (cal_loss, e["accuracy_loss_points"], e["compute_saved"])
                         )
                     print(rule, s, {g: [round(x, 3) for x in v[-1]] for g, v in per.items()}, flush=True)
                 for g, v in per.items():
@@ -154,12 +157,14 @@ def main() -> int:
                     rows.append(
                         {
                             "confidence": rule,
-                            "guard": g if g != "greedy" else "greedy at cv's budget",
+                            "guard": g,
                             "cal_loss_median": float(np.median(a[:, 0])),
                             "eval_loss_median": float(np.median(a[:, 1])),
                             "eval_loss_mean": float(a[:, 1].mean()),
                             "over_budget": int((a[:, 1] > args.budget + 1e-9).sum()),
                             "saved_median": float(np.median(a[:, 2])),
+                            "saved_mean": float(a[:, 2].mean()),
+                            "no_exit": int((a[:, 2] == 0).sum()),
                             "per_split": a.tolist(),
                         }
                     )
