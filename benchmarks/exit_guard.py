@@ -5,9 +5,10 @@
 `calibrate` fits exit thresholds on one half of the test split and reports the other half; one
 halving is one draw, and a budget met (or missed) on it says little. This runs every segment of a
 `--segments all` export on all test images once, then for each of `--splits` seeded halvings fits
-the thresholds on the calibration half with each guard (cv, se, none; joint search, and the greedy
-baseline at the cv guard's searched budget) and scores the evaluation half: the median loss, how
-often it exceeds the budget, and the median compute saved. Confidences as `calibrate --exit-confidence`.
+the thresholds on the calibration half with each guard (cv with the default and other fold counts,
+se, none; joint search, and the greedy baseline at the cv guard's searched budget) and scores the
+evaluation half: the median and mean loss, how often it exceeds the budget, the compute saved and
+how often no exit was taken; plus the ceiling (`_oracle`). Confidences as `calibrate --exit-confidence`.
 Writes benchmarks/results/exit_guard.{json,md}.
 """
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
+from ..runtime.exit_search import CV_FOLDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="cv",
         choices=("cv", "se", "none"),
         help="how the joint search keeps the budget on NEW data: cv (default) = the searched budget "
-        "chosen by 3-fold cross-validation in the calibration half; se = calibration loss + "
+        f"chosen by {CV_FOLDS}-fold cross-validation in the calibration half; se = calibration loss + "
         "--margin-se standard errors within the budget; none = fit it exactly on the calibration half",
     )
     p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")

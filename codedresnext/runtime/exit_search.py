@@ -378,7 +378,7 @@ def subset(o: ExitOutcomes, idx: np.ndarray) -> ExitOutcomes:
 # Folds of the cv guard, measured on the shipped demo model (benchmarks/exit_guard.py, 20 halvings,
 # budget 0.5, `margin`): 2 folds lost a mean 0.32 points on new data but kept every exit shut on 5 of
 # 20 halvings (its 2,500-image fits over-fit at every searched budget), 15.0% saved on average; 3
-# folds 0.46 points, never shut, 20.5%; 5 folds 0.49, shut once, 20.5%, 1.8x the search time of 2.
+# folds 0.46 points, never shut, 20.5%; 5 folds 0.49, shut once, 20.5%.
 CV_FOLDS = 3
 
 
