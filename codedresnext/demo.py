@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _summary(metrics: dict, cal: dict, report: dict) -> str:
+    from .runtime.calibration_report import reject_rule_label
+
     rows = [
         ("full-model test accuracy", f"{100 * metrics['accuracy']:.2f}%"),
         ("binary detectors: mean F1 (ONNX class graphs)", f"{metrics['binary_mean_f1']:.3f}"),
@@ -152,6 +154,7 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
         floor = (er.get("trunk_floor") or {}).get("fraction_of_class_graph")
         rows += [
             ("early reject: chosen block (least compute on negatives)", str(er["chosen_block"])),
+            ("  reject score", reject_rule_label(er, best)),
             (
                 "  negatives stopped / recall loss, eval half",
                 f"{100 * best['negatives_stopped']:.1f}% / {best['recall_loss_points']:.2f} pt",

@@ -97,3 +97,32 @@ def test_exit_guard_oracle_leaves_at_the_first_exit_agreeing_with_the_final_clas
     # segments of 2, 3 and 5 FLOPs; exits after segments 0 and 1: a sample ends at 2, 5 or 10
     saved = mod._oracle(exits, logits, [2.0, 3.0, 5.0], [0, 1])
     assert saved == pytest.approx(1.0 - (2 + 5 + 10) / 3 / 10)
+
+
+def test_reject_rule_compares_scores_and_threshold_rules_on_each_halving(tmp_path, small_tree):
+    if not DEMO.is_file():
+        pytest.skip(f"demo model {DEMO} missing")
+    r = _script(
+        "reject_rule.py", "--data", str(small_tree), "--splits", "2", "--fit-images", "150", "--budget", "20",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "reject_rule.json").read_text())
+    assert res["images"] == 100 and res["classes"] == 10 and res["fit_images"] == 150 and res["splits"] == 2
+    combos = {(x["score"], x["threshold"]) for x in res["rows"]}
+    assert combos == {
+        (s, t)
+        for s in ("learned", "distance")
+        for t in ("calibrate (expected loss)", "in-sample exact (before)")
+    }
+    for row in res["rows"]:
+        assert len(row["per_split"]) == 2 and 0 <= row["over_budget"] <= 2
+        assert all(0.0 <= stop <= 1.0 and -100 <= loss <= 100 for stop, loss in row["per_split"])
+    by = {(x["block"], x["score"], x["threshold"]): x for x in res["rows"]}
+    for (j, s, t), row in by.items():  # the expected-loss rule never rejects more than the in-sample fit
+        if t.startswith("calibrate"):
+            assert (
+                row["negatives_stopped"]
+                <= by[(j, s, "in-sample exact (before)")]["negatives_stopped"] + 1e-12
+            )
+    assert "| learned | calibrate (expected loss) |" in (tmp_path / "reject_rule.md").read_text()

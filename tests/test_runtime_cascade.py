@@ -154,7 +154,10 @@ def test_heldout_split_is_disjoint_and_deterministic():
 
 def test_calibrate_directory_writes_thresholds(tmp_path, cifar10_tgz):
     d = make_export(tmp_path / "exp")
-    summary = calibrate_directory(d, cifar10_tgz, max_accuracy_loss=0.5, limit=300, threads=1)
+    # ~30 cat positives per half: a 1-point recall budget could not lose even one (never rejects)
+    summary = calibrate_directory(
+        d, cifar10_tgz, max_accuracy_loss=0.5, max_recall_loss=10.0, limit=300, threads=1
+    )
     ee = summary["early_exit"]
     assert "test split" in summary["split"]
     assert ee["calibration"]["accuracy_loss_points"] <= 0.5 + 1e-9
@@ -168,8 +171,13 @@ def test_calibrate_directory_writes_thresholds(tmp_path, cifar10_tgz):
     assert casc.thresholds == found
     rej = summary["early_reject"]["classes"]["cat"]
     assert m.graph("reject_cat_a").reject_threshold == rej["reject_threshold"]
+    # the fixture's pair predates the energies output: auto falls back to the distance, and says so
+    assert summary["early_reject"]["rule"]["rule"] == "distance"
+    assert "older version" in summary["early_reject"]["rule"]["why_not_learned"]
+    assert m.graph("reject_cat_a").reject_rule is None
     ev = rej["evaluation"]
     assert ev["positives"] + ev["negatives"] == 300
+    assert 0.0 < ev["negatives_rejected"]
     assert 0.0 <= ev["negatives_rejected"] <= 1.0
     # rejected negatives cost part A only (1000 FLOPs), the rest A + B (1300)
     assert ev["mean_flops_negative"] == pytest.approx(1000 + 300 * (1 - ev["negatives_rejected"]))

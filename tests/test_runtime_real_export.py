@@ -10,6 +10,7 @@ import pytest
 
 from codedresnext.artifact import GraphKind, load_manifest
 from codedresnext.runtime import Detector, EarlyExitClassifier, RejectDetector, open_backend
+from codedresnext.runtime.reject_rule import reject_score
 
 INF = float("inf")
 
@@ -97,7 +98,7 @@ def test_real_early_reject_compaction(tiny, real_images):
     assert res.flops[res.rejected].max() < res.flops[~res.rejected].min()
 
 
-def test_calibrate_cli_on_real_export(tiny, cifar10_tgz, tmp_path):
+def test_calibrate_cli_on_real_export(tiny, cifar10_tgz, real_images, tmp_path):
     import shutil
 
     d = tmp_path / "e"
@@ -127,6 +128,30 @@ def test_calibrate_cli_on_real_export(tiny, cifar10_tgz, tmp_path):
     assert "test split" in m.calibration["split"]
     casc = EarlyExitClassifier.from_directory(d, threads=1)
     assert casc.thresholds == list(cal["thresholds"].values())
+    # the reject pair: the learned rule (fitted on the training split) sits on part A, and the
+    # detector built from the directory applies it to the energies part A outputs
+    rule = m.graph("reject_cat_a").reject_rule
+    assert rule is not None and "training split" in rule.fitted_on
+    assert m.calibration["early_reject"]["rule"]["rule"] == "learned"
+    assert m.graph("reject_cat_b").reject_rule is None
+    with RejectDetector.from_directory(d, "cat", threads=1) as det:
+        assert det.reject_rule == rule
+        res = det.run(real_images.images)
+        np.testing.assert_allclose(res.distance, reject_score(rule, res.energies), rtol=1e-12)
+        np.testing.assert_array_equal(res.rejected, res.distance > det.reject_threshold)
+
+
+def test_calibrate_cli_learned_rule_needs_a_training_split(tiny, cifar100_npz, tmp_path):
+    import shutil
+
+    d = tmp_path / "e"
+    shutil.copytree(tiny, d)
+    before = (d / "manifest.json").read_bytes()
+    args = [sys.executable, "-m", "codedresnext.cli", "calibrate", str(d), "--data", str(cifar100_npz)]
+    r = subprocess.run(args + ["--reject-rule", "learned"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "training split" in r.stderr and "--reject-rule distance" in r.stderr
+    assert (d / "manifest.json").read_bytes() == before  # nothing half-written
 
 
 def test_predict_cli(tiny, real_images, tmp_path):

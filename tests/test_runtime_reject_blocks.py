@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from codedresnext.artifact import GraphKind, Manifest, load_manifest, reject_distance_name
+from codedresnext.artifact import (
+    GraphKind,
+    Manifest,
+    load_manifest,
+    reject_distance_name,
+    reject_energies_name,
+)
 from codedresnext.runtime import RejectDetector, open_backend
+from codedresnext.runtime.reject_rule import reject_score
 
 DEMO = ROOT / "models" / "demo" / "model.pt"
 
@@ -55,7 +62,8 @@ def test_probe_distances_and_flops_are_the_pairs(exports, real_images):
     assert g.name == "reject_probe_cat" and g.reject_probe.blocks == BLOCKS
     assert g.reject_probe.class_name == "cat"
     assert g.verification.passed  # every distance output checked against PyTorch
-    assert set(g.verification.random.outputs) == {"logits", *(reject_distance_name(j) for j in BLOCKS)}
+    probed = {f(j) for j in BLOCKS for f in (reject_distance_name, reject_energies_name)}
+    assert set(g.verification.random.outputs) == {"logits", *probed}  # each checked against PyTorch
     x = _x(real_images.images)
     out = open_backend("ort", probe / g.file, threads=1).infer({"images": x})
     cls = open_backend("ort", probe / "class_cat.onnx", threads=1).infer({"images": x})["logits"]
@@ -64,6 +72,9 @@ def test_probe_distances_and_flops_are_the_pairs(exports, real_images):
         pm = load_manifest(pairs[j])
         a = open_backend("ort", pairs[j] / "reject_cat_a.onnx", threads=1).infer({"images": x})
         np.testing.assert_allclose(out[reject_distance_name(j)], a["reject_distance"], atol=1e-5, rtol=1e-5)
+        e = a["reject_energies"]  # (B, N) normalised energies of every branch: they sum to N
+        np.testing.assert_allclose(out[reject_energies_name(j)], e, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(e.sum(1), e.shape[1], rtol=1e-5)
         flops = {e.name: e.flops for e in pm.graphs}
         assert g.reject_probe.pair_flops[str(j)] == {
             "a": flops["reject_cat_a"],
@@ -85,8 +96,10 @@ def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifa
     probe, pairs = exports
     d = tmp_path / "probe"
     shutil.copytree(probe, d)
-    summary = calibrate_directory(d, cifar10_tgz, max_recall_loss=1.0, limit=400, threads=1)
+    # ~40 cat positives per half: at a 1-point budget not one may be lost (the rule never rejects)
+    summary = calibrate_directory(d, cifar10_tgz, max_recall_loss=5.0, limit=400, threads=1)
     er = summary["early_reject_blocks"]
+    assert er["rule"]["rule"] == "learned" and "training split" in er["rule"]["fitted_on"]
     assert er["chosen_block"] in BLOCKS and [b["block"] for b in er["blocks"]] == BLOCKS
     cal_cost = {b["block"]: b["calibration_negative_compute_vs_class_graph"] for b in er["blocks"]}
     assert cal_cost[er["chosen_block"]] == min(cal_cost.values())
@@ -97,8 +110,9 @@ def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifa
     m = load_manifest(d)  # strict loader: every field the calibration wrote is a typed slot
     assert m.reject_choice.block == er["chosen_block"]
     cat = er["per_class"]["cat"]
-    thresholds = m.graph("reject_probe_cat").reject_probe.reject_thresholds
-    assert thresholds == {str(b): cat["blocks"][str(b)]["reject_threshold"] for b in BLOCKS}
+    info = m.graph("reject_probe_cat").reject_probe
+    assert info.reject_thresholds == {str(b): cat["blocks"][str(b)]["reject_threshold"] for b in BLOCKS}
+    assert sorted(info.reject_rules) == sorted(str(b) for b in BLOCKS)
     # the real pair at the chosen block, with the probe's thresholds, gives the same figures
     j = er["chosen_block"]
     row = cat["blocks"][str(j)]
@@ -107,10 +121,14 @@ def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifa
         "cat",
         threshold=cat["decision_threshold"],
         reject_threshold=row["reject_threshold"],
+        reject_rule=info.reject_rules[str(j)],
         threads=1,
     )
     ev = load_heldout(cifar10_tgz, limit=400)["evaluation"]
     res = det.run(ev.images, with_b_for_all=True)
+    np.testing.assert_allclose(
+        res.distance, reject_score(info.reject_rules[str(j)], res.energies), rtol=1e-12
+    )
     neg = ev.labels != ev.class_names.index("cat")
     assert np.mean(res.rejected[neg]) == pytest.approx(row["evaluation"]["negatives_stopped"], abs=1e-12)
     cost = np.mean(res.flops[neg]) / floor_class_flops(m)
@@ -139,3 +157,30 @@ def test_demo_summary_prints_the_calibrated_reject_and_exit_figures(exports, cif
     assert f"{100 * best['negatives_stopped']:.1f}% / {best['recall_loss_points']:.2f} pt" in text
     assert f"{100 * er['trunk_floor']['fraction_of_class_graph']:.1f}%" in text
     assert "early_exit" not in cal and "early exit" not in text  # segment0 ends at a plain block
+
+
+def test_learned_rule_reports_the_distance_beside_it_and_distance_rule_matches(
+    exports, cifar10_tgz, tmp_path
+):
+    """The learned rule's report carries the codeword distance's figures; calibrating with
+    --reject-rule distance reproduces exactly those, and writes no rules."""
+    import shutil
+
+    from codedresnext.runtime.calibrate import calibrate_directory
+
+    learned, dist = tmp_path / "learned", tmp_path / "distance"
+    shutil.copytree(exports[0], learned)
+    shutil.copytree(exports[0], dist)
+    kw = {"max_recall_loss": 5.0, "limit": 400, "threads": 1, "reject_fit_images": 600}
+    a = calibrate_directory(learned, cifar10_tgz, **kw)["early_reject_blocks"]
+    b = calibrate_directory(dist, cifar10_tgz, reject_rule="distance", **kw)["early_reject_blocks"]
+    assert a["rule"]["rule"] == "learned" and "600 images" in a["rule"]["fitted_on"]
+    assert b["rule"]["rule"] == "distance" and b["rule"]["why_not_learned"] == "--reject-rule distance"
+    for ra, rb in zip(a["blocks"], b["blocks"]):
+        assert ra["distance_negatives_stopped"] == rb["negatives_stopped"]
+        assert ra["distance_recall_loss_points"] == rb["recall_loss_points"]
+    assert load_manifest(dist).graph("reject_probe_cat").reject_probe.reject_rules is None
+    # the learned score separates this class's negatives better at the first probed block
+    first = str(BLOCKS[0])
+    row = a["per_class"]["cat"]["blocks"][first]
+    assert row["calibration"]["negatives_stopped"] > row["distance_rule"]["calibration"]["negatives_stopped"]

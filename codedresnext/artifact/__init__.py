@@ -49,6 +49,7 @@ from .keys import (
     OUTPUT_FEATURES,
     OUTPUT_LOGITS,
     OUTPUT_REJECT_DISTANCE,
+    OUTPUT_REJECT_ENERGIES,
     PRECISIONS,
     SOURCE_CHECKPOINT,
     GraphKind,
@@ -59,6 +60,7 @@ from .keys import (
     is_int8,
     precision_suffix,
     reject_distance_name,
+    reject_energies_name,
 )
 from .manifest import (
     CheckpointInfo,
@@ -72,6 +74,7 @@ from .manifest import (
     RejectFloor,
     RejectInfo,
     RejectProbeInfo,
+    RejectRule,
     SegmentInfo,
     SegmentOrder,
     TensorInfo,
@@ -141,6 +144,7 @@ __all__ = [
     "OUTPUT_FEATURES",
     "OUTPUT_LOGITS",
     "OUTPUT_REJECT_DISTANCE",
+    "OUTPUT_REJECT_ENERGIES",
     "OutputError",
     "PRECISIONS",
     "Preprocessing",
@@ -148,6 +152,7 @@ __all__ = [
     "RejectFloor",
     "RejectInfo",
     "RejectProbeInfo",
+    "RejectRule",
     "SOURCE_CHECKPOINT",
     "SegmentInfo",
     "SegmentOrder",
@@ -172,5 +177,6 @@ __all__ = [
     "precision_suffix",
     "read_metadata",
     "reject_distance_name",
+    "reject_energies_name",
     "save_manifest",
 ]

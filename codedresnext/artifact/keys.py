@@ -111,6 +111,8 @@ OUTPUT_FEATURES = "features"  # segment hand-over tensor
 INPUT_FEATURES_MIDDLE = "features_in"
 OUTPUT_EXIT_SCORES = "exit_scores"  # (batch, K) softmax(-distance) of an early decoder
 OUTPUT_REJECT_DISTANCE = "reject_distance"  # (batch, 1) ||v - w_k|| at the reject block (early reject)
+# (batch, N) the normalised energies of ALL branches at the reject block (a learned reject rule reads them)
+OUTPUT_REJECT_ENERGIES = "reject_energies"
 
 
 def exit_scores_name(j: int) -> str:
@@ -126,3 +128,8 @@ def reject_distance_name(block: int) -> str:
     """Reject-probe output: the reject part A distance ("reject_distance") of a pair cut at `block`
     (block index over all blocks), for every coded block at once (calibration picks the block)."""
     return f"reject_distance_block{block}"
+
+
+def reject_energies_name(block: int) -> str:
+    """Reject-probe output: the normalised energies part A of a pair cut at `block` computes."""
+    return f"reject_energies_block{block}"

@@ -79,6 +79,25 @@ class RejectInfo(Record):
 
 
 @dataclass
+class RejectRule(Record):
+    """A learned early-reject score (calibrate, runtime/reject_rule.py): with v the (N,) normalised
+    energies of every branch at the reject block, score = sum_n weights[n] * log(v_n + eps) + bias;
+    higher means more likely a negative, compared with the reject threshold as the distance is."""
+
+    weights: list[float]
+    bias: float
+    eps: float
+    fitted_on: str | None = None  # which images fitted it (never the halves the threshold is set on)
+
+    def __post_init__(self) -> None:
+        vals = [*self.weights, self.bias, self.eps]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals) or self.eps <= 0:
+            raise GraphError("reject rule: weights, bias and eps must be finite numbers, eps > 0")
+        self.weights = [float(w) for w in self.weights]
+        self.bias, self.eps = float(self.bias), float(self.eps)
+
+
+@dataclass
 class RejectProbeInfo(Record):
     """A reject probe (kind "reject-probe"): the class it serves, the blocks it reports a distance at,
     and per block J the FLOPs of the pair cut there ({str(J): {"a": FLOPs, "b": FLOPs}})."""
@@ -86,8 +105,10 @@ class RejectProbeInfo(Record):
     class_name: str = slot(key="class")
     blocks: list[int] = slot(default_factory=list)
     pair_flops: dict[str, dict[str, float]] | None = None
-    # calibrate (runtime/reject_search.py): per block, the distance threshold at the recall budget
-    reject_thresholds: dict[str, float] | None = None
+    # calibrate (runtime/reject_search.py): per block, the reject threshold at the recall budget
+    reject_thresholds: dict[str, float] | None = slot(None, inf_as_null=True)  # +inf: never rejects
+    # calibrate --reject-rule learned: per block, the score the threshold applies to (else the distance)
+    reject_rules: dict[str, RejectRule] | None = slot(None, record=RejectRule, mapping=True)
 
 
 @dataclass
@@ -174,6 +195,8 @@ class ManifestEntry(Record):
     exit_confidence: str | None = None  # what exit_threshold is compared with (EXIT_CONFIDENCES); None: max
     # reject pairs: distance threshold (calibrate); +inf (null on disk): never reject
     reject_threshold: float | None = slot(None, inf_as_null=True)
+    # reject part A: the learned score the threshold applies to (calibrate); None: the codeword distance
+    reject_rule: RejectRule | None = slot(None, record=RejectRule)
     accuracy: dict[str, Any] | None = None  # measured quality (runtime/accuracy.py), e.g. {"top1": ...}
     quantization: dict[str, Any] | None = None  # int8 graphs: method, calibration data, scale source
     fp32_twin: str | None = None  # int8 graphs: the fp32 graph they were quantized from

@@ -3,7 +3,8 @@
 A record is a dataclass whose fields may carry `slot(...)` metadata: the JSON key (when it is not
 a Python name, e.g. "class"), the record type of a nested object, list or mapping of objects, and
 whether a None value is left out of the JSON, and whether +inf is written as JSON null (`inf_as_null`:
-thresholds that mean "never", since strict JSON has no Infinity). `from_dict` rejects unknown keys and missing
+thresholds that mean "never", since strict JSON has no Infinity; also the values of a {key: threshold}
+mapping). `from_dict` rejects unknown keys and missing
 required ones with a GraphError that names the path of the bad key (as ModelConfig.from_dict
 does for configs), so a hand-edited or foreign manifest fails where it is read, not three calls
 later with a KeyError.
@@ -85,6 +86,9 @@ class Record:
             if f.metadata.get("inf_as_null") and isinstance(v, float) and v == math.inf:
                 out[_key(f)] = None
                 continue
+            if f.metadata.get("inf_as_null") and isinstance(v, dict):  # {key: threshold}
+                out[_key(f)] = {k: None if x == math.inf else _encode(x) for k, x in v.items()}
+                continue
             if v is None and not f.metadata.get("keep_none"):
                 continue
             out[_key(f)] = _encode(v)
@@ -94,6 +98,8 @@ class Record:
 def _decode(f: dataclasses.Field, v: Any, where: str) -> Any:
     if v is None and f.metadata.get("inf_as_null"):
         return math.inf
+    if isinstance(v, dict) and f.metadata.get("inf_as_null") and f.metadata.get("record") is None:
+        return {k: math.inf if x is None else x for k, x in v.items()}
     rec = f.metadata.get("record")
     if rec is None or v is None:
         return v

@@ -29,6 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-recall-loss", type=float, default=1.0, help="early reject: points of recall (default 1)"
     )
     p.add_argument(
+        "--reject-rule",
+        default="auto",
+        choices=("auto", "learned", "distance"),
+        help="early reject score: learned = per class and block a logistic score on the log energies, "
+        "fitted on a sample of the TRAINING split of --data (the thresholds still come from the test "
+        "halves); distance = the codeword distance ||v - w_k||; auto (default) = learned when --data "
+        "has a training split, else distance",
+    )
+    p.add_argument(
+        "--reject-fit-images",
+        type=int,
+        default=2000,
+        help="learned reject rule: training images it is fitted on (random sample, seed 0; default 2000)",
+    )
+    p.add_argument(
         "--search",
         default="joint",
         choices=("joint", "greedy"),
@@ -89,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         guard=args.guard,
         reject_limit=args.reject_limit,
         exit_confidence=args.exit_confidence,
+        reject_rule=args.reject_rule,
+        reject_fit_images=args.reject_fit_images,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
     print(json.dumps(res, indent=2, allow_nan=False))  # strict JSON: null = never

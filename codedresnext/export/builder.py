@@ -36,11 +36,13 @@ from ..artifact import (
     OUTPUT_FEATURES,
     OUTPUT_LOGITS,
     OUTPUT_REJECT_DISTANCE,
+    OUTPUT_REJECT_ENERGIES,
     GraphKind,
     exit_energies_name,
     exit_scores_name,
     features_input_name,
     reject_distance_name,
+    reject_energies_name,
 )
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
@@ -277,6 +279,9 @@ def _block(
         dist = _decoder(g, en_all, b.codewords[k : k + 1], b, f"{p}/reject")
         g.op("Identity", [dist], f"{p}/reject_out", out_name)
         outputs.append((out_name, (1,)))
+        en_name = OUTPUT_REJECT_ENERGIES if pair else reject_energies_name(i)
+        g.op("Identity", [en_all], f"{p}/reject_energies_out", en_name)
+        outputs.append((en_name, (N,)))
         if kept != computed:  # continue on the class path only
             pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
             e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)

@@ -36,9 +36,11 @@ class Reference:
             OUTPUT_FEATURES,
             OUTPUT_LOGITS,
             OUTPUT_REJECT_DISTANCE,
+            OUTPUT_REJECT_ENERGIES,
             exit_energies_name,
             exit_scores_name,
             reject_distance_name,
+            reject_energies_name,
         )
         from ..model import early_decode
 
@@ -65,10 +67,12 @@ class Reference:
                     _, e_all = blk(h, None)
                     k = spec.reject[1]
                     out[OUTPUT_REJECT_DISTANCE] = early_decode(e_all, blk.codewords[k : k + 1])
+                    out[OUTPUT_REJECT_ENERGIES] = e_all
                 if i in spec.reject_probe:
                     _, e_all = blk(h, None)
                     k = spec.rows[0]
                     out[reject_distance_name(i)] = early_decode(e_all, blk.codewords[k : k + 1])
+                    out[reject_energies_name(i)] = e_all
                 h, e = blk(h, keep)
                 if spec.exits and e is not None and i >= spec.start:
                     j = coded_index[i]

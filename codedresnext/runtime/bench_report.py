@@ -151,23 +151,32 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _distance_cell(b: dict) -> str:
+    return (
+        f" {_pct(b.get('distance_negatives_stopped'))} / {_f(b.get('distance_recall_loss_points'), '.2f')} |"
+    )
+
+
 def _reject_blocks_lines(report: dict) -> list[str]:
     """The reject block table (calibrate, evaluation half) and the floor the shared trunk sets."""
     out = []
     rb, fl = report.get("early_reject_blocks"), report.get("reject_floor")
     if rb:
+        learned = (rb.get("rule") or {}).get("rule") == "learned"
         out += [
             "",
             f"## Early reject per coded block (<= {rb['max_recall_loss']} point recall loss, mean over "
-            f"{len(rb['classes'])} classes, evaluation half); chosen block {rb['chosen_block']}",
+            f"{len(rb['classes'])} classes, evaluation half); chosen block {rb['chosen_block']}; "
+            f"reject score: {'learned' if learned else 'codeword distance'}",
             "",
             "| block | negatives stopped | recall loss (points) | compute on negatives vs class graph | "
-            "part A alone vs class graph |",
-            "|---:|---:|---:|---:|---:|",
+            "part A alone vs class graph |" + (" codeword distance: stopped / loss |" if learned else ""),
+            "|---:|---:|---:|---:|---:|" + ("---:|" if learned else ""),
         ]
         out += [
             f"| {b['block']} | {_pct(b['negatives_stopped'])} | {_f(b['recall_loss_points'], '.2f')} | "
             f"{_pct(b['negative_compute_vs_class_graph'])} | {_pct(b['part_a_vs_class_graph'])} |"
+            + (_distance_cell(b) if learned else "")
             for b in rb["blocks"]
         ]
     if fl and fl.get("fraction_of_class_graph") is not None:

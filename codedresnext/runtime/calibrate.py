@@ -17,6 +17,7 @@ from ..artifact import (
     FP32,
     OUTPUT_EXIT_SCORES,
     OUTPUT_FEATURES,
+    OUTPUT_REJECT_DISTANCE,
     GraphKind,
     Manifest,
     json_ready,
@@ -106,10 +107,13 @@ def _report(preds, exit_idx, flops, labels, full_acc, seg_flops, n_exits) -> dic
 def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """Part A and part B on every image (no early stop): distances and the detector's logits."""
     res = [det.run(images[i : i + batch], with_b_for_all=True) for i in range(0, len(images), batch)]
-    return {
+    out = {
         "distance": np.concatenate([r.distance for r in res]),
         "scores": np.concatenate([r.all_scores for r in res]),
     }
+    if all(r.energies is not None for r in res):
+        out["energies"] = np.concatenate([r.energies for r in res])
+    return out
 
 
 def evaluate_reject(
@@ -162,6 +166,41 @@ def load_heldout(data: str | os.PathLike, *, limit: int | None = None, seed: int
     }
 
 
+def load_fit_sample(data: str | os.PathLike, n: int, *, rule: str = "auto", seed: int = 0) -> dict:
+    """Images the learned reject rule is fitted on: a seeded random sample of DATA's TRAINING
+    split (never the test halves the thresholds are set and reported on).
+
+    rule "distance": none; "learned": DataError when DATA has no training split; "auto": learned
+    when it has one, else the distance (the reason is returned and reported)."""
+    from ..data import load_dataset
+    from .reject_search import REJECT_RULES
+
+    if rule not in (*REJECT_RULES, "auto"):
+        raise DataError(f"reject rule must be auto, {' or '.join(REJECT_RULES)}, not {rule!r}")
+    if rule == "distance":
+        return {"dataset": None, "description": None, "why": "--reject-rule distance"}
+    if n < 1:
+        raise DataError(f"--reject-fit-images must be positive, not {n}")
+    p = Path(data)
+    try:
+        if p.suffix == ".npz":
+            raise DataError(f"{p.name} is a test-only sample (.npz) with no training split")
+        ds = load_dataset(data, "train")
+    except DataError as e:
+        if rule == "learned":
+            raise DataError(
+                f"--reject-rule learned fits on the training split of --data: {e}. Pass data with a "
+                "training split (a CIFAR root, an ImageFolder tree or its archive) or --reject-rule distance"
+            ) from e
+        return {"dataset": None, "description": None, "why": f"no training split to fit on ({e})"}
+    idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    return {
+        "dataset": ds.subset(idx),
+        "description": f"training split of {p.name}: {len(idx)} images, random sample (seed {seed})",
+        "why": None,
+    }
+
+
 def calibrate_directory(
     directory: str | os.PathLike,
     data: str | os.PathLike,
@@ -177,12 +216,15 @@ def calibrate_directory(
     reject_limit: int | None = None,
     guard: str = "cv",
     exit_confidence: str = "auto",
+    reject_rule: str = "auto",
+    reject_fit_images: int = 2000,
 ) -> dict:
     """Calibrate what DIR exports (early exits, reject pairs, reject probes) and write the manifest.
 
     search / guard / margin_se / exit_confidence: the exit threshold search and the confidence it
     thresholds (exit_calibration.calibrate_exits);
     reject_limit: at most N images per half for the reject probes (they run once per class).
+    reject_rule / reject_fit_images: the reject score (load_fit_sample, reject_rule.py)
     The report is strict JSON: a threshold of None means "never" (that exit stays shut)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
@@ -206,8 +248,19 @@ def calibrate_directory(
             directory, manifest, split, max_accuracy_loss, **opts, **search_opts
         )
     if has_reject:
+        if reject_rule == "auto" and not _outputs_energies(manifest):
+            fit = {
+                "dataset": None,
+                "description": None,
+                "why": "the reject graphs output no energies "
+                "(exported by an older version): re-export them for the learned rule",
+            }
+        else:
+            fit = load_fit_sample(data, reject_fit_images, rule=reject_rule)
         summary.update(
-            calibrate_rejects(directory, manifest, split, max_recall_loss, reject_limit=reject_limit, **opts)
+            calibrate_rejects(
+                directory, manifest, split, max_recall_loss, reject_limit=reject_limit, fit=fit, **opts
+            )
         )
     if not {"early_exit", "early_reject", "early_reject_blocks"} & set(summary):
         raise GraphError(f"{directory} has no early exit or reject to calibrate; export with --segments all")
@@ -215,6 +268,19 @@ def calibrate_directory(
     manifest.calibration = summary
     manifest.save(directory)
     return summary
+
+
+def _outputs_energies(manifest: Manifest) -> bool:
+    """Every reject part A and probe outputs the energies the learned rule reads."""
+    from ..artifact import OUTPUT_REJECT_ENERGIES, reject_energies_name
+
+    for g in manifest.of_kind(GraphKind.REJECT, precision=FP32):
+        if OUTPUT_REJECT_DISTANCE in g.output_names and OUTPUT_REJECT_ENERGIES not in g.output_names:
+            return False
+    for g in manifest.of_kind(GraphKind.REJECT_PROBE, precision=FP32):
+        if any(reject_energies_name(j) not in g.output_names for j in g.reject_probe.blocks):
+            return False
+    return True
 
 
 def _has_exit(manifest: Manifest) -> bool:
@@ -263,22 +329,35 @@ def calibrate_rejects(
     threads: int | None,
     batch: int,
     reject_limit: int | None = None,
+    fit: dict | None = None,
 ) -> dict:
     """{"early_reject": the pairs' figures, "early_reject_blocks": the probes' per-block table},
-    each present when the export has those graphs; thresholds and the chosen block into `manifest`."""
-    from .reject_search import calibrate_reject_blocks
+    each present when the export has those graphs; thresholds, rules and the chosen block into
+    `manifest`. fit: load_fit_sample's images for the learned rule (None: the distance)."""
+    from .reject_search import calibrate_reject_blocks, rule_description
 
+    fit = fit or {"dataset": None, "description": None, "why": "no fitting images given"}
     out = {}
     opts = {"backend": backend, "threads": threads, "batch": batch}
+    rule = {**rule_description(fit["dataset"], fit["description"]), "why_not_learned": fit["why"]}
     if manifest.has_kind(GraphKind.REJECT):
-        out["early_reject"] = _calibrate_pairs(directory, manifest, split, max_recall_loss, **opts)
+        out["early_reject"] = _calibrate_pairs(directory, manifest, split, max_recall_loss, fit=fit, **opts)
+        out["early_reject"]["rule"] = rule
     if manifest.has_kind(GraphKind.REJECT_PROBE):
         cal, ev = split["calibration"], split["evaluation"]
         if reject_limit and reject_limit < len(cal):  # the probes run once per class: fewer images
             cal, ev = cal.subset(np.arange(reject_limit)), ev.subset(np.arange(min(reject_limit, len(ev))))
         out["early_reject_blocks"] = calibrate_reject_blocks(
-            directory, manifest, cal, ev, max_recall_loss=max_recall_loss, **opts
+            directory,
+            manifest,
+            cal,
+            ev,
+            max_recall_loss=max_recall_loss,
+            fit=fit["dataset"],
+            fit_description=fit["description"],
+            **opts,
         )
+        out["early_reject_blocks"]["rule"] = rule
     return out
 
 
@@ -291,9 +370,12 @@ def _calibrate_pairs(
     backend: str,
     threads: int | None,
     batch: int,
+    fit: dict,
 ) -> dict:
-    """Per reject pair class: the reject threshold (set on its entries) and the evaluation-half figures."""
+    """Per reject pair class: the reject threshold and rule (set on its entries) and the
+    evaluation-half figures."""
     from .detector import RejectDetector
+    from .reject_rule import fit_reject_rule
 
     cal, ev = split["calibration"], split["evaluation"]
     rej = {}
@@ -303,6 +385,16 @@ def _calibrate_pairs(
             raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
         k = list(cal.class_names).index(cls)
         with RejectDetector.from_directory(directory, cls, backend=backend, threads=threads) as det:
+            det.reject_rule = None  # refit (or drop) the rule a previous calibration left
+            if fit["dataset"] is not None:
+                f_out = run_reject(det, fit["dataset"].images, batch)
+                if "energies" not in f_out:
+                    raise GraphError(
+                        f"the reject pair of {cls!r} outputs no energies (exported by an older version): "
+                        "re-export it, or calibrate with --reject-rule distance"
+                    )
+                fit_pos = fit["dataset"].labels == list(fit["dataset"].class_names).index(cls)
+                det.reject_rule = fit_reject_rule(f_out["energies"], fit_pos, fitted_on=fit["description"])
             c_out = run_reject(det, cal.images, batch)
             source = "manifest"
             if det.threshold is None:  # no fitted decision threshold (untrained export): F1-optimal here
@@ -315,6 +407,7 @@ def _calibrate_pairs(
             for g in rejects:
                 if cls in g.classes:
                     g.reject_threshold = t
+                    g.reject_rule = det.reject_rule if OUTPUT_REJECT_DISTANCE in g.output_names else None
             class_graph = manifest.class_graph(cls, FP32)
             rej[cls] = {
                 "reject_threshold": t,

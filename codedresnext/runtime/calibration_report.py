@@ -135,6 +135,7 @@ def _rows(summary: dict) -> list[tuple[str, str]]:
         best = next(b for b in er["blocks"] if b["block"] == er["chosen_block"])
         rows += [
             ("early reject: chosen block", str(er["chosen_block"])),
+            ("reject score", reject_rule_label(er, best)),
             (
                 "negatives stopped / recall loss (evaluation half)",
                 f"{100 * best['negatives_stopped']:.1f}% / {best['recall_loss_points']:.2f} pt",
@@ -149,6 +150,18 @@ def _rows(summary: dict) -> list[tuple[str, str]]:
             ),
         ]
     return rows
+
+
+def reject_rule_label(er: dict, row: dict) -> str:
+    """The reject score used, with the codeword distance's figures beside a learned rule's."""
+    rule = (er.get("rule") or {}).get("rule", "distance")
+    if rule != "learned" or row.get("distance_negatives_stopped") is None:
+        why = (er.get("rule") or {}).get("why_not_learned")
+        return "codeword distance" + (f" ({why})" if why else "")
+    return (
+        f"learned (codeword distance: {100 * row['distance_negatives_stopped']:.1f}% / "
+        f"{row['distance_recall_loss_points']:.2f} pt)"
+    )
 
 
 def write_calibration_report(summary: dict, out: str | os.PathLike) -> dict[str, Path]:

@@ -19,13 +19,16 @@ from ..artifact import (
     OUTPUT_FEATURES,
     OUTPUT_LOGITS,
     OUTPUT_REJECT_DISTANCE,
+    OUTPUT_REJECT_ENERGIES,
     GraphKind,
+    RejectRule,
     handover_feed,
     load_manifest,
 )
 from ..errors import GraphError
 from .backend import DEFAULT_BACKEND, Backend, Closing, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
+from .reject_rule import reject_score
 
 
 class GraphModel(Closing):
@@ -126,15 +129,18 @@ class RejectResult:
     scores: np.ndarray  # (B,) logits; -inf where rejected early
     decisions: np.ndarray  # (B,) bool
     rejected: np.ndarray  # (B,) bool, stopped after part A
-    distance: np.ndarray  # (B,) reject_distance from part A
+    distance: np.ndarray  # (B,) the reject score: part A's reject_distance, or the learned rule's score
     flops: np.ndarray  # (B,) FLOPs spent per sample (nan where the manifest has no FLOPs)
     all_scores: np.ndarray | None = None  # (B,) part B logits of every sample (with_b_for_all only)
+    energies: np.ndarray | None = None  # (B, N) part A's normalised energies (None: an older export)
 
 
 class RejectDetector(Closing):
-    """Early reject: part A (stem .. an early coded block) outputs "reject_distance" and "features";
-    samples whose distance exceeds `reject_threshold` are negatives at once, the rest go on (compacted)
-    to part B ("logits"). Owns both backends (close() / `with`).
+    """Early reject: part A (stem .. an early coded block) outputs "reject_distance", the energies
+    and "features"; samples whose reject score exceeds `reject_threshold` are negatives at once, the
+    rest go on (compacted) to part B ("logits"). The score is the distance, or the learned rule's
+    score of the energies when part A's manifest entry carries one (`calibrate`). Owns both
+    backends (close() / `with`).
     """
 
     def __init__(
@@ -146,6 +152,7 @@ class RejectDetector(Closing):
         backend: str = DEFAULT_BACKEND,
         threshold: float | None = None,
         reject_threshold: float | None = None,
+        reject_rule: RejectRule | None = None,
         **options: Any,
     ) -> None:
         ref_a = resolve_graph(directory, str(part_a)) if directory else resolve_graph(part_a)
@@ -174,6 +181,9 @@ class RejectDetector(Closing):
                 None,
             )
         self.reject_threshold = float("inf") if reject_threshold is None else float(reject_threshold)
+        if reject_rule is None and ref_a.entry is not None:
+            reject_rule = ref_a.entry.reject_rule
+        self.reject_rule = reject_rule
         self.flops_a = ref_a.flops
         self.flops_b = ref_b.flops
 
@@ -213,7 +223,15 @@ class RejectDetector(Closing):
     def run(self, x: Any, *, with_b_for_all: bool = False) -> RejectResult:
         """with_b_for_all runs part B on every sample too (calibration needs the logits of all)."""
         out_a = self.a.run(x)
+        energies = out_a.get(OUTPUT_REJECT_ENERGIES)
         dist = out_a[OUTPUT_REJECT_DISTANCE].reshape(-1)
+        if self.reject_rule is not None:
+            if energies is None:
+                raise GraphError(
+                    f"{self.a.ref.path} does not output {OUTPUT_REJECT_ENERGIES!r}, which the learned "
+                    "reject rule reads: re-export the pair"
+                )
+            dist = reject_score(self.reject_rule, energies)
         rejected = dist > self.reject_threshold
         keep = np.arange(len(dist)) if with_b_for_all else np.flatnonzero(~rejected)
         scores = np.full(len(dist), -np.inf, np.float32)
@@ -228,7 +246,7 @@ class RejectDetector(Closing):
         fb = np.nan if self.flops_b is None else float(self.flops_b)
         flops = np.where(rejected, fa, fa + fb)
         decisions = scores > (self.threshold if self.threshold is not None else np.inf)
-        return RejectResult(scores, decisions, rejected, dist, flops, all_scores)
+        return RejectResult(scores, decisions, rejected, dist, flops, all_scores, energies)
 
     def score(self, x: Any) -> np.ndarray:
         return self.run(x).scores

@@ -2,14 +2,16 @@
 runtime backend; no torch).
 
 A reject probe (export --reject-block all) is class k's graph that also outputs, at every coded
-block J before the last, the distance the reject pair cut at J computes (part A: class path to J,
-all branches at J). Per class and block: the reject threshold is the lowest distance that loses at
-most `max_recall_loss` points of the detector's recall on the calibration half's positives
+block J before the last, what the reject pair cut at J computes (part A: class path to J, all
+branches at J): the codeword distance and the normalised energies. Per class and block the reject
+score is the distance, or (rule "learned") a logistic score on the log energies fitted on other
+images (reject_rule.py). The reject threshold is the lowest score that loses at most
+`max_recall_loss` points of the detector's recall on the calibration half's positives
 (calibrate_reject_threshold, the rule the pairs use too); on the evaluation half we report the
 negatives stopped, the recall lost and the compute spent on negatives as a fraction of the class
 graph (a rejected negative costs part A, a kept one A + B; FLOPs from the export's manifest). The
 block with the least mean compute on the CALIBRATION half's negatives (over classes) is chosen; the
-evaluation half only reports.
+evaluation half only reports. With the learned rule the distance's figures are reported beside it.
 """
 
 from __future__ import annotations
@@ -28,36 +30,49 @@ from ..artifact import (
     ManifestEntry,
     RejectChoice,
     reject_distance_name,
+    reject_energies_name,
 )
 from ..errors import DataError, GraphError
 from ..thresholds import f1_optimal_threshold
 from .backend import open_backend
 from .graphs import prepare_batch, resolve_graph
+from .reject_rule import fit_reject_rule, reject_score
+
+REJECT_RULES = ("learned", "distance")
 
 
 def calibrate_reject_threshold(
     distance_pos: np.ndarray, detected_pos: np.ndarray, *, max_recall_loss: float = 1.0
 ) -> float:
-    """Lowest reject distance threshold whose recall loss on positives is <= max_recall_loss points.
+    """Lowest reject threshold whose EXPECTED recall loss on new positives is <= max_recall_loss points.
 
-    detected_pos: the full detector's decisions on the positives (recall baseline); a positive is
-    lost when it was detected but its distance exceeds the threshold.
+    distance_pos: the reject scores of the calibration positives; detected_pos: the full detector's
+    decisions on them (the recall baseline); a positive is lost when it was detected and its score
+    exceeds the threshold. With the threshold at the m-th largest of the n_det detected scores, a
+    new detected positive exceeds it with probability m / (n_det + 1) (exchangeability), so the
+    expected loss is m / (n_det + 1) * n_det / n_pos of the recall: m is the largest count within
+    budget, and m - 1 positives are lost on the calibration half itself. (Fitting the loss exactly
+    on the calibration half, m lost, overshot the budget on new data by about one positive: 0.2
+    point at 500 positives, measured in recipes/README.md.)
     """
     d = np.asarray(distance_pos, np.float64).reshape(-1)
     det = np.asarray(detected_pos, bool).reshape(-1)
     if len(d) == 0:
         raise DataError("no positives to calibrate the early reject on")
-    allowed = int(np.floor(max_recall_loss / 100.0 * len(d) + 1e-9))  # positives we may lose
-    lost_if = np.sort(d[det])[::-1]  # detected positives' distances, descending
-    if allowed >= len(lost_if):
-        return float(np.min(d))
-    return float(lost_if[allowed])  # reject only distances strictly above the (allowed+1)-th largest
+    lost_if = np.sort(d[det])[::-1]  # detected positives' scores, descending
+    n_det = len(lost_if)
+    m = int(np.floor(max_recall_loss / 100.0 * len(d) * (n_det + 1) / max(n_det, 1) + 1e-9))
+    if m <= 0:
+        return float("inf")  # not even the top score may go: never reject
+    if m > n_det:
+        return float(np.min(d))  # every detected positive may go
+    return float(lost_if[m - 1])  # reject strictly above the m-th largest
 
 
 def probe_outputs(
     directory: Path, entry: ManifestEntry, images: np.ndarray, batch: int, backend: str, threads: int | None
 ) -> dict[str, np.ndarray]:
-    """{"logits": (n,), str(block): (n,) distance for each probed block} on `images`."""
+    """{"logits": (n,), str(block): (n,) distance and f"e{block}": (n, N) energies per probed block}."""
     ref = resolve_graph(directory, entry.name)
     parts: list[dict] = []
     with open_backend(backend, ref.path, threads=threads) as be:
@@ -68,7 +83,18 @@ def probe_outputs(
     out = {"logits": np.concatenate([p[OUTPUT_LOGITS][:, 0] for p in parts])}
     for j in entry.reject_probe.blocks:
         out[str(j)] = np.concatenate([p[reject_distance_name(j)].reshape(-1) for p in parts])
+        if reject_energies_name(j) in parts[0]:  # probes exported before the learned rule lack them
+            out[f"e{j}"] = np.concatenate([p[reject_energies_name(j)] for p in parts])
     return out
+
+
+def _energies(out: dict[str, np.ndarray], j: int, name: str) -> np.ndarray:
+    if f"e{j}" not in out:
+        raise GraphError(
+            f"reject probe {name} does not output {reject_energies_name(j)!r} (exported by an older "
+            "version): re-export it, or calibrate with --reject-rule distance"
+        )
+    return out[f"e{j}"]
 
 
 def block_figures(
@@ -105,6 +131,27 @@ def _decision_threshold(manifest: Manifest, cls: str, scores: np.ndarray, pos: n
     return f1_optimal_threshold(scores, pos)[0], "F1-optimal on the calibration half"
 
 
+def rule_description(fit: Any, fit_description: str | None) -> dict:
+    """What the reject score was, for the report."""
+    if fit is None:
+        return {"rule": "distance", "score": "||v - w_k|| of the normalised energies at the block"}
+    return {
+        "rule": "learned",
+        "score": "per class and block: logistic score on log(v + eps) of the normalised energies",
+        "fitted_on": fit_description,
+    }
+
+
+def _block_row(sc, se, oc, oe, pc, pe, max_recall_loss: float, *, dt, a, b, class_flops) -> dict:
+    """Threshold on the calibration half's positives, figures on both halves, for one score."""
+    rt = calibrate_reject_threshold(sc[pc], oc["logits"][pc] > dt, max_recall_loss=max_recall_loss)
+    return {
+        "reject_threshold": rt,
+        "calibration": block_figures(sc, oc["logits"], pc, rt, dt, a, b, class_flops),
+        "evaluation": block_figures(se, oe["logits"], pe, rt, dt, a, b, class_flops),
+    }
+
+
 def calibrate_reject_blocks(
     directory: str | os.PathLike,
     manifest: Manifest,
@@ -115,9 +162,13 @@ def calibrate_reject_blocks(
     batch: int = 64,
     backend: str = "ort",
     threads: int | None = None,
+    fit: Any = None,
+    fit_description: str | None = None,
 ) -> dict:
     """Per class and coded block: reject threshold, negatives stopped, recall loss and compute on
-    negatives; the chosen block. Writes each probe's thresholds and the choice into `manifest`."""
+    negatives; the chosen block. Writes each probe's thresholds (and rules) and the choice into
+    `manifest`. fit: images (with labels and class_names) to fit the learned rule on; None: the
+    codeword distance is the reject score."""
     directory = Path(directory)
     probes = manifest.of_kind(GraphKind.REJECT_PROBE, precision=FP32)
     if not probes:
@@ -135,23 +186,30 @@ def calibrate_reject_blocks(
         class_flops = (floor.class_graph_flops if floor else None) or g.flops
         oc = probe_outputs(directory, g, cal.images, batch, backend, threads)
         oe = probe_outputs(directory, g, ev.images, batch, backend, threads)
+        of = probe_outputs(directory, g, fit.images, batch, backend, threads) if fit is not None else None
         pc, pe = cal.labels == k, ev.labels == k
         dt, source = _decision_threshold(manifest, cls, oc["logits"], pc)
-        rows = {}
+        rows, rules = {}, {}
         for j in g.reject_probe.blocks:
             a, b = float(pairs[str(j)]["a"]), float(pairs[str(j)]["b"])
-            rt = calibrate_reject_threshold(
-                oc[str(j)][pc], oc["logits"][pc] > dt, max_recall_loss=max_recall_loss
-            )
+            cost = {"dt": dt, "a": a, "b": b, "class_flops": class_flops}
+            sc, se = oc[str(j)], oe[str(j)]  # the codeword distance
+            if of is not None:
+                fit_pos = fit.labels == list(fit.class_names).index(cls)
+                rules[str(j)] = fit_reject_rule(_energies(of, j, g.name), fit_pos, fitted_on=fit_description)
+                dist_row = _block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost)
+                sc = reject_score(rules[str(j)], _energies(oc, j, g.name))
+                se = reject_score(rules[str(j)], _energies(oe, j, g.name))
             rows[str(j)] = {
-                "reject_threshold": rt,
+                **_block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost),
                 "part_a_vs_class_graph": a / class_flops,
-                "calibration": block_figures(oc[str(j)], oc["logits"], pc, rt, dt, a, b, class_flops),
-                "evaluation": block_figures(oe[str(j)], oe["logits"], pe, rt, dt, a, b, class_flops),
             }
+            if of is not None:
+                rows[str(j)]["distance_rule"] = dist_row
         for twin in manifest.of_kind(GraphKind.REJECT_PROBE, precision=None):  # every precision
             if twin.classes == g.classes:
                 twin.reject_probe.reject_thresholds = {j: r["reject_threshold"] for j, r in rows.items()}
+                twin.reject_probe.reject_rules = dict(rules) or None
         per_class[cls] = {"decision_threshold": dt, "decision_threshold_source": source, "blocks": rows}
     blocks = [int(j) for j in probes[0].reject_probe.blocks]
 
@@ -174,6 +232,17 @@ def calibrate_reject_blocks(
         }
         for j in blocks
     ]
+    if fit is not None:  # the codeword distance's figures beside the learned rule's
+        for row in table:
+            for key in ("negatives_stopped", "recall_loss_points"):
+                row[f"distance_{key}"] = float(
+                    np.mean(
+                        [
+                            c["blocks"][str(row["block"])]["distance_rule"]["evaluation"][key]
+                            for c in per_class.values()
+                        ]
+                    )
+                )
     chosen = min(table, key=lambda r: r["calibration_negative_compute_vs_class_graph"])["block"]
     manifest.reject_choice = RejectChoice(
         block=chosen,
@@ -183,6 +252,7 @@ def calibrate_reject_blocks(
     )
     return {
         "chosen_block": chosen,
+        "rule": rule_description(fit, fit_description),
         "max_recall_loss": max_recall_loss,
         "classes": sorted(per_class),
         "blocks": table,
