@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
         "(<= 1 point recall loss)",
         f"codedresnext calibrate {export_dir} --data {data}"
         + (f" --limit {args.calibration_limit}" if args.calibration_limit else "")
-        + f" --reject-limit {args.reject_limit}",
+        + (f" --reject-limit {args.reject_limit}" if args.reject_limit else ""),
     )
     cal = calibrate_directory(export_dir, data, limit=args.calibration_limit, reject_limit=args.reject_limit)
     cal_paths = write_calibration_report(cal, export_dir / "calibration")
@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--bench-limit", type=int, default=2000, help="images the early-exit benchmark runs")
     p.add_argument(
-        "--reject-limit", type=int, default=1000, help="images per half for the reject probes (one per class)"
+        "--reject-limit",
+        type=int,
+        default=None,
+        help="images per half for the reject probes (one per class; default: all 5,000: at 1,000 a class "
+        "has ~100 positives, a 1-point budget then allows one lost and the threshold is very cautious)",
     )
     args = p.parse_args(argv)
     if args.model is None or not Path(args.model).is_file():
