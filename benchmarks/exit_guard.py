@@ -14,17 +14,13 @@ Writes benchmarks/results/exit_guard.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from demo_common import RESULTS, demo_parser, shown
 
 
 def _markdown(res: dict) -> str:
@@ -55,12 +51,6 @@ def _markdown(res: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _shown(path: str) -> str:
-    """Paths as seen from the repository root (the results files travel with the repository)."""
-    p = Path(path).resolve()
-    return os.path.relpath(p, ROOT) if p.is_relative_to(ROOT.parent) else str(path)
 
 
 def _outcomes(exits: list[np.ndarray], logits: np.ndarray, labels: np.ndarray, casc, idx, rule: str):
@@ -121,10 +111,7 @@ def main() -> int:
     from codedresnext.runtime.exit_calibration import GRID, cascade_outputs
     from codedresnext.runtime.exit_search import summarise
 
-    shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "models" / "demo" / "model.pt"))
-    p.add_argument("--data", default=str(shared / "datasets" / "cifar10-jpeg.tar.gz"))
+    p = demo_parser(__doc__)
     p.add_argument("--splits", type=int, default=20)
     p.add_argument("--budget", type=float, default=0.5, help="--max-accuracy-loss (points)")
     p.add_argument("--confidences", default="max,margin")
@@ -170,8 +157,8 @@ def main() -> int:
                         }
                     )
     res = {
-        "checkpoint": _shown(args.checkpoint),
-        "data": _shown(args.data),
+        "checkpoint": shown(args.checkpoint),
+        "data": shown(args.data),
         "images": len(labels),
         "exits": len(exits),
         "splits": args.splits,

@@ -12,7 +12,6 @@ method with the smallest accuracy loss of the `int8` form (ties: agreement) is t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from demo_common import RESULTS, demo_parser
+
 METHODS = [("minmax", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy", None)]
 
 
@@ -52,10 +51,7 @@ def main() -> int:
     from codedresnext.export import export_graphs
     from codedresnext.export.int8 import Int8Options
 
-    shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "models" / "demo" / "model.pt"))
-    p.add_argument("--data", default=str(shared / "datasets" / "cifar10-jpeg.tar.gz"))
+    p = demo_parser(__doc__)
     p.add_argument("--calibration-images", type=int, default=512)
     p.add_argument("--test-images", type=int, default=10000)
     p.add_argument("--methods", default=None, help="e.g. minmax,percentile:99.999 (default: all four)")

@@ -14,17 +14,13 @@ on negatives. Writes benchmarks/results/reject_rule.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from demo_common import RESULTS, demo_parser, shown
 
 
 def in_sample_threshold(d: np.ndarray, detected: np.ndarray, budget: float) -> float:
@@ -57,12 +53,6 @@ def _markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _shown(path: str) -> str:
-    """Paths as seen from the repository root (the results files travel with the repository)."""
-    p = Path(path).resolve()
-    return os.path.relpath(p, ROOT) if p.is_relative_to(ROOT.parent) else str(path)
-
-
 def main() -> int:
     from codedresnext._io import write_json, write_text
     from codedresnext.artifact import FP32, GraphKind, load_manifest
@@ -73,10 +63,7 @@ def main() -> int:
     from codedresnext.runtime.reject_search import block_figures, calibrate_reject_threshold, probe_outputs
     from codedresnext.thresholds import f1_optimal_threshold
 
-    shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "models" / "demo" / "model.pt"))
-    p.add_argument("--data", default=str(shared / "datasets" / "cifar10-jpeg.tar.gz"))
+    p = demo_parser(__doc__)
     p.add_argument("--splits", type=int, default=20)
     p.add_argument("--budget", type=float, default=1.0, help="--max-recall-loss (points)")
     p.add_argument("--fit-images", type=int, default=2000, help="training images for the learned rule")
@@ -148,8 +135,8 @@ def main() -> int:
                     }
                 )
     res = {
-        "checkpoint": _shown(args.checkpoint),
-        "data": _shown(args.data),
+        "checkpoint": shown(args.checkpoint),
+        "data": shown(args.data),
         "images": len(labels),
         "classes": len(probes),
         "fit_images": len(fit.labels),

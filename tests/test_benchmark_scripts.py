@@ -83,11 +83,12 @@ def test_exit_guard_scores_every_guard_on_each_halving(tmp_path, small_tree):
     assert "| margin | cv (3 folds, default) |" in (tmp_path / "exit_guard.md").read_text()
 
 
-def test_exit_guard_oracle_leaves_at_the_first_exit_agreeing_with_the_final_classifier():
+def test_exit_guard_oracle_leaves_at_the_first_exit_agreeing_with_the_final_classifier(monkeypatch):
     import importlib.util
 
     import numpy as np
 
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: demo_common
     spec = importlib.util.spec_from_file_location("exit_guard", ROOT / "benchmarks" / "exit_guard.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
