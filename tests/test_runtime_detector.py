@@ -131,6 +131,11 @@ def test_early_reject_with_compaction(export_dir, real_images):
     assert len(det.b.timing.latencies_s) == 1  # part B ran once, on the survivors only
 
 
+def test_reject_detector_refuses_an_unknown_rule(export_dir):
+    with pytest.raises(GraphError, match="'distance' or None"):
+        RejectDetector.from_directory(export_dir, "cat", reject_rule="cosine", threads=1)
+
+
 def test_reject_threshold_keeps_the_expected_recall_loss_on_new_data_within_budget():
     rng = np.random.default_rng(1)
     d = rng.uniform(0, 10, 500)
@@ -145,6 +150,7 @@ def test_reject_threshold_keeps_the_expected_recall_loss_on_new_data_within_budg
         expected = lambda m: 100.0 * m / (n_det + 1) * n_det / len(d)  # noqa: E731
         assert expected(m) <= loss + 1e-9 < expected(m + 1)  # the largest m within budget
     assert calibrate_reject_threshold(d, detected, max_recall_loss=0.0) == np.inf  # never reject
+    assert calibrate_reject_threshold(d, np.zeros(500, bool), max_recall_loss=1.0) == d.min()  # none to lose
     assert calibrate_reject_threshold(d, detected, max_recall_loss=100.0) == d.min()
 
 

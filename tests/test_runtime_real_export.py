@@ -138,7 +138,12 @@ def test_calibrate_cli_on_real_export(tiny, cifar10_tgz, real_images, tmp_path):
         assert det.reject_rule == rule
         res = det.run(real_images.images)
         np.testing.assert_allclose(res.distance, reject_score(rule, res.energies), rtol=1e-12)
-        np.testing.assert_array_equal(res.rejected, res.distance > det.reject_threshold)
+    with RejectDetector.from_directory(d, "cat", reject_rule="distance", threads=1) as det:
+        assert det.reject_rule is None  # forced back to the codeword distance part A outputs
+        res = det.run(real_images.images)
+        np.testing.assert_array_equal(
+            res.distance, det.a.run(real_images.images)["reject_distance"].reshape(-1)
+        )
 
 
 def test_calibrate_cli_learned_rule_needs_a_training_split(tiny, cifar100_npz, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from codedresnext.artifact import RejectProbeInfo, RejectRule
 from codedresnext.errors import DataError, GraphError
-from codedresnext.runtime.reject_rule import fit_reject_rule, reject_score
+from codedresnext.runtime.reject_rule import fit_class_rule, fit_reject_rule, reject_score
 from codedresnext.runtime.reject_search import calibrate_reject_threshold
 
 WORD = np.array([1.0, 1.0, 0.0, 0.0])  # class k's codeword, N = 4, N_act = 2
@@ -72,6 +72,13 @@ def test_bad_inputs_say_what_to_do():
     rule = fit_reject_rule(e, pos)
     with pytest.raises(DataError, match="re-run `codedresnext calibrate`"):
         reject_score(rule, e[:, :3])
+    from types import SimpleNamespace
+
+    fit = SimpleNamespace(class_names=["cat", "dog"], labels=np.zeros(200, int))  # no dog at all
+    with pytest.raises(DataError, match="'dog'.*raise --reject-fit-images"):
+        fit_class_rule(e, fit, "dog", None)
+    with pytest.raises(DataError, match="'frog' is not among"):
+        fit_class_rule(e, fit, "frog", None)
     with pytest.raises(GraphError, match="finite"):
         RejectRule(weights=[1.0, math.nan], bias=0.0, eps=1e-3)
     with pytest.raises(GraphError, match="eps > 0"):

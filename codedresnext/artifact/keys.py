@@ -29,8 +29,10 @@ class GraphKind(str, enum.Enum):
     MULTI_EXIT = "multi-exit"  # full graph + every coded block's early decoder
     SEGMENT = "segment"  # a block range of the cascade (features hand-over, exit scores)
     MASKED = "masked"  # the paper's masked per-class graph (full size, zeroed branches)
-    REJECT = "reject"  # early-reject pair part a (distance + features) or part b (logit)
-    REJECT_PROBE = "reject-probe"  # a class path reporting the reject distance at every coded block
+    REJECT = "reject"  # early-reject pair part a (distance, energies, features) or part b (logit)
+    REJECT_PROBE = (
+        "reject-probe"  # a class path reporting the reject distance + energies at every coded block
+    )
 
     __str__ = str.__str__
     __format__ = str.__format__

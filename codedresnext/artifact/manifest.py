@@ -99,8 +99,8 @@ class RejectRule(Record):
 
 @dataclass
 class RejectProbeInfo(Record):
-    """A reject probe (kind "reject-probe"): the class it serves, the blocks it reports a distance at,
-    and per block J the FLOPs of the pair cut there ({str(J): {"a": FLOPs, "b": FLOPs}})."""
+    """A reject probe (kind "reject-probe"): the class it serves, the blocks it reports a distance and
+    energies at, and per block J the FLOPs of the pair cut there ({str(J): {"a": FLOPs, "b": FLOPs}})."""
 
     class_name: str = slot(key="class")
     blocks: list[int] = slot(default_factory=list)
@@ -193,7 +193,7 @@ class ManifestEntry(Record):
     exit_threshold: float | None = slot(None, inf_as_null=True)
     exit_threshold_calibrated_on: str | None = None  # whose outputs set it (fp16 twins get fp32's)
     exit_confidence: str | None = None  # what exit_threshold is compared with (EXIT_CONFIDENCES); None: max
-    # reject pairs: distance threshold (calibrate); +inf (null on disk): never reject
+    # reject pairs: threshold on the reject score (calibrate); +inf (null on disk): never reject
     reject_threshold: float | None = slot(None, inf_as_null=True)
     # reject part A: the learned score the threshold applies to (calibrate); None: the codeword distance
     reject_rule: RejectRule | None = slot(None, record=RejectRule)

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="early reject score: learned = per class and block a logistic score on the log energies, "
         "fitted on a sample of the TRAINING split of --data (the thresholds still come from the test "
         "halves); distance = the codeword distance ||v - w_k||; auto (default) = learned when --data "
-        "has a training split, else distance",
+        "has a training split and the reject graphs output their energies (exported by this version), "
+        "else distance",
     )
     p.add_argument(
         "--reject-fit-images",

@@ -75,8 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_reject_block,
         default=None,
         metavar="J|all",
-        help="early-reject pairs (part a: stem..block J + distance, part b: rest) per class; 'all': one "
-        "reject probe per class with that distance at every coded block, for `calibrate` to pick J",
+        help="early-reject pairs (part a: stem..block J + distance and energies, part b: rest) per class; "
+        "'all': one reject probe per class with those at every coded block, for `calibrate` to pick J",
     )
     p.add_argument(
         "--uint8-input",

@@ -126,7 +126,8 @@ def _early_reject_lines(r: dict) -> list[str]:
     lines = [
         "",
         f"## Early reject (evaluation half; reject threshold for <= {r['max_recall_loss']} point "
-        "recall loss on the calibration half)",
+        "expected recall loss, set on the calibration half; reject score: "
+        f"{(r.get('rule') or {}).get('rule', 'distance')})",
         "",
         "| class | recall | recall with reject | negatives rejected | negatives compute vs class graph |",
         "|---|---:|---:|---:|---:|",

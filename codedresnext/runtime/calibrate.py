@@ -2,7 +2,8 @@
 
 Held-out split: the data's *test* split, shuffled with a fixed seed and halved; the first half
 ("calibration") picks thresholds, the second ("evaluation") reports accuracy and compute. The
-training split is never used (its confidences are optimistic).
+training split never sets a threshold (its confidences are optimistic); it only fits the learned
+reject rule's weights (load_fit_sample), whose thresholds then come from the calibration half.
 """
 
 from __future__ import annotations
@@ -236,6 +237,17 @@ def calibrate_directory(
             "(early exit) or --reject-block all (early reject)"
         )
     split = load_heldout(data, limit=limit)
+    fit = None
+    if has_reject:  # before the exits' minutes of work: a bad --reject-rule fails at once
+        if reject_rule == "auto" and not _outputs_energies(manifest):
+            fit = {
+                "dataset": None,
+                "description": None,
+                "why": "the reject graphs output no energies "
+                "(exported by an older version): re-export them for the learned rule",
+            }
+        else:
+            fit = load_fit_sample(data, reject_fit_images, rule=reject_rule)
     summary: dict[str, Any] = {"directory": str(directory), "data": str(data), "split": split["description"]}
     opts = {"backend": backend, "threads": threads, "batch": batch}
     if has_segments and not _has_exit(manifest):
@@ -248,15 +260,6 @@ def calibrate_directory(
             directory, manifest, split, max_accuracy_loss, **opts, **search_opts
         )
     if has_reject:
-        if reject_rule == "auto" and not _outputs_energies(manifest):
-            fit = {
-                "dataset": None,
-                "description": None,
-                "why": "the reject graphs output no energies "
-                "(exported by an older version): re-export them for the learned rule",
-            }
-        else:
-            fit = load_fit_sample(data, reject_fit_images, rule=reject_rule)
         summary.update(
             calibrate_rejects(
                 directory, manifest, split, max_recall_loss, reject_limit=reject_limit, fit=fit, **opts
@@ -375,7 +378,7 @@ def _calibrate_pairs(
     """Per reject pair class: the reject threshold and rule (set on its entries) and the
     evaluation-half figures."""
     from .detector import RejectDetector
-    from .reject_rule import fit_reject_rule
+    from .reject_rule import fit_class_rule
 
     cal, ev = split["calibration"], split["evaluation"]
     rej = {}
@@ -393,8 +396,7 @@ def _calibrate_pairs(
                         f"the reject pair of {cls!r} outputs no energies (exported by an older version): "
                         "re-export it, or calibrate with --reject-rule distance"
                     )
-                fit_pos = fit["dataset"].labels == list(fit["dataset"].class_names).index(cls)
-                det.reject_rule = fit_reject_rule(f_out["energies"], fit_pos, fitted_on=fit["description"])
+                det.reject_rule = fit_class_rule(f_out["energies"], fit["dataset"], cls, fit["description"])
             c_out = run_reject(det, cal.images, batch)
             source = "manifest"
             if det.threshold is None:  # no fitted decision threshold (untrained export): F1-optimal here

@@ -155,13 +155,13 @@ def _rows(summary: dict) -> list[tuple[str, str]]:
 def reject_rule_label(er: dict, row: dict) -> str:
     """The reject score used, with the codeword distance's figures beside a learned rule's."""
     rule = (er.get("rule") or {}).get("rule", "distance")
-    if rule != "learned" or row.get("distance_negatives_stopped") is None:
+    if rule != "learned":
         why = (er.get("rule") or {}).get("why_not_learned")
         return "codeword distance" + (f" ({why})" if why else "")
-    return (
-        f"learned (codeword distance: {100 * row['distance_negatives_stopped']:.1f}% / "
-        f"{row['distance_recall_loss_points']:.2f} pt)"
-    )
+    stop, loss = row.get("distance_negatives_stopped"), row.get("distance_recall_loss_points")
+    if stop is None or loss is None:
+        return "learned (codeword distance: n/a)"
+    return f"learned (codeword distance: {100 * stop:.1f}% / {loss:.2f} pt)"
 
 
 def write_calibration_report(summary: dict, out: str | os.PathLike) -> dict[str, Path]:

@@ -139,8 +139,8 @@ class RejectDetector(Closing):
     """Early reject: part A (stem .. an early coded block) outputs "reject_distance", the energies
     and "features"; samples whose reject score exceeds `reject_threshold` are negatives at once, the
     rest go on (compacted) to part B ("logits"). The score is the distance, or the learned rule's
-    score of the energies when part A's manifest entry carries one (`calibrate`). Owns both
-    backends (close() / `with`).
+    score of the energies when part A's manifest entry carries one (`calibrate`; reject_rule= a
+    RejectRule overrides it, "distance" forces the distance). Owns both backends (close() / `with`).
     """
 
     def __init__(
@@ -152,7 +152,7 @@ class RejectDetector(Closing):
         backend: str = DEFAULT_BACKEND,
         threshold: float | None = None,
         reject_threshold: float | None = None,
-        reject_rule: RejectRule | None = None,
+        reject_rule: RejectRule | str | None = None,
         **options: Any,
     ) -> None:
         ref_a = resolve_graph(directory, str(part_a)) if directory else resolve_graph(part_a)
@@ -181,8 +181,12 @@ class RejectDetector(Closing):
                 None,
             )
         self.reject_threshold = float("inf") if reject_threshold is None else float(reject_threshold)
-        if reject_rule is None and ref_a.entry is not None:
+        if reject_rule == "distance":  # force the codeword distance, whatever the manifest holds
+            reject_rule = None
+        elif reject_rule is None and ref_a.entry is not None:
             reject_rule = ref_a.entry.reject_rule
+        elif isinstance(reject_rule, str):
+            raise GraphError(f"reject_rule must be a RejectRule, 'distance' or None, not {reject_rule!r}")
         self.reject_rule = reject_rule
         self.flops_a = ref_a.flops
         self.flops_b = ref_b.flops

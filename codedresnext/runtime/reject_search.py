@@ -5,10 +5,10 @@ A reject probe (export --reject-block all) is class k's graph that also outputs,
 block J before the last, what the reject pair cut at J computes (part A: class path to J, all
 branches at J): the codeword distance and the normalised energies. Per class and block the reject
 score is the distance, or (rule "learned") a logistic score on the log energies fitted on other
-images (reject_rule.py). The reject threshold is the lowest score that loses at most
-`max_recall_loss` points of the detector's recall on the calibration half's positives
-(calibrate_reject_threshold, the rule the pairs use too); on the evaluation half we report the
-negatives stopped, the recall lost and the compute spent on negatives as a fraction of the class
+images (reject_rule.py). The reject threshold is the lowest score whose expected loss of the
+detector's recall on new positives is at most `max_recall_loss` points, set on the calibration
+half's positives (calibrate_reject_threshold, the rule the pairs use too); on the evaluation half
+we report the negatives stopped, the recall lost and the compute spent on negatives as a fraction of the class
 graph (a rejected negative costs part A, a kept one A + B; FLOPs from the export's manifest). The
 block with the least mean compute on the CALIBRATION half's negatives (over classes) is chosen; the
 evaluation half only reports. With the learned rule the distance's figures are reported beside it.
@@ -36,7 +36,7 @@ from ..errors import DataError, GraphError
 from ..thresholds import f1_optimal_threshold
 from .backend import open_backend
 from .graphs import prepare_batch, resolve_graph
-from .reject_rule import fit_reject_rule, reject_score
+from .reject_rule import fit_class_rule, reject_score
 
 REJECT_RULES = ("learned", "distance")
 
@@ -53,7 +53,7 @@ def calibrate_reject_threshold(
     expected loss is m / (n_det + 1) * n_det / n_pos of the recall: m is the largest count within
     budget, and m - 1 positives are lost on the calibration half itself. (Fitting the loss exactly
     on the calibration half, m lost, overshot the budget on new data by about one positive: 0.2
-    point at 500 positives, measured in recipes/README.md.)
+    point at 500 positives; benchmarks/results/reject_rule.md.)
     """
     d = np.asarray(distance_pos, np.float64).reshape(-1)
     det = np.asarray(detected_pos, bool).reshape(-1)
@@ -61,6 +61,8 @@ def calibrate_reject_threshold(
         raise DataError("no positives to calibrate the early reject on")
     lost_if = np.sort(d[det])[::-1]  # detected positives' scores, descending
     n_det = len(lost_if)
+    if n_det == 0:
+        return float(np.min(d))  # nothing detected, nothing to lose
     m = int(np.floor(max_recall_loss / 100.0 * len(d) * (n_det + 1) / max(n_det, 1) + 1e-9))
     if m <= 0:
         return float("inf")  # not even the top score may go: never reject
@@ -195,8 +197,7 @@ def calibrate_reject_blocks(
             cost = {"dt": dt, "a": a, "b": b, "class_flops": class_flops}
             sc, se = oc[str(j)], oe[str(j)]  # the codeword distance
             if of is not None:
-                fit_pos = fit.labels == list(fit.class_names).index(cls)
-                rules[str(j)] = fit_reject_rule(_energies(of, j, g.name), fit_pos, fitted_on=fit_description)
+                rules[str(j)] = fit_class_rule(_energies(of, j, g.name), fit, cls, fit_description)
                 dist_row = _block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost)
                 sc = reject_score(rules[str(j)], _energies(oc, j, g.name))
                 se = reject_score(rules[str(j)], _energies(oe, j, g.name))
