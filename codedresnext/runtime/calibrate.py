@@ -108,13 +108,29 @@ def _report(preds, exit_idx, flops, labels, full_acc, seg_flops, n_exits) -> dic
 def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """Part A and part B on every image (no early stop): distances and the detector's logits."""
     res = [det.run(images[i : i + batch], with_b_for_all=True) for i in range(0, len(images), batch)]
-    out = {
+    return {
         "distance": np.concatenate([r.distance for r in res]),
         "scores": np.concatenate([r.all_scores for r in res]),
     }
-    if all(r.energies is not None for r in res):
-        out["energies"] = np.concatenate([r.energies for r in res])
-    return out
+
+
+def _part_a_energies(det: Any, images: np.ndarray, batch: int, cls: str) -> np.ndarray:
+    """Part A's energies alone (what the learned rule is fitted on; part B is not needed)."""
+    from ..artifact import OUTPUT_REJECT_ENERGIES
+
+    if OUTPUT_REJECT_ENERGIES not in det.a.backend.output_names:
+        raise GraphError(
+            f"the reject pair of {cls!r} outputs no energies (exported by an older version): "
+            "re-export it, or calibrate with --reject-rule distance"
+        )
+    return np.concatenate(
+        [det.a.run(images[i : i + batch])[OUTPUT_REJECT_ENERGIES] for i in range(0, len(images), batch)]
+    )
+
+
+def _no_fit(why: str) -> dict:
+    """load_fit_sample's answer when the reject score is the codeword distance."""
+    return {"dataset": None, "description": None, "why": why}
 
 
 def evaluate_reject(
@@ -179,7 +195,7 @@ def load_fit_sample(data: str | os.PathLike, n: int, *, rule: str = "auto", seed
     if rule not in (*REJECT_RULES, "auto"):
         raise DataError(f"reject rule must be auto, {' or '.join(REJECT_RULES)}, not {rule!r}")
     if rule == "distance":
-        return {"dataset": None, "description": None, "why": "--reject-rule distance"}
+        return _no_fit("--reject-rule distance")
     if n < 1:
         raise DataError(f"--reject-fit-images must be positive, not {n}")
     p = Path(data)
@@ -193,7 +209,7 @@ def load_fit_sample(data: str | os.PathLike, n: int, *, rule: str = "auto", seed
                 f"--reject-rule learned fits on the training split of --data: {e}. Pass data with a "
                 "training split (a CIFAR root, an ImageFolder tree or its archive) or --reject-rule distance"
             ) from e
-        return {"dataset": None, "description": None, "why": f"no training split to fit on ({e})"}
+        return _no_fit(f"no training split to fit on ({e})")
     idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
     return {
         "dataset": ds.subset(idx),
@@ -240,12 +256,10 @@ def calibrate_directory(
     fit = None
     if has_reject:  # before the exits' minutes of work: a bad --reject-rule fails at once
         if reject_rule == "auto" and not _outputs_energies(manifest):
-            fit = {
-                "dataset": None,
-                "description": None,
-                "why": "the reject graphs output no energies "
-                "(exported by an older version): re-export them for the learned rule",
-            }
+            fit = _no_fit(
+                "the reject graphs output no energies (exported by an older version): re-export them "
+                "for the learned rule"
+            )
         else:
             fit = load_fit_sample(data, reject_fit_images, rule=reject_rule)
     summary: dict[str, Any] = {"directory": str(directory), "data": str(data), "split": split["description"]}
@@ -339,7 +353,7 @@ def calibrate_rejects(
     `manifest`. fit: load_fit_sample's images for the learned rule (None: the distance)."""
     from .reject_search import calibrate_reject_blocks, rule_description
 
-    fit = fit or {"dataset": None, "description": None, "why": "no fitting images given"}
+    fit = fit or _no_fit("no fitting images given")
     out = {}
     opts = {"backend": backend, "threads": threads, "batch": batch}
     rule = {**rule_description(fit["dataset"], fit["description"]), "why_not_learned": fit["why"]}
@@ -390,13 +404,8 @@ def _calibrate_pairs(
         with RejectDetector.from_directory(directory, cls, backend=backend, threads=threads) as det:
             det.reject_rule = None  # refit (or drop) the rule a previous calibration left
             if fit["dataset"] is not None:
-                f_out = run_reject(det, fit["dataset"].images, batch)
-                if "energies" not in f_out:
-                    raise GraphError(
-                        f"the reject pair of {cls!r} outputs no energies (exported by an older version): "
-                        "re-export it, or calibrate with --reject-rule distance"
-                    )
-                det.reject_rule = fit_class_rule(f_out["energies"], fit["dataset"], cls, fit["description"])
+                energies = _part_a_energies(det, fit["dataset"].images, batch, cls)
+                det.reject_rule = fit_class_rule(energies, fit["dataset"], cls, fit["description"])
             c_out = run_reject(det, cal.images, batch)
             source = "manifest"
             if det.threshold is None:  # no fitted decision threshold (untrained export): F1-optimal here

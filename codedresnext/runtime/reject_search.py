@@ -63,7 +63,7 @@ def calibrate_reject_threshold(
     n_det = len(lost_if)
     if n_det == 0:
         return float(np.min(d))  # nothing detected, nothing to lose
-    m = int(np.floor(max_recall_loss / 100.0 * len(d) * (n_det + 1) / max(n_det, 1) + 1e-9))
+    m = int(np.floor(max_recall_loss / 100.0 * len(d) * (n_det + 1) / n_det + 1e-9))
     if m <= 0:
         return float("inf")  # not even the top score may go: never reject
     if m > n_det:
@@ -214,8 +214,10 @@ def calibrate_reject_blocks(
         per_class[cls] = {"decision_threshold": dt, "decision_threshold_source": source, "blocks": rows}
     blocks = [int(j) for j in probes[0].reject_probe.blocks]
 
-    def mean(half: str, key: str, j: int) -> float:
-        return float(np.mean([c["blocks"][str(j)][half][key] for c in per_class.values()]))
+    def mean(half: str, key: str, j: int, rule: str | None = None) -> float:
+        """Over classes; rule "distance_rule": the distance's figures beside a learned rule."""
+        rows = [c["blocks"][str(j)] for c in per_class.values()]
+        return float(np.mean([(r[rule] if rule else r)[half][key] for r in rows]))
 
     table = [
         {
@@ -236,14 +238,7 @@ def calibrate_reject_blocks(
     if fit is not None:  # the codeword distance's figures beside the learned rule's
         for row in table:
             for key in ("negatives_stopped", "recall_loss_points"):
-                row[f"distance_{key}"] = float(
-                    np.mean(
-                        [
-                            c["blocks"][str(row["block"])]["distance_rule"]["evaluation"][key]
-                            for c in per_class.values()
-                        ]
-                    )
-                )
+                row[f"distance_{key}"] = mean("evaluation", key, row["block"], "distance_rule")
     chosen = min(table, key=lambda r: r["calibration_negative_compute_vs_class_graph"])["block"]
     manifest.reject_choice = RejectChoice(
         block=chosen,
