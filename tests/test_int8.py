@@ -314,8 +314,9 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
 def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images):
     """Branch widths 3, 6, 5: the builder zero-pads the expand input of blocks whose kept channel
     count is not aligned (builder._expand), so block 1 (60 channels in the full graph) is padded
-    only in the class graph (30). Both twins still quantize from the full graph's ranges, pass the
-    TensorRT check where they should, and pruned INT8 == masked INT8 (int8-cpu: integer kernels)."""
+    only in the class graph (30). The twins drop that padding (quantize.without_alignment), still
+    quantize from the full graph's ranges, pass the TensorRT check where they should, and pruned
+    INT8 == masked INT8 (int8-cpu: integer kernels)."""
     import dataclasses
 
     import torch
@@ -342,10 +343,17 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     pads = lambda g: {n.name for n in g.graph.node if n.op_type == "Pad"}  # noqa: E731
     assert "block1/expand_align" in pads(cls) and "block1/expand_align" not in pads(full)
     x = preprocess(real_images.images[:48], cfg)
+    # the INT8 twins drop the fp32 channel alignment: the same function without the zero columns
+    for g in (full, cls):
+        bare = Q.without_alignment(g)
+        assert pads(g) and not pads(bare)
+        a, b = run(g, {"images": x})["logits"], run(bare, {"images": x})["logits"]
+        assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(a).max())
     ranges = Q.calibrate(full, [x[:24], x[24:]])
     fw = Q.full_weights(full)
     for precision in Q.INT8_PRECISIONS:
         qc, qm = (Q.quantize(g, ranges, precision, full=fw) for g in (cls, masked))
+        assert not pads(qc) and not pads(qm)
         if precision == "int8":
             Q.check_quantized(qc, precision)
         c, k = run(qc, {"images": x})["logits"], run(qm, {"images": x})["logits"]

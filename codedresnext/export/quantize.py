@@ -13,8 +13,9 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
   graph's per-channel weight scales). The few tensors only derived graphs have get their source
   tensor's range: a segment's `features` input is the previous block's output,
   `block{i}/masked` / `block{i}/kept_h` are channel subsets of `block{i}/conv_relu`, and the expand
-  conv's input is `block{i}/normalised` zero-padded (`block{i}/expand_align`) or not, as each graph's
-  kept channel count needs (builder._expand): the two names share one range.
+  conv's input `block{i}/normalised` has the range of the full graph's zero-padded
+  `block{i}/expand_align` where the fp32 full graph pads it (builder._expand). INT8 graphs drop that
+  channel alignment (`without_alignment`): it serves fp32 kernels and cost the quantized ones time.
 - Two precisions, both per-channel symmetric int8 weights (scales on the output-channel axis, 0 for
   Conv) calibrated from the same ranges:
   `int8`     the TensorRT form (explicit quantization, what `build --precision int8` uses):
@@ -36,9 +37,8 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
   Gemm. Energies are sums of squares over a whole feature map (a range no 8-bit scale covers for
   both small and large inputs) and the normalisation divides by them, so quantizing them moves
   every branch at once; together with the 1-row-per-class Gemm they are a few % of the FLOPs. The
-  expand conv's input is the normalised h / sqrt(n2) (builder.py; zero-padded to an aligned channel
-  count where needed), so its Q/DQ scale does not have to cover the per-sample scale the
-  normalisation removes. In `int8` the 3x3 conv's output h is
+  expand conv's input is the normalised h / sqrt(n2) (builder.py), so its Q/DQ scale does not
+  have to cover the per-sample scale the normalisation removes. In `int8` the 3x3 conv's output h is
   float (only float ops read it), so energies come from unquantized h; in `int8-cpu` conv outputs
   are uint8 and the energies read the dequantized h.
 
@@ -60,6 +60,7 @@ import numpy as np
 
 from ..artifact import INPUT_FEATURES_MIDDLE, META_GRAPH, OUTPUT_FEATURES
 from ..errors import CodedResNeXtError, GraphError
+from . import names
 
 PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
@@ -190,24 +191,9 @@ def quantized_nodes(model, recipe: Recipe) -> list[str]:
 
 
 _ALIAS = re.compile(r"^(block\d+)/(masked|kept_h)$")
-_EXPAND_IN = re.compile(r"^(block\d+)/(expand_align|normalised)$")
-# the expand conv reads its block's normalised h, zero-padded (`expand_align`, builder._expand) where
-# the kept channel count is not aligned: the full graph may pad a block that a pruned graph does not,
-# or the reverse, so each name stands for the other (zero padding adds no value outside the range)
-_EXPAND_SOURCES = {"expand_align": ("normalised", "conv_relu"), "normalised": ("expand_align",)}
-
-
-def _expand_source(t: str, data: dict, tensors: set[str]) -> str | None:
-    """The calibrated tensor whose range the expand input `t` takes, if `t` is one; conv_relu only
-    for an uncoded block (no `normalised` in the graph: its expand reads h itself)."""
-    e = _EXPAND_IN.match(t)
-    if e is None:
-        return None
-    block, coded = e.group(1), f"{e.group(1)}/normalised" in tensors
-    for name in _EXPAND_SOURCES[e.group(2)]:
-        if f"{block}/{name}" in data and not (name == "conv_relu" and coded):
-            return f"{block}/{name}"
-    return None
+_NORMALISED = re.compile(r"^(block\d+)/normalised$")
+# INT8 graphs' expand convs read the normalised h unpadded (without_alignment); where the fp32 full
+# graph padded it, its calibrated tensor is the Pad's output `expand_align`: the same values plus zeros
 
 
 def ranges_for(ranges, model):
@@ -220,11 +206,11 @@ def ranges_for(ranges, model):
     tensors = {t for n in model.graph.node for t in (*n.input, *n.output)}
     tensors |= {i.name for i in model.graph.input}
     for t in sorted(tensors - set(data)):
-        m, src = _ALIAS.match(t), _expand_source(t, data, tensors)
+        m, e = _ALIAS.match(t), _NORMALISED.match(t)
         if m and f"{m.group(1)}/conv_relu" in data:
             data[t] = data[f"{m.group(1)}/conv_relu"]
-        elif src is not None:
-            data[t] = data[src]
+        elif e and f"{e.group(1)}/expand_align" in data:
+            data[t] = data[f"{e.group(1)}/expand_align"]
         elif t in (INPUT_FEATURES_MIDDLE, OUTPUT_FEATURES) and start > 0 and f"block{start - 1}/out" in data:
             data[t] = data[f"block{start - 1}/out"]
     return TensorsData(ranges.calibration_method, data)
@@ -233,10 +219,53 @@ def ranges_for(ranges, model):
 # -- quantize one graph -----------------------------------------------------------------------------------
 
 
-def full_weights(full_model) -> dict[str, np.ndarray]:
-    """The full graph's convolution weights, by name (for `weight_overrides`)."""
+def without_alignment(model):
+    """A copy of `model` whose expand convs read their input unpadded: the `expand_align` Pads
+    (builder._expand) and their weights' zero input columns removed; the same function.
+
+    The padding is for ONNX Runtime's fp32 NCHWc convolutions. In a Q/DQ graph the Pad runs on
+    float values between a DequantizeLinear and a QuantizeLinear that nothing can fuse, while the
+    quantized convolutions (QLinearConv, channels-last; TensorRT's int8 kernels) take any channel
+    count: on the cifar10 preset the Pads were 7-11% of the int8-cpu graphs' time
+    (benchmarks/results/profile_graphs_int8_cpu.md).
+    """
+    import copy
+
     from onnx import numpy_helper
 
+    model = copy.deepcopy(model)
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    for pad in [n for n in graph.node if n.op_type == "Pad" and names.expand_align_block(n.name) is not None]:
+        convs = readers.get(pad.output[0], [])
+        widths = numpy_helper.to_array(inits[pad.input[1]]) if pad.input[1] in inits else None
+        if len(convs) != 1 or convs[0].op_type != "Conv" or widths is None or convs[0].input[1] not in inits:
+            raise GraphError(f"{pad.name}: not an expand conv's channel alignment (builder._expand)")
+        conv, extra = convs[0], int(widths[5])
+        w = numpy_helper.to_array(inits[conv.input[1]])
+        keep = w.shape[1] - extra
+        if np.any(w[:, keep:]):
+            raise GraphError(f"{pad.name}: the weight columns it pads for are not zero")
+        inits[conv.input[1]].CopyFrom(
+            numpy_helper.from_array(np.ascontiguousarray(w[:, :keep]), conv.input[1])
+        )
+        conv.input[0] = pad.input[0]
+        graph.node.remove(pad)
+    used = {t for n in graph.node for t in n.input}
+    for t in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(t)
+    return model
+
+
+def full_weights(full_model) -> dict[str, np.ndarray]:
+    """The full graph's convolution weights, by name (for `weight_overrides`), unpadded."""
+    from onnx import numpy_helper
+
+    full_model = without_alignment(full_model)
     convs = {n.input[1] for n in full_model.graph.node if n.op_type == "Conv"}
     return {t.name: numpy_helper.to_array(t) for t in full_model.graph.initializer if t.name in convs}
 
@@ -259,8 +288,8 @@ def weight_overrides(model, full: dict[str, np.ndarray]) -> dict[str, list[dict]
         if w is None or w not in full or w not in inits:
             continue
         fw, shape = full[w], tuple(inits[w].dims)
-        # unchanged weights keep their own ranges; equal shapes alone do not say so (alignment
-        # padding can make a sliced expand weight as wide as the full one)
+        # unchanged weights keep their own ranges; equal shapes alone do not say so (a graph could
+        # slice a weight to as many columns as another's)
         if shape[0] != fw.shape[0] or (
             shape == fw.shape and np.array_equal(numpy_helper.to_array(inits[w]), fw)
         ):
@@ -280,6 +309,7 @@ def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | Non
     if precision not in RECIPES:
         raise CodedResNeXtError(f"INT8 precision must be one of {INT8_PRECISIONS}, not {precision!r}")
     r = RECIPES[precision]
+    model = without_alignment(model)
     rng = ranges_for(ranges, model)
     nodes = quantized_nodes(model, r)
     extra = {
