@@ -4,6 +4,7 @@ shipped (trained) demo model throughout."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -323,7 +324,7 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     from export_helpers import preprocess, randomize_bn, run
 
     from codedresnext.config import build_config
-    from codedresnext.export import builder, specs
+    from codedresnext.export import builder, names, specs
     from codedresnext.export.fold import fold_weights
     from codedresnext.export.meta import graph_metadata
     from codedresnext.export.pruner import load_full_graph, prune
@@ -347,6 +348,14 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     for g in (full, cls):
         bare = Q.without_alignment(g)
         assert pads(g) and not pads(bare)
+        # uncoded block 0 (10 groups of 3): each group gets a zero output channel, 30 -> 40 aligned
+        w = {t.name: t.dims for t in bare.graph.initializer}
+        assert w[names.w(0, "conv")][0] == 40 and w[names.w(0, "expand")][1] == 40
+    broken = copy.deepcopy(cls)  # padding that is not zero is not an alignment: refuse, do not drop it
+    t = next(t for t in broken.graph.initializer if t.name == names.w(0, "expand"))
+    t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + 1, t.name))
+    with pytest.raises(GraphError, match="not zero"):
+        Q.without_alignment(broken)
         a, b = run(g, {"images": x})["logits"], run(bare, {"images": x})["logits"]
         assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(a).max())
     ranges = Q.calibrate(full, [x[:24], x[24:]])

@@ -220,14 +220,16 @@ def ranges_for(ranges, model):
 
 
 def without_alignment(model):
-    """A copy of `model` whose expand convs read their input unpadded: the `expand_align` Pads
-    (builder._expand) and their weights' zero input columns removed; the same function.
+    """A copy of `model` without the Pads that align the expand convs' input channels for fp32
+    (builder._expand); the same function.
 
     The padding is for ONNX Runtime's fp32 NCHWc convolutions. In a Q/DQ graph the Pad runs on
-    float values between a DequantizeLinear and a QuantizeLinear that nothing can fuse, while the
-    quantized convolutions (QLinearConv, channels-last; TensorRT's int8 kernels) take any channel
-    count: on the cifar10 preset the Pads were 7-11% of the int8-cpu graphs' time
-    (benchmarks/results/profile_graphs_int8_cpu.md).
+    float values between a DequantizeLinear and a QuantizeLinear that nothing can fuse (on the
+    cifar10 preset 7-11% of the int8-cpu graphs' time, benchmarks/results/profile_graphs_int8_cpu.md).
+    The integer 1x1 convolutions still run faster on an aligned channel count, so where h comes
+    straight from the grouped 3x3 conv (uncoded blocks) each group gets zero output channels instead
+    (`_widen_groups`: a few more output rows of that conv, no copy); elsewhere (the normalised h of a
+    coded block) the Pad and the weight's zero columns are dropped.
     """
     import copy
 
@@ -236,6 +238,7 @@ def without_alignment(model):
     model = copy.deepcopy(model)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
     readers: dict[str, list] = {}
     for n in graph.node:
         for t in n.input:
@@ -250,15 +253,47 @@ def without_alignment(model):
         keep = w.shape[1] - extra
         if np.any(w[:, keep:]):
             raise GraphError(f"{pad.name}: the weight columns it pads for are not zero")
-        inits[conv.input[1]].CopyFrom(
-            numpy_helper.from_array(np.ascontiguousarray(w[:, :keep]), conv.input[1])
-        )
+        w = _widen_groups(pad.input[0], w[:, :keep], inits, producer, readers)
+        inits[conv.input[1]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), conv.input[1]))
         conv.input[0] = pad.input[0]
         graph.node.remove(pad)
     used = {t for n in graph.node for t in n.input}
     for t in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(t)
     return model
+
+
+def _widen_groups(h: str, expand_w: np.ndarray, inits: dict, producer: dict, readers: dict) -> np.ndarray:
+    """If h = Relu(grouped Conv) feeds only the expand conv, give each of that conv's G groups q zero
+    output channels (zero weight rows and bias: Relu(0) = 0) so that G * (d + q) is aligned, and
+    return the expand weight with zero columns at those channels; else return `expand_w` as is."""
+    from onnx import numpy_helper
+
+    from .builder import EXPAND_ALIGN
+
+    relu = producer.get(h)
+    conv = producer.get(relu.input[0]) if relu is not None and relu.op_type == "Relu" else None
+    if conv is None or conv.op_type != "Conv" or len(conv.input) < 3 or conv.input[2] not in inits:
+        return expand_w
+    if len(readers.get(h, [])) != 1 or len(readers.get(relu.input[0], [])) != 1:
+        return expand_w
+    groups = next((a.i for a in conv.attribute if a.name == "group"), 1)
+    w, b = (numpy_helper.to_array(inits[conv.input[k]]) for k in (1, 2))
+    d = w.shape[0] // groups
+    if groups * d != expand_w.shape[1]:
+        return expand_w
+    q = next(q for q in range(1, EXPAND_ALIGN + 1) if groups * (d + q) % EXPAND_ALIGN == 0)
+
+    def widen(a: np.ndarray, axis: int) -> np.ndarray:  # (.., G*d, ..) -> (.., G*(d+q), ..), zeros
+        shape = list(a.shape)
+        a = a.reshape(shape[:axis] + [groups, d] + shape[axis + 1 :])
+        width = [(0, 0)] * a.ndim
+        width[axis + 1] = (0, q)
+        return np.pad(a, width).reshape(shape[:axis] + [groups * (d + q)] + shape[axis + 1 :])
+
+    for k, a in ((1, widen(w, 0)), (2, widen(b, 0))):
+        inits[conv.input[k]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a), conv.input[k]))
+    return widen(expand_w, 1)
 
 
 def full_weights(full_model) -> dict[str, np.ndarray]:
