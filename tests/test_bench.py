@@ -12,7 +12,7 @@ import pytest
 from test_runtime_graphs import make_export
 
 from codedresnext.artifact import Manifest
-from codedresnext.errors import GraphError
+from codedresnext.errors import CodedResNeXtError, GraphError
 from codedresnext.runtime.bench import add_ratios, markdown, run_bench, select_graphs, write_report
 
 LAT_KEYS = {"min", "mean", "median", "p90", "p95", "p99"}
@@ -226,3 +226,54 @@ def test_bench_peer_torch_matches_ort_full(tiny_export, real_images):
     a = open_backend("ort", Path(tiny_export) / "full.onnx", threads=1).infer({"images": x})["logits"]
     b = open_backend("torch", Path(tiny_export) / "source.pt", threads=1).infer({"images": x})["logits"]
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_bench_streams_run_sessions_at_once_and_count_every_stream(tiny_export):
+    """--streams N: N sessions per graph of threads // N threads, one batch on each per call."""
+    rep = run_bench(
+        tiny_export, batches=[1, 4], warmup=0.01, duration=0.05, rounds=1, min_iterations=2,
+        graphs=["full", "class_cat"], threads=2, streams=2, memory=False, progress=False,
+    )  # fmt: skip
+    assert rep["settings"]["streams"] == 2 and rep["settings"]["threads_per_stream"] == 1
+    for g in rep["graphs"]:
+        assert g["backend_info"]["streams"] == 2 and g["backend_info"]["intra_op_threads"] == 1
+        for r in g["results"]:  # a call completes one batch per stream
+            assert r["streams"] == 2
+            per_call = 2 * r["batch"] * 1e3 / r["latency_ms"]["mean"]
+            assert r["throughput_sps"] == pytest.approx(per_call, rel=1e-6)
+    assert [g["kind"] for g in rep["graphs"]] == ["full", "class"]  # the PyTorch peer is not a stream
+    assert any("PyTorch peer skipped: --streams" in n for n in rep["notes"])
+    assert "2 streams x 1 thread," in markdown(rep)
+    with pytest.raises(CodedResNeXtError, match="--streams 2: .* --backend ort"):
+        run_bench(tiny_export, backend="torch", streams=2, memory=False, progress=False)
+    with pytest.raises(CodedResNeXtError, match="--streams 0"):
+        run_bench(tiny_export, streams=0, memory=False, progress=False)
+
+
+def test_stream_runner_calls_every_session_concurrently(tiny_export):
+    """The streams of one call overlap: each waits at a barrier for the other (sequential calls time out)."""
+    import threading
+
+    from codedresnext.runtime import open_backend
+    from codedresnext.runtime.timing import backend_runner
+
+    bes = [open_backend("ort", Path(tiny_export) / "full.onnx", threads=1) for _ in range(2)]
+    barrier, seen = threading.Barrier(2, timeout=30), []
+    for be in bes:
+        real = be.infer
+
+        def infer(feeds, _real=real, _be=be):
+            if feeds["images"].shape[0] == 3:  # the timed batch, not the warm-up call
+                barrier.wait()
+                seen.append(_be)
+            return _real(feeds)
+
+        be.infer = infer
+    runner = backend_runner(*bes, name="full", kind="full", params=None, flops=None)
+    try:
+        call = runner.make(3)
+        call()
+        call()
+    finally:
+        runner.close()
+    assert runner.streams == 2 and len(seen) == 4 and {id(b) for b in seen} == {id(b) for b in bes}

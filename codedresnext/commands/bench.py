@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="ort: concurrent sessions per graph, threads/N intra-op threads each (trtexec's --streams); "
+        "throughput counts every stream's samples",
+    )
+    p.add_argument(
         "--spinning",
         action="store_true",
         help="ONNX Runtime intra-op threads busy-wait (cores you own; off: a shared CPU stays usable)",
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         min_iterations=args.min_iterations,
         memory=not args.no_memory,
         spinning=args.spinning,
+        streams=args.streams,
         progress=not args.quiet,
         backend_options=_backend_options(args),
     )

@@ -27,7 +27,7 @@ from ..artifact import (
     is_int8,
     load_manifest,
 )
-from ..errors import GraphError
+from ..errors import CodedResNeXtError, GraphError
 from .backend import DEFAULT_BACKEND, open_backend
 from .bench_report import markdown, write_report
 from .environment import cpu_model, environment
@@ -88,15 +88,19 @@ def _graph_options(g: ManifestEntry, backend: str, options: dict) -> dict | None
     return {**options, "precision": g.precision}
 
 
-def _graph_runner(directory: Path, g: ManifestEntry, backend: str, options: dict) -> Runner | None:
+def _graph_runner(
+    directory: Path, g: ManifestEntry, backend: str, options: dict, streams: int = 1
+) -> Runner | None:
     """None for graphs that do not take images (later segments, reject part B)."""
     path = directory / g.file
     be = open_backend(backend, path, **options)
     if not set(IMAGE_INPUTS) & set(be.input_names):
         be.close()
         return None
+    more = [open_backend(backend, path, **options) for _ in range(streams - 1)]
     return backend_runner(
         be,
+        *more,
         name=g.name,
         kind=g.kind.value,
         params=g.params,
@@ -131,17 +135,21 @@ def _open_runners(
     *,
     torch_peer: bool,
     notes: list[str],
+    streams: int = 1,
 ) -> list[Runner]:
     runners, refused = [], []
     for g in selected:
         opts = _graph_options(g, backend, options)
         if opts is None:
             refused.append(g.name)
-        elif (r := _graph_runner(directory, g, backend, opts)) is not None:
+        elif (r := _graph_runner(directory, g, backend, opts, streams)) is not None:
             runners.append(r)
     if refused:
         notes.append(f"not timed on {backend} (int8 forms for ONNX Runtime's CPU): {', '.join(refused)}")
     if not torch_peer:
+        return runners
+    if streams > 1:
+        notes.append("PyTorch peer skipped: --streams times ONNX Runtime sessions only")
         return runners
     if not (directory / SOURCE_CHECKPOINT).is_file():
         notes.append(f"PyTorch peer skipped: no {SOURCE_CHECKPOINT} in the export directory")
@@ -281,32 +289,48 @@ def run_bench(
     memory: bool = True,
     progress: bool = True,
     spinning: bool = False,
+    streams: int = 1,
     backend_options: dict | None = None,
 ) -> dict:
     """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
 
     spinning: ONNX Runtime intra-op threads busy-wait between ops (lower latency on cores the
-    process owns; off by default because it steals a shared CPU). backend_options go to every
+    process owns; off by default because it steals a shared CPU). streams > 1 (ONNX Runtime only,
+    trtexec's --streams): each graph gets `streams` sessions of threads // streams intra-op threads,
+    called at once, so that no operator is split across cores. backend_options go to every
     graph's backend (torch: device, cuda_graph; trt: the batch profile, which defaults to
     (min, max, max) of `batches` so that every benchmarked batch is inside it)."""
     directory = Path(directory)
     manifest = load_manifest(directory)
     threads = int(threads or os.cpu_count() or 1)
-    options: dict[str, Any] = {"threads": threads, **(backend_options or {})}
+    if streams < 1 or (streams > 1 and backend != "ort"):
+        raise CodedResNeXtError(
+            f"--streams {streams}: give a positive count; more than 1 is for --backend ort (concurrent "
+            "ONNX Runtime sessions); for TensorRT engines use trtexec --streams"
+        )
+    notes: list[str] = []
+    if streams > 1 and threads < streams:
+        notes.append(f"{streams} streams on {threads} threads: one thread per stream, cores oversubscribed")
+    if streams > 1 and memory:
+        notes.append("peak memory is one stream's session; the streams hold one each")
+    session_threads = max(1, threads // streams)
+    options: dict[str, Any] = {"threads": session_threads, **(backend_options or {})}
     if backend == "ort":
         options.update(provider=provider, spinning=spinning)
     elif backend == "trt":
         options.setdefault("batch", (min(batches), max(batches), max(batches)))
-    notes: list[str] = []
     full = manifest.first(GraphKind.FULL, precision=None)
     selected = select_graphs(manifest, graphs, max_class_graphs)
-    runners = _open_runners(directory, selected, full, backend, options, torch_peer=torch_peer, notes=notes)
+    runners = _open_runners(
+        directory, selected, full, backend, options, torch_peer=torch_peer, notes=notes, streams=streams
+    )
     timing_kw = {"warmup": warmup, "duration": duration, "rounds": rounds, "min_iterations": min_iterations}
     timing = _measure_all(runners, list(batches), memory=memory, notes=notes, progress=progress, **timing_kw)
     out_graphs = _graph_records(runners, timing)
     add_ratios(out_graphs)
     settings = {"batches": list(batches), "warmup_s": warmup, "duration_s": duration, "rounds": rounds}
     settings.update(min_iterations=min_iterations, interleaved=True, intra_op_spinning=spinning)
+    settings.update(streams=streams, threads_per_stream=session_threads)
     settings["peak_memory"] = PEAK_MEMORY_NOTE if memory else "not measured"
     report: dict[str, Any] = {
         "directory": str(directory),
@@ -314,7 +338,7 @@ def run_bench(
         "settings": settings,
         "graphs": out_graphs,
         "ratios": ratios(out_graphs, max(batches)),
-        "env": environment(threads, backend, provider),
+        "env": environment(threads, backend, provider),  # all threads; settings: per stream
         "notes": notes,
     }
     _add_adaptive(

@@ -20,10 +20,15 @@ def _pct(x) -> str:
 
 def _header(report: dict) -> list[str]:
     env, st = report["env"], report["settings"]
+    streams = st.get("streams", 1)
+    cores = f"{env['threads']} threads"
+    if streams > 1:
+        t = st["threads_per_stream"]
+        cores = f"{streams} streams x {t} thread{'s' if t > 1 else ''}"
     return [
         f"# Benchmark: {report['directory']}",
         "",
-        f"{env['backend']} ({env.get('provider')}), {env['threads']} threads, {env['cpu']} "
+        f"{env['backend']} ({env.get('provider')}), {cores}, {env['cpu']} "
         f"x{env['cpu_count']}, onnxruntime {env.get('onnxruntime')}, {env['timestamp_utc']}; warm-up "
         f"{st['warmup_s']} s, duration {st['duration_s']} s per graph and batch, interleaved; load "
         f"average at start {env.get('load_average_at_start')}.",

@@ -3,12 +3,15 @@
 Each runner gets `warmup` seconds, then `duration` seconds split into `rounds` slices taken
 round-robin over the runners (the order shuffled every round), so a background load hits all of
 them alike; comparisons use medians. Throughput counts samples (trtexec's qps counts batches).
+A runner over several backends times concurrent streams (trtexec's --streams): one call runs one
+batch on every stream at once, its latency is that wave's, and throughput counts every stream's samples.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,31 +34,49 @@ class Runner:
     classes: list[str] = field(default_factory=list)
     source: tuple[str, str, dict] | None = None  # (backend, path, options) for the memory probe
     precision: str | None = None
-    backend: Backend | None = None  # closed by the benchmark when it is done
+    streams: int = 1  # concurrent backends; each call runs one batch on every one
+    backends: list[Backend] = field(default_factory=list)  # closed by the benchmark when it is done
+    pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
+        for be in self.backends:
+            be.close()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
-def backend_runner(be: Backend, **fields: Any) -> Runner:
-    """A Runner over a loaded backend, fed seeded random inputs (timing does not depend on values)."""
-    be.infer(be.random_feed(1))  # first call outside the timing (lazy initialisation)
+def backend_runner(*backends: Backend, **fields: Any) -> Runner:
+    """A Runner over loaded backends, fed seeded random inputs (timing does not depend on values).
+    Several backends are streams called at once from a thread pool (ONNX Runtime releases the GIL
+    while a session runs, so the streams run in parallel on the cores their threads get)."""
+    for be in backends:
+        be.infer(be.random_feed(1))  # first call outside the timing (lazy initialisation)
+    pool = ThreadPoolExecutor(len(backends), thread_name_prefix="stream") if len(backends) > 1 else None
 
     def make(batch: int) -> Callable[[], Any]:
-        feeds = be.random_feed(batch)
-        return lambda: be.infer(feeds)
+        feeds = [be.random_feed(batch) for be in backends]
+        if pool is None:
+            return lambda: backends[0].infer(feeds[0])
 
-    return Runner(make=make, info=be.info(), backend=be, **fields)
+        def wave() -> None:
+            for f in [pool.submit(be.infer, x) for be, x in zip(backends, feeds)]:
+                f.result()
+
+        return wave
+
+    info = {**backends[0].info(), "streams": len(backends)} if pool else backends[0].info()
+    return Runner(make=make, info=info, streams=len(backends), backends=list(backends), pool=pool, **fields)
 
 
-def latency_stats(lat_s: list[float], batch: int) -> dict:
-    """Per-call latencies (s) -> {batch, iterations, throughput_sps, latency_ms: min..p99}."""
+def latency_stats(lat_s: list[float], batch: int, streams: int = 1) -> dict:
+    """Per-call latencies (s) -> {batch, iterations, throughput_sps, latency_ms: min..p99}; a call
+    of `streams` concurrent streams completes streams x batch samples."""
     a = np.asarray(lat_s) * 1e3
     return {
         "batch": batch,
+        **({"streams": streams} if streams > 1 else {}),
         "iterations": int(len(a)),
-        "throughput_sps": float(batch * len(a) / (a.sum() / 1e3)) if len(a) else 0.0,
+        "throughput_sps": float(streams * batch * len(a) / (a.sum() / 1e3)) if len(a) else 0.0,
         "latency_ms": {
             "min": float(a.min()),
             "mean": float(a.mean()),
@@ -117,6 +138,6 @@ def measure(
                 _timed_slice(calls[i], lat[i], duration / rounds, per_slice)
                 bar.update()
         for r, acc in zip(runners, lat):
-            results[r.name].append(latency_stats(acc, b))
+            results[r.name].append(latency_stats(acc, b, r.streams))
     bar.close()
     return results
