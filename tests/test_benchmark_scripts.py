@@ -127,3 +127,21 @@ def test_reject_rule_compares_scores_and_threshold_rules_on_each_halving(tmp_pat
                 <= by[(j, s, "in-sample exact (before)")]["negatives_stopped"] + 1e-12
             )
     assert "| learned | calibrate (expected loss) |" in (tmp_path / "reject_rule.md").read_text()
+
+
+def test_class_efficiency_pairs_full_and_class_calls_in_every_core_layout(tmp_path):
+    r = _script(
+        "class_efficiency.py", "--preset", "tiny", "--batch", "2", "--rounds", "2", "--calls", "2",
+        "--cores", "2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "class_efficiency.json").read_text())
+    assert res["class_graph"] == "class_cat" and res["flop_ratio"] > 1.0
+    layouts = [(m["mode"], m["threads_per_session"], m["streams"]) for m in res["modes"]]
+    assert layouts == [("1 thread", 1, 1), ("2 threads", 2, 1), ("2 streams x 1 thread", 1, 2)]
+    for m in res["modes"]:
+        assert m["pairs"] == 4  # rounds x calls
+        assert m["efficiency_p25"] <= m["efficiency_median"] <= m["efficiency_p75"]
+        assert m["full_sps"] > 0 and m["class_sps"] > 0
+    md = (tmp_path / "class_efficiency.md").read_text()
+    assert "| 2 streams x 1 thread |" in md and "Goal: >= 0.95" in md
