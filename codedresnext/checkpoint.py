@@ -19,7 +19,8 @@ FORMAT = "codedresnext-checkpoint-v1"
 
 
 def save_checkpoint(path: str | os.PathLike, model: CodedResNeXt, **extra: Any) -> None:
-    """Save model weights and config (plus optimizer state etc. in `extra`) atomically."""
+    """Save model weights and config (plus optimizer state etc. in `extra`) atomically; the model's
+    fitted exit heads (exit_heads.py) go along under "exit_heads"."""
     model = getattr(model, "module", model)
     state = {
         "format": FORMAT,
@@ -27,6 +28,8 @@ def save_checkpoint(path: str | os.PathLike, model: CodedResNeXt, **extra: Any) 
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
+    if getattr(model, "exit_heads", None) is not None:
+        state["exit_heads"] = model.exit_heads.to_state()
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -81,6 +84,10 @@ def load_checkpoint(
         model.load_state_dict(state["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the {cfg.name!r} architecture: {e}") from e
+    if state.get("exit_heads") is not None:
+        from .exit_heads import ExitHeads
+
+        model.exit_heads = ExitHeads.from_state(state["exit_heads"], model, str(path))
     return model, state
 
 

@@ -16,6 +16,7 @@ from .errors import CodedResNeXtError
 COMMANDS = (
     "train",
     "precise_bn",
+    "fit_exits",
     "evaluate",
     "export",
     "prune",

@@ -129,6 +129,7 @@ class CodedResNeXt(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.fc = nn.Linear(c, cfg.num_classes, bias=False)
         self.p_drop = 0.0  # dropSubNN probability, set by the trainer
+        self.exit_heads = None  # exit_heads.ExitHeads fitted after training (not a module: never trained)
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 # rewritten by save_checkpoint or by this command; the optimizer state is not needed to deploy
-_REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn")
+_REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn", "exit_heads")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             early_decoder_accuracy_after=got["early_decoder_accuracy"],
         )
     extra = {k: v for k, v in state.items() if k not in _REPLACED}
+    model.exit_heads = None  # fitted to the old statistics: refit them (fit-exits)
     save_checkpoint(args.out, model.cpu(), **extra, precise_bn=record)
     line = f"BatchNorm statistics from {n} training images -> {args.out}"
     if test_ds is not None:

@@ -181,6 +181,29 @@ def _scores(g: _Graph, dist: str, prefix: str, out: str) -> str:
     return g.op("Softmax", [neg], f"{prefix}/softmax", out, axis=1)
 
 
+def _exit_scores(g: _Graph, W: Mapping[str, np.ndarray], b: BlockGeom, x: str, en: str, out: str) -> str:
+    """Block b's exit scores (B, K): its fitted head on the block output x (B, C, H', W') when the
+    weights carry one (exit_heads.py: AveragePool to pool x pool cells -> Flatten -> Gemm ->
+    Softmax, float32), else the codeword decoder on the normalised energies (METHOD.md 6)."""
+    p = f"block{b.index}/exit"
+    wname, bname = names.w(b.index, "exit_head"), names.b(b.index, "exit_head")
+    if wname not in W:
+        return _scores(g, _decoder(g, en, b.codewords, b, p), p, out)
+    w = W[wname]
+    pool = int(round((w.shape[1] / b.c_out) ** 0.5))
+    if pool < 1 or b.c_out * pool * pool != w.shape[1] or b.size_out % pool:
+        raise CodedResNeXtError(
+            f"exit head of block {b.index} has shape {w.shape}: it does not fit this model"
+        )
+    k = b.size_out // pool
+    cells = g.op("AveragePool", [x], f"{p}/pool", kernel_shape=[k, k], strides=[k, k])  # (B, C, pool, pool)
+    f = g.to_f32(g.op("Flatten", [cells], f"{p}/flatten", axis=1), f"{p}/f32")
+    z = g.op(
+        "Gemm", [f, g.const(wname, w.astype(np.float32)), g.const(bname, W[bname])], f"{p}/head", transB=1
+    )
+    return g.op("Softmax", [z], f"{p}/softmax", out, axis=1)
+
+
 def _block(
     g: _Graph,
     cfg: ModelConfig,
@@ -363,8 +386,7 @@ def build_graph(
         x, en = _block(g, cfg, b, weights, x, spec.keep[b.index], spec, outputs)
         if spec.exits and en is not None:
             j = coded_index[b.index]
-            dist = _decoder(g, en, b.codewords, b, f"block{b.index}/exit")
-            _scores(g, dist, f"block{b.index}/exit", exit_scores_name(j))
+            _exit_scores(g, weights, b, x, en, exit_scores_name(j))
             g.op("Identity", [en], f"block{b.index}/exit_energies", exit_energies_name(j))
             outputs += [(exit_scores_name(j), (cfg.num_classes,)), (exit_energies_name(j), (b.branches,))]
     last = layout[stop - 1]
@@ -382,8 +404,7 @@ def build_graph(
     if spec.segment_exit and en is not None:
         if spec.keep[last.index] is not None and not spec.masked:
             raise CodedResNeXtError("segment exits need all branches of their last block")
-        dist = _decoder(g, en, last.codewords, last, f"block{last.index}/exit")
-        _scores(g, dist, f"block{last.index}/exit", OUTPUT_EXIT_SCORES)
+        _exit_scores(g, weights, last, x, en, OUTPUT_EXIT_SCORES)
         outputs.append((OUTPUT_EXIT_SCORES, (cfg.num_classes,)))
     graph = helper.make_graph(
         g.nodes,

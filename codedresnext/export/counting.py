@@ -1,10 +1,11 @@
 """Parameters and FLOPs counted from an ONNX graph (onnx + numpy only).
 
 params ("pytorch_equivalent"): every `*.weight` initializer element, plus TWO per element of every
-`*.bias` (each bias is a folded BatchNorm, i.e. its gamma and beta). Not counted: BN running
-statistics (buffers in PyTorch), the Gram matrices (derived from the expand weights), masks and
-shape constants. For the full graph this equals `count_parameters(model)`; for a pruned graph it
-is the PyTorch parameter count of the kept path (layout.analytic_params).
+`*.bias` (each bias is a folded BatchNorm, i.e. its gamma and beta; an exit head's bias counts
+once). Not counted: BN running statistics (buffers in PyTorch), the Gram matrices (derived from
+the expand weights), masks and shape constants. For the full graph this equals
+`count_parameters(model)`; for a pruned graph it is the PyTorch parameter count of the kept path
+(layout.analytic_params).
 
 flops: 2 x multiply-accumulates of Conv and Gemm/MatMul nodes for ONE sample (batch = 1);
 element-wise ops, pooling and reductions are not counted.
@@ -50,7 +51,8 @@ def count_params(model) -> int:
             numel = int(np.prod(t.dims)) if len(t.dims) else 1
             if t.name in pad:
                 numel -= pad[t.name] * numel // t.dims[1]
-            n += numel * (2 if t.name.endswith(".bias") else 1)
+            folded_bn = t.name.endswith(".bias") and not t.name.endswith("exit_head.bias")
+            n += numel * (2 if folded_bn else 1)
     return n
 
 

@@ -25,6 +25,7 @@ from .._io import sha256_file
 from ..artifact import SOURCE_CHECKPOINT, Manifest, ManifestEntry, normalize_frames
 from ..errors import CodedResNeXtError
 from .builder import build_graph
+from .fold import head_weights
 from .meta import graph_metadata
 from .ops import check_graph
 from .plan import FULL_NAME, PlannedGraph, plan_graphs
@@ -315,6 +316,7 @@ def export_graphs(
             _write_source(tmp, src)
             full_model = _build_full(src, plan[0], opset)
             fg = load_full_graph(full_model)
+            fg.weights.update(head_weights(src.net))  # exits only: full.onnx does not carry them
             runs = _verify_runs(src.net, seed=seed, batch=batch, uint8=uint8, real=real) if verify else None
             entries = _export_each(
                 cfg,

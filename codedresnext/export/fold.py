@@ -42,3 +42,15 @@ def fold_weights(model) -> dict[str, np.ndarray]:
                 W[names.gram(i)] = blk.gram().float().numpy()
     W[names.FC_W] = model.fc.weight.detach().float().numpy()
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in W.items()}
+
+
+def head_weights(model) -> dict[str, np.ndarray]:
+    """The model's fitted exit heads (exit_heads.py) under names.*; {} without heads."""
+    heads = getattr(model, "exit_heads", None)
+    if heads is None:
+        return {}
+    W = {}
+    for i in sorted(heads.weights):
+        W[names.w(i, "exit_head")] = np.ascontiguousarray(heads.weights[i], dtype=np.float32)
+        W[names.b(i, "exit_head")] = np.ascontiguousarray(heads.biases[i], dtype=np.float32)
+    return W

@@ -76,12 +76,26 @@ class Reference:
                 h, e = blk(h, keep)
                 if spec.exits and e is not None and i >= spec.start:
                     j = coded_index[i]
-                    out[exit_scores_name(j)] = torch.softmax(-early_decode(e, blk.codewords), 1)
+                    out[exit_scores_name(j)] = exit_scores(m, i, h, e)
                     out[exit_energies_name(j)] = e
             if spec.stop is None:
                 out[OUTPUT_LOGITS] = m.fc(h.mean((2, 3)))[:, list(spec.rows)]
             else:
                 out[OUTPUT_FEATURES] = h
             if spec.segment_exit and e is not None:
-                out[OUTPUT_EXIT_SCORES] = torch.softmax(-early_decode(e, m.blocks[stop - 1].codewords), 1)
+                out[OUTPUT_EXIT_SCORES] = exit_scores(m, stop - 1, h, e)
         return feed.numpy(), {k: v.float().numpy() for k, v in out.items()}
+
+
+def exit_scores(model, block: int, h, energies):
+    """Block `block`'s exit scores: its fitted head on the block output h where the model has one
+    (exit_heads.py), else softmax(-codeword distance) of the energies (METHOD.md 6)."""
+    import torch
+
+    from ..exit_heads import head_scores
+    from ..model import early_decode
+
+    heads = getattr(model, "exit_heads", None)
+    if heads is not None and block in heads.weights:
+        return head_scores(heads, block, h)
+    return torch.softmax(-early_decode(energies, model.blocks[block].codewords), 1)

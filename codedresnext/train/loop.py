@@ -170,6 +170,7 @@ def _init_from(path: str, model_cfg) -> CodedResNeXt:
             f"--init {path} was trained on classes {list(model.cfg.class_names)}, but --data has "
             f"{list(model_cfg.class_names)}; use a checkpoint trained on this dataset"
         )
+    model.exit_heads = None  # fitted to the old weights: refit them after training (fit-exits)
     return model
 
 

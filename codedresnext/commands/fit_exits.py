@@ -1,0 +1,95 @@
+"""codedresnext fit-exits: fit learned early-exit heads (exit_heads.py) on a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_IMAGES = 15000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit-exits",
+        help="fit a linear exit head per coded block (pooled block output) into a checkpoint",
+        description="Beyond the paper: the early decoder of METHOD.md 6 reads only the branch "
+        "energies; this fits, with the network frozen, a linear classifier on each coded block's output "
+        "average-pooled to POOL x POOL cells (multinomial logistic regression, L2) on training images, "
+        "and writes a checkpoint that carries them. `export --segments` / `--multi-exit` then use "
+        "them as the exits (graphs built by `prune` from full.onnx keep the codeword decoder).",
+    )
+    p.add_argument("checkpoint", help="trained checkpoint (e.g. models/demo/model.pt)")
+    p.add_argument("--data", required=True, help="the dataset the model was trained on (its train split)")
+    p.add_argument("--out", required=True, help="checkpoint to write (atomically; may be the input)")
+    p.add_argument(
+        "--images", type=int, default=DEFAULT_IMAGES,
+        help=f"training images to fit on, a seeded sample (default {DEFAULT_IMAGES})",
+    )  # fmt: skip
+    p.add_argument(
+        "--pool", type=int, default=2, help="cells per side of the pooled block output (default 2)"
+    )
+    p.add_argument(
+        "--l2", default="auto",
+        help="L2 penalty on standardised features, or auto (default): per block the value of "
+        "exit_heads.L2_GRID with the least log-loss on a held-out 20%% of the images",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="picks the images (default 0)")
+    p.add_argument(
+        "--evaluate", type=int, default=2000, metavar="N",
+        help="report each head's accuracy on N test images, recorded in the checkpoint (0: skip)",
+    )  # fmt: skip
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..data import load_dataset
+    from ..errors import CodedResNeXtError, DataError
+    from ..exit_heads import fit_exit_heads, head_accuracy
+
+    try:
+        l2 = None if args.l2 == "auto" else float(args.l2)
+    except ValueError:
+        raise CodedResNeXtError(f"--l2 must be a number or auto, not {args.l2!r}") from None
+    if args.images < 1 or args.pool < 1 or (l2 is not None and l2 < 0) or args.evaluate < 0:
+        raise CodedResNeXtError("--images and --pool must be at least 1, --l2 and --evaluate not negative")
+    model, state = load_checkpoint(args.checkpoint)  # errors first: no data is read for a bad file
+    if not model.coded_blocks:
+        raise CodedResNeXtError(f"{args.checkpoint} has no coded blocks: there is no exit to fit a head for")
+    train = load_dataset(args.data, "train", download=args.download)
+    if list(train.class_names) != list(model.cfg.class_names):
+        raise DataError(
+            f"--data has classes {list(train.class_names)[:5]}..., the checkpoint was trained on "
+            f"{list(model.cfg.class_names)[:5]}...; pass the dataset it was trained on"
+        )
+    pick = np.sort(np.random.default_rng(args.seed).permutation(len(train))[: args.images])
+    fit_on = train.subset(pick)
+    with tqdm(total=len(fit_on), desc="block outputs", unit="img", disable=args.quiet) as bar:
+        heads = fit_exit_heads(
+            model, fit_on.images, fit_on.labels, pool=args.pool, l2=l2, seed=args.seed, progress=bar.update
+        )
+    heads.fitted.update(seed=args.seed, data=str(args.data))
+    acc = head_accuracy(model, heads, fit_on.images, fit_on.labels)
+    heads.fitted["train_accuracy"] = {str(i): a for i, a in acc.items()}
+    if args.evaluate:
+        test = load_dataset(args.data, "test", download=args.download)
+        idx = np.sort(np.random.default_rng(args.seed).permutation(len(test))[: args.evaluate])
+        t = test.subset(idx)
+        heads.fitted["test_images"] = len(t)
+        heads.fitted["test_accuracy"] = {
+            str(i): a for i, a in head_accuracy(model, heads, t.images, t.labels).items()
+        }
+    model.exit_heads = heads
+    extra = {k: v for k, v in state.items() if k not in ("format", "model_config", "model", "exit_heads")}
+    save_checkpoint(args.out, model, **extra)
+    per = heads.fitted.get("test_accuracy") or heads.fitted["train_accuracy"]
+    which = "test" if "test_accuracy" in heads.fitted else "training"
+    print(
+        f"exit heads ({args.pool}x{args.pool} cells, {len(fit_on)} training images) -> {args.out}; "
+        f"{which} accuracy per coded block: " + ", ".join(f"block {i} {a:.4f}" for i, a in per.items())
+    )
+    return 0
