@@ -37,7 +37,7 @@ GRID = 200  # threshold candidates per exit (quantiles); the exact search over-f
 DEFAULT_MARGIN_SE = 2.0
 # On a 64%-accurate `small` checkpoint (epoch 5) even z = 2 lost 0.65 points on average on the other
 # half; 2-fold cross-validation of the searched budget lost 0.04 (0.32 on tiny); the default is now
-# 3-fold (exit_search.CV_FOLDS says why).
+# 5-fold (exit_search.CV_FOLDS says why).
 GUARDS = ("cv", "se", "none")
 
 
