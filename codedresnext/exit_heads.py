@@ -4,10 +4,10 @@ average-pooled to pool x pool cells, fitted on training images after training (t
 Why: the paper's early decoder (METHOD.md 6, the codeword distance of the branch energies) reads
 only N numbers per block. On the shipped demo model its exits reach 55-84% and the calibrated
 cascade saved ~20% at 0.5 point; a linear head on the block's 2x2-pooled output reads where in the
-image the features are, reaches 71-84% at the same blocks and lets the cascade stop ~30%
+image the features are, reaches 71-86% at the same blocks and lets the cascade stop ~30%
 (README, early exit). The heads live in the checkpoint (`exit_heads`), not in the trained module:
 training never sees them, `fit-exits` adds them, and the exporter puts them into the segments'
-and the multi-exit graph's exits (AveragePool -> Flatten -> Gemm -> Softmax, all float32).
+and the multi-exit graph's exits (AveragePool -> Flatten -> Gemm -> Softmax, the Gemm in float32).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError
+from .errors import CheckpointError, CodedResNeXtError
 
 DEFAULT_POOL = 2
 L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # `auto`: per block, the best held-out log-loss
@@ -85,8 +85,9 @@ def pooled(h, pool: int):
     import torch.nn.functional as F
 
     if h.shape[2] % pool or h.shape[3] % pool:
-        raise CheckpointError(
-            f"exit heads pool {pool}x{pool} cells, which does not divide {tuple(h.shape[2:])}"
+        raise CodedResNeXtError(
+            f"--pool {pool}: {pool}x{pool} cells do not tile a {tuple(h.shape[2:])} block output; "
+            "pick a pool that divides it"
         )
     return F.avg_pool2d(h.float(), (h.shape[2] // pool, h.shape[3] // pool)).flatten(1)
 
