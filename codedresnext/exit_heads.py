@@ -194,7 +194,11 @@ def fit_exit_heads(
         else:
             chosen[i] = l2
         weights[i], biases[i] = fit_linear(x, labels, model.cfg.num_classes, chosen[i])
+    train_acc = {
+        str(i): float(((x @ weights[i].T + biases[i]).argmax(1) == labels).mean()) for i, x in feats.items()
+    }
     fitted = {"images": int(len(labels)), "pool": pool, "l2": {str(i): v for i, v in chosen.items()}}
+    fitted["train_accuracy"] = train_acc  # from the features already computed: no second pass
     if losses:
         fitted["l2_heldout_log_loss"] = {str(i): v for i, v in losses.items()}
     heads = ExitHeads(pool, weights, biases, fitted)

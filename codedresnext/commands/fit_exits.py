@@ -73,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
             model, fit_on.images, fit_on.labels, pool=args.pool, l2=l2, seed=args.seed, progress=bar.update
         )
     heads.fitted.update(seed=args.seed, data=str(args.data))
-    acc = head_accuracy(model, heads, fit_on.images, fit_on.labels)
-    heads.fitted["train_accuracy"] = {str(i): a for i, a in acc.items()}
     if args.evaluate:
         test = load_dataset(args.data, "test", download=args.download)
         idx = np.sort(np.random.default_rng(args.seed).permutation(len(test))[: args.evaluate])
