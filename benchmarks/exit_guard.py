@@ -89,7 +89,7 @@ def _fits(grid, budget: float) -> dict[str, list[float]]:
 
     cv = _search(grid, "joint", "cv", budget, DEFAULT_MARGIN_SE)
     out = {f"cv ({CV_FOLDS} folds, default)": cv["thresholds"]}
-    for k in (2, 3, 5):
+    for k in (3, 5, 10):
         if k != CV_FOLDS:
             out[f"cv ({k} folds)"] = search_cross_validated(grid, budget, folds=k)["thresholds"]
     for g in ("se", "none"):

@@ -73,14 +73,14 @@ def test_exit_guard_scores_every_guard_on_each_halving(tmp_path, small_tree):
     assert 0.0 <= res["oracle_compute_saved"] < 1.0
     exact = next(x for x in res["rows"] if x["guard"] == "none")
     assert [x["guard"] for x in res["rows"]] == [
-        "cv (5 folds, default)", "cv (2 folds)", "cv (3 folds)", "se", "none", "greedy at cv's budget"
+        "cv (10 folds, default)", "cv (3 folds)", "cv (5 folds)", "se", "none", "greedy at cv's budget"
     ]  # fmt: skip
     for row in res["rows"]:
         assert len(row["per_split"]) == 2 and 0 <= row["over_budget"] <= 2
         for cal_loss, ev_loss, saved in row["per_split"]:
             assert -100 <= cal_loss <= 100 and -100 <= ev_loss <= 100 and 0.0 <= saved < 1.0
     assert all(cal <= res["budget"] + 1e-9 for cal, _, _ in exact["per_split"])  # fitted to the budget
-    assert "| margin | cv (5 folds, default) |" in (tmp_path / "exit_guard.md").read_text()
+    assert "| margin | cv (10 folds, default) |" in (tmp_path / "exit_guard.md").read_text()
 
 
 def test_exit_guard_oracle_leaves_at_the_first_exit_agreeing_with_the_final_classifier(monkeypatch):

@@ -16,6 +16,7 @@ from codedresnext.runtime.exit_search import (
     search_cross_validated,
     summarise,
     tradeoff_curve,
+    without_exit_credit,
 )
 
 SEG = [10.0, 10.0, 80.0]  # exit 0 after 10 FLOPs, exit 1 after 20, the end after 100
@@ -176,3 +177,56 @@ def test_calibration_keeps_the_confidence_that_saves_more_on_the_calibration_hal
     # ties go to "max" (METHOD.md's confidence): a cascade both rules rank alike keeps it
     same = {r: by_rule["max"] for r in ("max", "margin")}
     assert _pick_confidence(same, "joint", "none", 0.0, 0.0)[0] == "max"
+
+
+def _noisy_cascade(seed: int, n: int = 2000):
+    """Final classifier 90% right; exit 0 (after 10 of 100 FLOPs) right with a probability that
+    grows with its confidence; exit 1 (after 20) a little better."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    final_right = rng.uniform(size=n) < 0.9
+    logits = np.eye(10)[np.where(final_right, labels, (labels + 1) % 10)] * 5.0
+    exits = []
+    for j in range(2):
+        conf = rng.uniform(0.1, 1.0, n)
+        exits.append(_scores(conf, rng.uniform(size=n) < np.clip(conf + 0.1 * j, 0, 1), labels, 10))
+    return ExitOutcomes.from_outputs(exits, logits, labels, SEG, [0, 1]).with_grid(200)
+
+
+def test_without_exit_credit_counts_an_exit_right_only_where_the_final_classifier_is():
+    o = _noisy_cascade(0)
+    p = without_exit_credit(o)
+    final = o.correct[:, o.m]
+    np.testing.assert_array_equal(p.correct[:, o.m], final)
+    np.testing.assert_array_equal(p.correct[:, : o.m], o.correct[:, : o.m] & final[:, None])
+    assert (o.correct[:, : o.m] & ~final[:, None]).any()  # the case has credit to take away
+    for th in ([0.5, 0.5], [0.0, 0.0], [NEVER, 0.3]):  # the cascade without credit never gains
+        assert summarise(p, th)["accuracy_loss_points"] >= 0.0
+        assert summarise(p, th)["accuracy_loss_points"] >= summarise(o, th)["accuracy_loss_points"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cv_guard_takes_the_lowest_price_whose_held_out_and_calibration_loss_hold(seed):
+    o = _noisy_cascade(seed)
+    for budget in (0.25, 1.0):
+        res = search_cross_validated(o, budget)
+        trace = res["cross_validation"]
+        prices = [t["price"] for t in trace]
+        assert prices == sorted(prices, reverse=True)
+        k = prices.index(res["price"])
+        holds = [
+            t["held_out_loss"] <= budget + 1e-9 and t["calibration_loss"] <= budget + 1e-9 for t in trace
+        ]
+        assert all(holds[: k + 1])  # every price down to the chosen one held the budget
+        assert trace[k + 1 :] == [] or not holds[k + 1]  # the search stopped at the first that broke it
+        own = summarise(o, res["thresholds"])
+        assert own["accuracy_loss_points"] == pytest.approx(res["searched_budget"])
+        assert own["accuracy_loss_points"] <= budget + 1e-9 and own["compute_saved"] > 0.0
+    assert search_cross_validated(o, 1.0)["price"] <= search_cross_validated(o, 0.25)["price"]
+
+
+def test_cv_guard_takes_no_exit_when_even_the_highest_price_breaks_the_budget():
+    o = _noisy_cascade(0)
+    res = search_cross_validated(o, -5.0)  # 5 points MORE accurate than the full graph: impossible
+    assert res["thresholds"] == [NEVER, NEVER] and res["price"] is None and res["searched_budget"] is None
+    assert len(res["cross_validation"]) == 1 and res["cross_validation"][0]["held_out_loss"] > -5.0

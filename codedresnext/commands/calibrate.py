@@ -54,9 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--guard",
         default="cv",
         choices=("cv", "se", "none"),
-        help="how the joint search keeps the budget on NEW data: cv (default) = the searched budget "
-        f"chosen by {CV_FOLDS}-fold cross-validation in the calibration half; se = calibration loss + "
-        "--margin-se standard errors within the budget; none = fit it exactly on the calibration half",
+        help="how the joint search keeps the budget on NEW data: cv (default) = the price of accuracy "
+        f"(compute traded per point) chosen by {CV_FOLDS}-fold cross-validation in the calibration half; "
+        "se = calibration loss + --margin-se standard errors within the budget; "
+        "none = fit it exactly on the calibration half",
     )
     p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")
     p.add_argument(

@@ -36,8 +36,8 @@ GRID = 200  # threshold candidates per exit (quantiles); the exact search over-f
 # standard error of margin 0.55 (50%), with two 0.37 (25%), for 9.9% / 8.8% / 7.8% compute saved.
 DEFAULT_MARGIN_SE = 2.0
 # On a 64%-accurate `small` checkpoint (epoch 5) even z = 2 lost 0.65 points on average on the other
-# half; 2-fold cross-validation of the searched budget lost 0.04 (0.32 on tiny); the default is now
-# 5-fold (exit_search.CV_FOLDS says why).
+# half; cross-validation lost 0.04 (0.32 on tiny); the default guard is now cross-validation of the
+# frontier's price (exit_search.search_cross_validated, CV_FOLDS says how many folds and why).
 GUARDS = ("cv", "se", "none")
 
 
@@ -163,8 +163,9 @@ def calibrate_exits(
 ) -> dict:
     """Calibrate the exits of `directory`'s fp32 segments; updates `manifest` in place.
 
-    guard (joint search only): "cv" picks the searched budget by CV_FOLDS-fold cross-validation in the
-    calibration half (exit_search.search_cross_validated), "se" keeps the calibration loss plus
+    guard (joint search only): "cv" picks the price of accuracy on the joint search's Lagrangian
+    frontier by CV_FOLDS-fold cross-validation in the calibration half
+    (exit_search.search_cross_validated), "se" keeps the calibration loss plus
     `margin_se` standard errors within the budget, "none" fits the budget exactly on that half.
     confidence: "max" | "margin" (postprocess.exit_confidence), or "auto": both searched, the one
     saving more compute on the calibration half kept (ties: "max")."""
@@ -223,6 +224,7 @@ def calibrate_exits(
             "cross_validation_folds": CV_FOLDS if guard == "cv" and search == "joint" else None,
             "cross_validation": found.get("cross_validation"),
             "searched_budget": searched,
+            "price": found.get("price"),
             "loss_standard_error_calibration": found.get("loss_standard_error"),
             "greedy_baseline": {
                 "thresholds": greedy_th,
