@@ -36,8 +36,9 @@ GRID = 200  # threshold candidates per exit (quantiles); the exact search over-f
 # standard error of margin 0.55 (50%), with two 0.37 (25%), for 9.9% / 8.8% / 7.8% compute saved.
 DEFAULT_MARGIN_SE = 2.0
 # On a 64%-accurate `small` checkpoint (epoch 5) even z = 2 lost 0.65 points on average on the other
-# half; cross-validation lost 0.04 (0.32 on tiny); the default guard is now cross-validation of the
-# frontier's price (exit_search.search_cross_validated, CV_FOLDS says how many folds and why).
+# half; the earlier 2-fold cross-validation of the searched budget lost 0.04 (0.32 on tiny); the
+# default guard is now cross-validation of the frontier's price (exit_search.search_cross_validated,
+# CV_FOLDS says how many folds and why).
 GUARDS = ("cv", "se", "none")
 
 

@@ -428,11 +428,12 @@ def search_cross_validated(
         held[i] = [summarise(test, th)["accuracy_loss_points"] for th in frontier]
     frontier = lagrangian_frontier(without_exit_credit(o), prices)
     own = np.array([summarise(o, th)["accuracy_loss_points"] for th in frontier])
-    ok = (held.mean(0) <= max_accuracy_loss + 1e-9) & (own <= max_accuracy_loss + 1e-9)
+    held_mean = held.mean(0)
+    ok = (held_mean <= max_accuracy_loss + 1e-9) & (own <= max_accuracy_loss + 1e-9)
     k = int(np.argmin(ok)) - 1 if not ok.all() else len(prices) - 1  # last of the leading run
     trace = [
         {"price": p, "held_out_loss": float(h), "calibration_loss": float(c)}
-        for p, h, c in zip(prices[: k + 2], held.mean(0), own)
+        for p, h, c in zip(prices[: k + 2], held_mean, own)
     ]
     if k < 0:
         return {
