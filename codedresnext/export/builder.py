@@ -16,7 +16,8 @@ Coded block, as ONNX (B = batch, C = c_out, nk = kept branches, d = width):
 Energies and normalisation are float32 even in an FP16 graph (only h / sqrt(n2) is in FP16 there).
 Dividing h (nk*d channels) instead of the expand output (C channels) is the same function up to
 float rounding and cheaper, most of all in pruned graphs, whose h shrinks while C does not. Where
-nk*d is not a multiple of EXPAND_ALIGN, h is zero-padded to one before the expand (`_expand`).
+nk*d is not a multiple of EXPAND_ALIGN, h is zero-padded to one before the expand (`_expand`). In
+fp32 graphs the shared trunk's narrow groups are widened with zero channels (groups.py).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ..artifact import (
 )
 from ..config import ModelConfig
 from ..errors import CodedResNeXtError
-from . import names
+from . import groups, names
 from .layout import BlockGeom, block_layout
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -144,7 +145,9 @@ def _i64(*v: int) -> np.ndarray:
     return np.array(v, dtype=np.int64)
 
 
-def _expand(g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, ch: np.ndarray) -> str:
+def _expand(
+    g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, ch: np.ndarray, we: np.ndarray | None = None
+) -> str:
     """Block i's expand conv on h (the input channels `ch` of the full weight), channel-aligned.
 
     ONNX Runtime's CPU layout optimisation (NCHWc) takes a 1x1 conv only when its input channel
@@ -154,8 +157,9 @@ def _expand(g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, ch: np.ndarr
     channels) and the weight gets as many zero input columns: the same function, exactly.
     counting.py leaves the padding out of parameters and FLOPs.
     """
-    we = W[names.w(i, "expand")][:, ch]  # the pruner's weights may already carry padding: slice first
-    pad = -len(ch) % EXPAND_ALIGN
+    if we is None:  # the pruner's weights may already carry padding: slice first
+        we = W[names.w(i, "expand")][:, ch]
+    pad = -we.shape[1] % EXPAND_ALIGN
     if pad:
         pads = g.const(names.expand_align(i) + "_pads", _i64(0, 0, 0, 0, 0, pad, 0, 0))
         h = g.op("Pad", [h, pads], names.expand_align(i))
@@ -222,11 +226,17 @@ def _block(
     computed = tuple(range(N)) if (spec.masked or reject or keep is None) else kept
     ch = _channels(computed, d)
     nc = len(computed)
+    parts = (names.w(i, "reduce"), names.b(i, "reduce"), names.w(i, "conv"), names.b(i, "conv"))
+    t = {k: W[k][ch] for k in parts}
+    width = d if spec.fp16 else groups.group_width(b)  # > d: zero channels in each group (groups.py)
+    if width != d:
+        t[names.w(i, "expand")] = W[names.w(i, "expand")][:, ch]
+        t = groups.block_tensors(t, b, d, width)
     h = g.conv(
         x,
         f"{p}/reduce",
-        W[names.w(i, "reduce")][ch],
-        W[names.b(i, "reduce")][ch],
+        t[names.w(i, "reduce")],
+        t[names.b(i, "reduce")],
         wname=names.w(i, "reduce"),
         bname=names.b(i, "reduce"),
     )
@@ -234,8 +244,8 @@ def _block(
     h = g.conv(
         h,
         f"{p}/conv",
-        W[names.w(i, "conv")][ch],
-        W[names.b(i, "conv")][ch],
+        t[names.w(i, "conv")],
+        t[names.b(i, "conv")],
         wname=names.w(i, "conv"),
         bname=names.b(i, "conv"),
         stride=b.stride,
@@ -255,7 +265,7 @@ def _block(
     else:
         sc = x
     if not b.coded:
-        y = _expand(g, W, i, h, ch)
+        y = _expand(g, W, i, h, ch, t.get(names.w(i, "expand")))
         s = g.op("Add", [y, sc], f"{p}/residual")
         return g.op("Relu", [s], f"{p}/out"), None
     if spec.masked and keep is not None:

@@ -11,14 +11,15 @@ flops: 2 x multiply-accumulates of Conv and Gemm/MatMul nodes for ONE sample (ba
 element-wise ops, pooling and reductions are not counted.
 
 Neither counts the zero input columns the builder appends to an expand conv for ONNX Runtime's
-channel alignment (the `block{i}/expand_align` Pad, builder._expand): they are layout, not model.
+channel alignment (the `block{i}/expand_align` Pad, builder._expand) nor the zero channels it adds
+inside the shared trunk's groups (groups.py): they are layout, not model.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import names
+from . import groups, names
 
 PARAMS_DEFINITION = (
     "PyTorch-equivalent parameters of the computed path: conv/fc weights + BN gamma and beta of the "
@@ -43,14 +44,29 @@ def _alignment(model) -> dict[int, int]:
     return out
 
 
+def _group_share(model) -> dict[str, float]:
+    """{tensor name: share of its elements that is model, not zero channels} for the blocks whose
+    groups the builder widened (groups.py): rows and the expand's columns d / width, the 3x3
+    weight (d / width) ** 2."""
+    out = {}
+    for b, width in groups.model_widths(model):
+        r = b.width / width
+        for part in ("reduce.weight", "reduce.bias", "conv.bias", "expand.weight"):
+            out[f"block{b.index}/{part}"] = r
+        out[f"block{b.index}/conv.weight"] = r * r
+    return out
+
+
 def count_params(model) -> int:
     pad = {names.w(i, "expand"): p for i, p in _alignment(model).items()}
+    share = _group_share(model)
     n = 0
     for t in model.graph.initializer:
         if names.is_parameter(t.name):
             numel = int(np.prod(t.dims)) if len(t.dims) else 1
             if t.name in pad:
                 numel -= pad[t.name] * numel // t.dims[1]
+            numel = round(numel * share.get(t.name, 1.0))
             folded_bn = t.name.endswith(".bias") and not t.name.endswith("exit_head.bias")
             n += numel * (2 if folded_bn else 1)
     return n
@@ -78,13 +94,14 @@ def count_flops(model, inferred=None) -> dict:
     for t in model.graph.initializer:
         shapes[t.name] = list(t.dims)
     pad = {f"block{i}/expand": p for i, p in _alignment(model).items()}  # conv node names
+    share = _group_share(model)  # by weight name
     macs = 0
     for node in model.graph.node:
         if node.op_type == "Conv":
             w = shapes[node.input[1]]
             out = shapes[node.output[0]]
             cols = w[1] - pad.get(node.name, 0)
-            macs += int(np.prod(out[1:])) * cols * int(np.prod(w[2:]))
+            macs += round(int(np.prod(out[1:])) * cols * int(np.prod(w[2:])) * share.get(node.input[1], 1.0))
         elif node.op_type in ("Gemm", "MatMul"):
             a, b = shapes[node.input[0]], shapes[node.input[1]]
             trans_b = any(

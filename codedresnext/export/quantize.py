@@ -60,7 +60,8 @@ import numpy as np
 
 from ..artifact import INPUT_FEATURES_MIDDLE, META_GRAPH, OUTPUT_FEATURES
 from ..errors import CodedResNeXtError, GraphError
-from . import names
+from . import groups, names
+from .groups import widen
 
 PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
@@ -138,6 +139,7 @@ def calibrate(
     batches = list(batches)
     if not batches:
         raise CodedResNeXtError("no calibration images")
+    full_model = groups.narrowed(full_model, lambda b: b.width)  # ranges of the model's own channels
     input_name = full_model.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="codedresnext-calib-") as tmp:
         src = Path(tmp) / "full.onnx"
@@ -235,7 +237,10 @@ def without_alignment(model):
 
     from onnx import numpy_helper
 
-    model = copy.deepcopy(model)
+    from .builder import EXPAND_ALIGN
+
+    widened = groups.model_widths(model)  # the fp32 trunk's zero channels go (groups.py) ...
+    model = copy.deepcopy(groups.narrowed(model, lambda b: b.width))
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
@@ -243,6 +248,13 @@ def without_alignment(model):
     for n in graph.node:
         for t in n.input:
             readers.setdefault(t, []).append(n)
+    for b, _ in widened:  # ... and the block gets what an unwidened graph's expand Pad turns into below
+        if b.branches * b.width % EXPAND_ALIGN:
+            name = names.w(b.index, "expand")
+            w = _widen_groups(
+                f"block{b.index}/conv_relu", numpy_helper.to_array(inits[name]), inits, producer, readers
+            )
+            inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), name))
     for pad in [n for n in graph.node if n.op_type == "Pad" and names.expand_align_block(n.name) is not None]:
         convs = readers.get(pad.output[0], [])
         widths = numpy_helper.to_array(inits[pad.input[1]]) if pad.input[1] in inits else None
@@ -277,23 +289,16 @@ def _widen_groups(h: str, expand_w: np.ndarray, inits: dict, producer: dict, rea
         return expand_w
     if len(readers.get(h, [])) != 1 or len(readers.get(relu.input[0], [])) != 1:
         return expand_w
-    groups = next((a.i for a in conv.attribute if a.name == "group"), 1)
+    n = next((a.i for a in conv.attribute if a.name == "group"), 1)
     w, b = (numpy_helper.to_array(inits[conv.input[k]]) for k in (1, 2))
-    d = w.shape[0] // groups
-    if groups * d != expand_w.shape[1]:
+    d = w.shape[0] // n
+    if n * d != expand_w.shape[1]:
         return expand_w
-    q = next(q for q in range(1, EXPAND_ALIGN + 1) if groups * (d + q) % EXPAND_ALIGN == 0)
+    q = next(q for q in range(1, EXPAND_ALIGN + 1) if n * (d + q) % EXPAND_ALIGN == 0)
 
-    def widen(a: np.ndarray, axis: int) -> np.ndarray:  # (.., G*d, ..) -> (.., G*(d+q), ..), zeros
-        shape = list(a.shape)
-        a = a.reshape(shape[:axis] + [groups, d] + shape[axis + 1 :])
-        width = [(0, 0)] * a.ndim
-        width[axis + 1] = (0, q)
-        return np.pad(a, width).reshape(shape[:axis] + [groups * (d + q)] + shape[axis + 1 :])
-
-    for k, a in ((1, widen(w, 0)), (2, widen(b, 0))):
+    for k, a in ((1, widen(w, 0, n, d, d + q)), (2, widen(b, 0, n, d, d + q))):
         inits[conv.input[k]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a), conv.input[k]))
-    return widen(expand_w, 1)
+    return widen(expand_w, 1, n, d, d + q)
 
 
 def full_weights(full_model) -> dict[str, np.ndarray]:
