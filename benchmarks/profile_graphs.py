@@ -1,11 +1,12 @@
 """Where the time goes: ONNX Runtime's profiler on exported graphs, per op category, interleaved.
 
     .venv/bin/python benchmarks/profile_graphs.py
-        the cifar10 preset (random weights), full and class_cat graphs, each built three ways: as
+        the cifar10 preset (random weights), full and class_cat graphs, each built four ways: as
         `export` writes them ("current"); with the batch dimension lost to shape inference, as the
         builder did before (the per-branch Reshape to -1: ONNX Runtime then leaves the coded blocks'
         residual Add + ReLU unfused, "batch-lost"); without the expand-channel alignment
-        (builder.EXPAND_ALIGN = 1, "unaligned"); writes benchmarks/results/profile_graphs.{json,md}
+        (builder.EXPAND_ALIGN = 1, "unaligned"); without the shared trunk's widened groups (groups.py,
+        "unwidened"); writes benchmarks/results/profile_graphs.{json,md}
     .venv/bin/python benchmarks/profile_graphs.py DIR/full.onnx DIR/class_cat.onnx [--iters 6] [--sessions 5]
         any exported graphs; prints the table (--json FILE writes the numbers)
 
@@ -157,17 +158,19 @@ def _lose_batch(path: Path) -> None:
     onnx.save(m, str(path))
 
 
-def _export(out: Path, preset: str, cls: str, align: int, keep_batch: bool) -> dict[str, float]:
-    """full + class graph of `preset` built with builder.EXPAND_ALIGN = align; {graph: FLOPs}."""
+def _export(out: Path, preset: str, cls: str, align: int, keep_batch: bool, widen: bool) -> dict[str, float]:
+    """full + class graph of `preset` built with builder.EXPAND_ALIGN = align and the trunk's groups
+    widened or not (groups.GROUP_PAD_MAX 1: none qualifies); {graph: FLOPs}."""
     from codedresnext.artifact import load_manifest
-    from codedresnext.export import builder, export_graphs
+    from codedresnext.export import builder, export_graphs, groups
 
-    saved = builder.EXPAND_ALIGN
+    saved = builder.EXPAND_ALIGN, groups.GROUP_PAD_MAX
     builder.EXPAND_ALIGN = align
+    groups.GROUP_PAD_MAX = saved[1] if widen else 1.0
     try:
         export_graphs(out=out, preset=preset, classes=[cls], verify=False, overwrite=True, progress=False)
     finally:
-        builder.EXPAND_ALIGN = saved
+        builder.EXPAND_ALIGN, groups.GROUP_PAD_MAX = saved
     if not keep_batch:
         for g in ("full.onnx", f"class_{cls}.onnx"):
             _lose_batch(out / g)
@@ -175,18 +178,19 @@ def _export(out: Path, preset: str, cls: str, align: int, keep_batch: bool) -> d
 
 
 def compare_builds(args) -> dict:
-    """The three builds of the preset's full and class graph, profiled in one interleaved run."""
+    """The four builds of the preset's full and class graph, profiled in one interleaved run."""
     from codedresnext.export import builder
 
-    builds = {  # tag: (expand alignment, batch dimension kept through shape inference)
-        "current": (builder.EXPAND_ALIGN, True),
-        "batch-lost": (builder.EXPAND_ALIGN, False),
-        "unaligned": (1, True),
+    builds = {  # tag: (expand alignment, batch dimension kept through shape inference, trunk groups widened)
+        "current": (builder.EXPAND_ALIGN, True, True),
+        "unwidened": (builder.EXPAND_ALIGN, True, False),
+        "batch-lost": (builder.EXPAND_ALIGN, False, True),
+        "unaligned": (1, True, True),
     }
     with tempfile.TemporaryDirectory(prefix="codedresnext-profile-") as tmp:
         paths, labels, flops = [], [], {}
-        for tag, (align, keep_batch) in builds.items():
-            fl = _export(Path(tmp) / tag, args.preset, args.cls, align, keep_batch)
+        for tag, (align, keep_batch, widen) in builds.items():
+            fl = _export(Path(tmp) / tag, args.preset, args.cls, align, keep_batch, widen)
             for g in ("full.onnx", f"class_{args.cls}.onnx"):
                 paths.append(Path(tmp) / tag / g)
                 labels.append(f"{tag}/{Path(g).stem}")
@@ -194,13 +198,14 @@ def compare_builds(args) -> dict:
         kw = dict(iters=args.iters, batch=args.batch, threads=args.threads)
         res = profile_sessions(paths, sessions=args.sessions, labels=labels, **kw)
     summary = {}
-    for tag, (align, keep_batch) in builds.items():
+    for tag, (align, keep_batch, widen) in builds.items():
         full, cls = res[f"{tag}/full"], res[f"{tag}/class_{args.cls}"]
         speedup = full["wall_median_ms"] / cls["wall_median_ms"]
         ratio = flops[f"{tag}/full"] / flops[f"{tag}/class_{args.cls}"]
         summary[tag] = {
             "expand_align": align,
             "batch_kept": keep_batch,
+            "groups_widened": widen,
             "class_speedup": speedup,
             "flop_ratio": ratio,
             "speedup_over_flop_ratio": speedup / ratio,
@@ -247,13 +252,14 @@ def write_comparison(report: dict, out: Path) -> Path:
         f"{[round(v, 2) for v in report['load_average']]}. Kernel times per call by category.",
         "",
         markdown(report["profile"]),
-        "| build | expand align | batch kept | class speedup | FLOP ratio | speedup / FLOP ratio | "
-        "per session (min-max) |",
-        "|---|---:|:---:|---:|---:|---:|---:|",
+        "| build | expand align | batch kept | trunk groups widened | class speedup | FLOP ratio | "
+        "speedup / FLOP ratio | per session (min-max) |",
+        "|---|---:|:---:|:---:|---:|---:|---:|---:|",
     ]
     for tag, s in report["summary"].items():
         lines.append(
             f"| {tag} | {s['expand_align']} | {'yes' if s['batch_kept'] else 'no'} | "
+            f"{'yes' if s['groups_widened'] else 'no'} | "
             f"{s['class_speedup']:.3f}x | {s['flop_ratio']:.3f} | "
             f"{s['speedup_over_flop_ratio']:.3f} | {min(s['per_session']):.3f}-{max(s['per_session']):.3f} |"
         )

@@ -231,7 +231,9 @@ def without_alignment(model):
     The integer 1x1 convolutions still run faster on an aligned channel count, so where h comes
     straight from the grouped 3x3 conv (uncoded blocks) each group gets zero output channels instead
     (`_widen_groups`: a few more output rows of that conv, no copy); elsewhere (the normalised h of a
-    coded block) the Pad and the weight's zero columns are dropped.
+    coded block) the Pad and the weight's zero columns are dropped. The fp32 trunk's groups widened
+    to 16 channels (groups.py) are first narrowed back: the integer kernels do not use NCHWc, so
+    the INT8 graph is what it would be without that widening.
     """
     import copy
 
