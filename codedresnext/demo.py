@@ -130,10 +130,17 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
         ("full-model test accuracy", f"{100 * metrics['accuracy']:.2f}%"),
         ("binary detectors: mean F1 (ONNX class graphs)", f"{metrics['binary_mean_f1']:.3f}"),
         (
-            "early decoder accuracy per coded block",
+            "early decoder accuracy per coded block (codewords)",
             ", ".join(f"{100 * a:.1f}%" for a in metrics["early_decoder_accuracy"]),
         ),
     ]
+    if metrics.get("exit_head_accuracy"):
+        rows.append(
+            (
+                "exit head accuracy per coded block (what early exit uses)",
+                ", ".join("-" if a is None else f"{100 * a:.1f}%" for a in metrics["exit_head_accuracy"]),
+            )
+        )
     ee = cal.get("early_exit")
     if ee:
         e, g = ee["evaluation"], ee["search"]["greedy_baseline"]["evaluation"]

@@ -66,6 +66,28 @@ def ckpt(tmp_path_factory, model) -> Path:
 
 
 @pytest.fixture(scope="module")
+def heads(model):
+    """Random exit heads (pool 2) for every coded block of the micro model."""
+    from codedresnext.exit_heads import ExitHeads
+
+    rng = np.random.default_rng(4)
+    K, coded = model.cfg.num_classes, model.coded_blocks
+    w = {i: rng.standard_normal((K, model.blocks[i].c_out * 4)).astype(np.float32) for i in coded}
+    b = {i: rng.standard_normal(K).astype(np.float32) for i in coded}
+    return ExitHeads(2, w, b, {"images": 0})
+
+
+@pytest.fixture(scope="module")
+def ckpt_heads(tmp_path_factory, heads) -> Path:
+    """The micro model's checkpoint with exit heads (a copy: the module's `model` stays without)."""
+    m = micro_model()
+    m.exit_heads = heads
+    path = tmp_path_factory.mktemp("ckpt_heads") / "micro_heads.pt"
+    save_checkpoint(path, m)
+    return path
+
+
+@pytest.fixture(scope="module")
 def tree(tmp_path_factory, cifar10_test) -> Path:
     """An ImageFolder tree of real CIFAR-10 images: 20 train and 15 test images per class."""
     from PIL import Image
@@ -206,10 +228,10 @@ def _run_cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_evaluate_cli_builds_the_report(tmp_path, ckpt, tree, ood_npz, model):
+def test_evaluate_cli_builds_the_report(tmp_path, ckpt_heads, heads, tree, ood_npz, model):
     out = tmp_path / "report"
     r = _run_cli(
-        str(ckpt),
+        str(ckpt_heads),
         "--data",
         str(tree),
         "--out",
@@ -251,6 +273,17 @@ def test_evaluate_cli_builds_the_report(tmp_path, ckpt, tree, ood_npz, model):
     assert m["accuracy_no_tta"] == pytest.approx(acc, abs=1e-9)
     assert m["accuracy"] == pytest.approx(tta, abs=1e-9) and m["flip_tta"] is True
     assert len(m["early_decoder_accuracy"]) == 3 and all(0 <= a <= 1 for a in m["early_decoder_accuracy"])
+    # the exit heads' accuracy, recomputed from the block outputs with the heads' own formula
+    from codedresnext.exit_heads import head_scores
+
+    with torch.no_grad():
+        h, want = model.stem(x), []
+        for i, blk in enumerate(model.blocks):
+            h, _ = blk(h)
+            if i in model.coded_blocks:
+                want.append(float((head_scores(heads, i, h).argmax(1).numpy() == test.labels).mean()))
+    assert m["exit_head_accuracy"] == pytest.approx(want, abs=1e-9)
+    assert "last exit head" in r.stdout and "| exit head accuracy |" in (out / "summary.md").read_text()
     assert len(m["per_class"]) == 10
     for c in m["per_class"]:
         assert np.isfinite(c["threshold"])

@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         line += f", with OOD negatives F1 {m['ood_mean_f1']:.4f}"
     if m["early_decoder_accuracy"]:
         line += f", last early decoder {m['early_decoder_accuracy'][-1]:.4f}"
+    if m.get("exit_head_accuracy") and m["exit_head_accuracy"][-1] is not None:
+        line += f", last exit head {m['exit_head_accuracy'][-1]:.4f}"
     print(line)
     print(f"report: {args.out}/report.html ({m['seconds']:.0f} s)")
     return 0

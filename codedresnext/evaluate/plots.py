@@ -91,11 +91,16 @@ def logit_histograms(
     return _png(fig)
 
 
-def early_decoders(accuracy: list[float], blocks: list[int], full_accuracy: float) -> bytes:
+def early_decoders(
+    accuracy: list[float], blocks: list[int], full_accuracy: float, heads: list[float | None] | None = None
+) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     x = np.arange(len(accuracy))
     ax.plot(x, accuracy, "o-", label="early decoder (energies vs codewords)")
+    if heads:
+        y = [np.nan if a is None else a for a in heads]
+        ax.plot(x, y, "s-", label="exit head (fit-exits; what early exit scores with)")
     ax.axhline(full_accuracy, color="k", ls="--", lw=1, label=f"full model {full_accuracy:.3f}")
     ax.set_xticks(x, [f"coded {j}\n(block {b})" for j, b in enumerate(blocks)], fontsize=8)
     ax.set(ylabel="test accuracy", ylim=(0, 1), title="Early decoding per coded block")

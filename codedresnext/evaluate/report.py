@@ -50,6 +50,8 @@ def _tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         )
     if m.get("early_decoder_accuracy"):
         summary.append(["last coded block's early decoder", _f(m["early_decoder_accuracy"][-1])])
+    if m.get("exit_head_accuracy"):
+        summary.append(["last coded block's exit head", _f(m["exit_head_accuracy"][-1])])
     summary += [
         ["detector logits computed by", m["detector_source"]],
         [
@@ -72,22 +74,17 @@ def _tables(m: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         rows.append(row)
     tables.append(("Per-class binary detectors (test set)", head, rows))
     if m.get("early_decoder_accuracy"):
-        tables.append(
-            (
-                "Early decoders",
-                ["coded block", "block", "accuracy", "codeword agreement"],
-                [
-                    [str(j), str(b), _f(a), _f(g)]
-                    for j, (b, a, g) in enumerate(
-                        zip(
-                            m["early_decoder_blocks"],
-                            m["early_decoder_accuracy"],
-                            m["energy"]["codeword_agreement"],
-                        )
-                    )
-                ],
+        heads = m.get("exit_head_accuracy")
+        rows = [
+            [str(j), str(b), _f(a), _f(g)] + ([_f(heads[j])] if heads else [])
+            for j, (b, a, g) in enumerate(
+                zip(m["early_decoder_blocks"], m["early_decoder_accuracy"], m["energy"]["codeword_agreement"])
             )
+        ]
+        head = ["coded block", "block", "accuracy", "codeword agreement"] + (
+            ["exit head accuracy"] if heads else []
         )
+        tables.append(("Early decoders", head, rows))
     rem = m.get("removal")
     if rem:
         tables.append(

@@ -98,7 +98,8 @@ def _load_sets(
 
 
 def _full_model_metrics(model, res: dict, test: ArrayDataset, cfg: EvalConfig) -> tuple[dict, list]:
-    """Accuracy, early-decoder accuracy per coded block and the energy study; (metrics, mean energies)."""
+    """Accuracy, early-decoder (and exit-head) accuracy per coded block and the energy study;
+    (metrics, mean energies)."""
     import torch
 
     from ..model import early_decode
@@ -114,6 +115,12 @@ def _full_model_metrics(model, res: dict, test: ArrayDataset, cfg: EvalConfig) -
         float((early_decode(torch.from_numpy(e), w).argmin(1).numpy() == test.labels).mean())
         for e, w in zip(res["energies"], words)
     ]
+    heads = getattr(model, "exit_heads", None)
+    if heads is not None:  # what the early exits score with (exit_heads.py); one more pass, no flip
+        from ..exit_heads import head_accuracy
+
+        acc = head_accuracy(model, heads, test.images, test.labels)
+        m["exit_head_accuracy"] = [acc.get(b) for b in coded]
     mean_e = [mean_energy_per_class(e, test.labels, model.cfg.num_classes) for e in res["energies"]]
     m["energy"] = {
         "blocks": coded,
@@ -255,7 +262,7 @@ def write_outputs(out: str | Path, m: dict, arrays: dict) -> dict[str, bytes]:
     }
     if m["early_decoder_accuracy"]:
         pngs["early_decoders.png"] = plots.early_decoders(
-            m["early_decoder_accuracy"], m["early_decoder_blocks"], m["accuracy"]
+            m["early_decoder_accuracy"], m["early_decoder_blocks"], m["accuracy"], m.get("exit_head_accuracy")
         )
         pngs["energy_heatmap.png"] = plots.energy_heatmap(
             arrays["mean_energy"], arrays["codewords"], m["early_decoder_blocks"], tuple(m["classes"])
