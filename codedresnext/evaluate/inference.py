@@ -27,11 +27,17 @@ def forward_prefix(model: CodedResNeXt, x: Tensor, stop: int) -> Tensor:
 
 
 def forward_from(
-    model: CodedResNeXt, h: Tensor, start: int, keeps: Sequence[Tensor | None] | None = None
+    model: CodedResNeXt,
+    h: Tensor,
+    start: int,
+    keeps: Sequence[Tensor | None] | None = None,
+    *,
+    outputs: list[Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
     """Blocks [start, end) with per-block (N,) keep masks, then pool and fc (eval mode, no drop).
 
-    Returns logits (B, K) and the normalised energies (B, N) of the coded blocks that ran.
+    Returns logits (B, K) and the normalised energies (B, N) of the coded blocks that ran; their
+    outputs (B, C, H', W') are appended to `outputs` when given (for the exit heads).
     """
     keeps = list(keeps) if keeps is not None else [None] * len(model.blocks)
     energies = []
@@ -39,6 +45,8 @@ def forward_from(
         h, e = b(h, keep)
         if e is not None:
             energies.append(e)
+            if outputs is not None:
+                outputs.append(h)
     return model.fc(h.mean((2, 3))), energies
 
 
@@ -72,19 +80,29 @@ def run_passes(
 
     Returns "logits" (M, K) of the full model (flip-averaged if flip_tta), "logits_plain" (without
     the flip) and "energies" (list
-    over coded blocks of (M, N)) when `full`; "binary" (M, K) with column k = class k's path logit
-    (the masked model, = the pruned class graph's output) when `class_paths`.
+    over coded blocks of (M, N)) when `full`, and then also "exit_head_predictions" ({coded block:
+    (M,) argmax of its exit head, no flip}) if the model has exit heads; "binary" (M, K) with
+    column k = class k's path logit (the masked model, = the pruned class graph's output) when
+    `class_paths`.
     """
+    from ..exit_heads import head_scores
+
     model.eval()
     coded = model.coded_blocks
     first = coded[0] if coded else len(model.blocks)
     masks = [model.keep_masks([k]) for k in range(model.cfg.num_classes)] if class_paths else []
+    heads = getattr(model, "exit_heads", None) if full else None
     logits, plain, energies, binary = [], [], [], []
+    exits: dict[int, list[np.ndarray]] = {b: [] for b in coded if heads is not None and b in heads.weights}
     for i in _batches(len(ds), batch_size, progress, desc):
         x = _input(model, ds.images[i : i + batch_size])  # (B, 3, H, W)
         h = forward_prefix(model, x, first)
         if full:
-            lg, en = forward_from(model, h, first)
+            outs: list[Tensor] = []
+            lg, en = forward_from(model, h, first, outputs=outs if exits else None)
+            for b, o in zip(coded, outs):
+                if b in exits:
+                    exits[b].append(head_scores(heads, b, o).argmax(1).numpy())
             plain.append(lg.float().numpy())
             if flip_tta:
                 lg = (lg + model(x.flip(3)).logits) / 2
@@ -98,6 +116,8 @@ def run_passes(
         out["logits"] = np.concatenate(logits)
         out["logits_plain"] = np.concatenate(plain)
         out["energies"] = [np.concatenate([e[j] for e in energies]) for j in range(len(coded))]
+        if heads is not None:
+            out["exit_head_predictions"] = {b: np.concatenate(p) for b, p in exits.items()}
     if class_paths:
         out["binary"] = np.concatenate(binary)
     return out

@@ -115,12 +115,11 @@ def _full_model_metrics(model, res: dict, test: ArrayDataset, cfg: EvalConfig) -
         float((early_decode(torch.from_numpy(e), w).argmin(1).numpy() == test.labels).mean())
         for e, w in zip(res["energies"], words)
     ]
-    heads = getattr(model, "exit_heads", None)
-    if heads is not None:  # what the early exits score with (exit_heads.py); one more pass, no flip
-        from ..exit_heads import head_accuracy
-
-        acc = head_accuracy(model, heads, test.images, test.labels)
-        m["exit_head_accuracy"] = [acc.get(b) for b in coded]
+    pred = res.get("exit_head_predictions")
+    if pred is not None:  # what the early exits score with (exit_heads.py), from the same pass; no flip
+        m["exit_head_accuracy"] = [
+            float((pred[b] == test.labels).mean()) if b in pred else None for b in coded
+        ]
     mean_e = [mean_energy_per_class(e, test.labels, model.cfg.num_classes) for e in res["energies"]]
     m["energy"] = {
         "blocks": coded,

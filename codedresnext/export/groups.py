@@ -5,18 +5,19 @@ count is a multiple of its block size (8 with AVX2, 16 with AVX-512). The cifar1
 stage has 10 branches of width 11: its 3x3 grouped convs ran in plain NCHW at about a third of the
 1x1 convs' speed per FLOP, between two layout reorders. That stage is uncoded, so every graph (full
 or pruned) runs it whole: a class graph, which saves FLOPs only in the coded stages, spends a larger
-share of its time there, and realised 0.93-0.95 of its FLOP ratio (benchmarks/results/
-class_efficiency.md). Each branch of such a block is therefore widened from d to a multiple of
-GROUP_ALIGN channels with zeros: reduce-conv rows (zero weight and bias, Relu(0) = 0), 3x3 rows and
-input columns, expand-conv columns. The same function, exactly; counting.py leaves the zeros out of
-parameters and FLOPs, the pruner reads the weights back unwidened.
+share of its time there, and realised 0.92-0.94 of its FLOP ratio on one thread
+(benchmarks/results/profile_graphs.md builds the graphs with and without what follows). Each
+branch of such a block is therefore widened from d to a multiple of GROUP_ALIGN channels with
+zeros: reduce-conv rows (zero weight and bias, Relu(0) = 0), 3x3 rows and input columns,
+expand-conv columns. The same function, exactly; counting.py leaves the zeros out of parameters and
+FLOPs, the pruner reads the weights back unwidened.
 
 Only uncoded blocks, only where widening costs at most GROUP_PAD_MAX per dimension, only fp32:
-measured on the cifar10 preset (2-core AVX-512 Xeon, batch 32), widening stage 1 (d 11 -> 16) left
-the full graph's speed as it was and made the class graph 4-7% faster; widening the coded stages
-(22 -> 32, 44 -> 48) made the full graph 3-10% slower. Presets with narrow branches (d = 4 or 6)
-would more than double their work and are left alone. FP16 and INT8 graphs do not use these kernels
-(quantize.py narrows the groups back).
+tried by hand on the cifar10 preset (2-core AVX-512 Xeon, batch 32, one thread), widening stage 1
+(d 11 -> 16) left the full graph's speed as it was and made the class graph 4-7% faster; widening
+the coded stages too (22 -> 32, 44 -> 48) made the full graph 3-10% slower. Presets with narrow
+branches (d = 4 or 6) would more than double their work and are left alone. FP16 and INT8 graphs
+do not use these kernels (quantize.py narrows the groups back).
 """
 
 from __future__ import annotations
@@ -110,10 +111,10 @@ def stored_widths(cfg: ModelConfig, arrays) -> list[tuple[BlockGeom, int]]:
     out = []
     for b in block_layout(cfg):
         t = arrays.get(names.w(b.index, "conv"))
-        if t is None:
+        if t is None or b.coded:
             continue
         rows = int(t.shape[0] if hasattr(t, "shape") else t.dims[0])
-        if rows == b.branches * b.width or b.coded:
+        if rows == b.branches * b.width:
             continue
         if rows != b.branches * group_width(b):
             raise GraphError(
