@@ -129,7 +129,8 @@ def main() -> int:
         "--no-spinning",
         action="store_true",
         help="ONNX Runtime threads without busy-wait (the library default); the results in "
-        "benchmarks/results/ were measured with busy-wait, ONNX Runtime's own default, on an idle machine",
+        "benchmarks/results/ were measured with busy-wait during each run (runtime.ort.session_options), "
+        "on an idle machine",
     )
     p.add_argument("--max-accuracy-loss", type=float, default=0.5)
     p.add_argument("--calib-limit", type=int, default=2500, help="images per held-out half")

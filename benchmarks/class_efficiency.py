@@ -1,8 +1,13 @@
 """Where a class graph's FLOP saving goes on a multi-core CPU: its speedup over the full graph / its
-FLOP ratio (the 0.95 goal of benchmarks/goals.py), measured three ways in one interleaved run:
+FLOP ratio (the 0.95 goal of benchmarks/goals.py), measured several ways in one interleaved run:
 
 - `1 thread`: one session, one intra-op thread, the other cores idle;
-- `N threads`: one session on all N cores (what `codedresnext bench` times by default);
+- `N threads`: one session on all N cores, workers sleeping between ops (what `codedresnext bench`
+  times by default);
+- `N threads, spinning`: workers busy-wait between ops while a run is in flight and stop when it
+  returns (runtime.ort.session_options, `codedresnext bench --spinning`);
+- `N threads, spinning kept`: ONNX Runtime's own default, workers keep spinning after a run: the
+  previous graph's workers then hold a core while the next graph starts;
 - `N streams`: N sessions of one thread each, called concurrently (N batches in flight; the cores
   are as busy as with N threads, but no operator is split across them).
 
@@ -39,11 +44,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 class Mode:
     """`streams` sessions of `threads` intra-op threads each; one call = one batch per stream."""
 
-    def __init__(self, name: str, path: Path, threads: int, streams: int, pool: ThreadPoolExecutor):
-        from codedresnext.runtime.ort import create_session
+    def __init__(
+        self, name: str, path: Path, threads: int, streams: int, spin: str, pool: ThreadPoolExecutor
+    ):
+        import onnxruntime as ort
+
+        from codedresnext.runtime.ort import session_options
 
         self.name, self.streams, self.pool = name, streams, pool
-        self.sessions = [create_session(path, threads=threads) for _ in range(streams)]
+        so = session_options(threads=threads, spinning=spin != "off", stop_spinning=spin != "kept")
+        self.sessions = [
+            ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]) for _ in range(streams)
+        ]
         self.input = self.sessions[0].get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> None:
@@ -71,12 +83,18 @@ def measure(
     flop_ratio = full.flops / graph.flops
     x = np.random.default_rng(seed).standard_normal((batch, 3, *full.inputs[0].shape[2:])).astype(np.float32)
     pool = ThreadPoolExecutor(max_workers=cores)
-    layouts = {"1 thread": (1, 1), f"{cores} threads": (cores, 1), f"{cores} streams x 1 thread": (1, cores)}
+    layouts = {  # name: (threads per session, sessions, spinning: off / during runs / kept after them)
+        "1 thread": (1, 1, "off"),
+        f"{cores} threads": (cores, 1, "off"),
+        f"{cores} threads, spinning": (cores, 1, "run"),
+        f"{cores} threads, spinning kept": (cores, 1, "kept"),
+        f"{cores} streams x 1 thread": (1, cores, "off"),
+    }
     if cores == 1:
-        layouts = {"1 thread": (1, 1)}
+        layouts = {"1 thread": (1, 1, "off")}
     modes = {
-        (m, g.name): Mode(m, directory / g.file, threads, streams, pool)
-        for m, (threads, streams) in layouts.items()
+        (m, g.name): Mode(m, directory / g.file, threads, streams, spin, pool)
+        for m, (threads, streams, spin) in layouts.items()
         for g in (full, graph)
     }
     for mode in modes.values():  # warm-up: first calls allocate and pick kernels
@@ -95,7 +113,7 @@ def measure(
                 pairs[m].append((t[full.name], t[graph.name]))
     pool.shutdown()
     rows = []
-    for m, (threads, streams) in layouts.items():
+    for m, (threads, streams, spin) in layouts.items():
         f, c = (np.array([p[k] for p in pairs[m]]) for k in (0, 1))
         eff = f / c / flop_ratio
         rows.append(
@@ -103,6 +121,7 @@ def measure(
                 "mode": m,
                 "threads_per_session": threads,
                 "streams": streams,
+                "spinning": spin,
                 "full_sps": float(streams * batch / np.median(f)),
                 "class_sps": float(streams * batch / np.median(c)),
                 "efficiency_median": float(np.median(eff)),

@@ -10,8 +10,10 @@
     .venv/bin/python benchmarks/profile_graphs.py DIR/full.onnx DIR/class_cat.onnx [--iters 6] [--sessions 5]
         any exported graphs; prints the table (--json FILE writes the numbers)
 
-Each graph gets its own session with SessionOptions.enable_profiling; the graphs are run in turn
-(interleaved, so a background load hits all alike) and the profiler's per-node kernel times are
+Each graph gets its own session (runtime.ort.session_options with spinning, plus
+enable_profiling); the graphs are run in turn (interleaved, so a background load hits all alike;
+a session's workers stop spinning when its run returns, else they would hold a core while the next
+graph starts) and the profiler's per-node kernel times are
 summed into categories by node name (builder.py's stable names survive ONNX Runtime's fusions as
 prefixes): the convolutions of each role, the energy path, the normalisation, residual Add/ReLU,
 the alignment Pads and the NCHWc layout reorders ONNX Runtime inserts. The wall-clock medians give
@@ -70,13 +72,13 @@ def profile(
     """{label: {"wall_median_ms", "kernel_ms": {category: ms per call}}} for the graphs at `paths`."""
     import onnxruntime as ort
 
+    from codedresnext.runtime.ort import session_options
+
     labels = labels or [str(p) for p in paths]
     sessions, wall = {}, collections.defaultdict(list)
     for label, p in zip(labels, paths):
-        so = ort.SessionOptions()
+        so = session_options(threads=threads, spinning=True)  # workers spin during a run only
         so.enable_profiling = True
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
         tag = "".join(c if c.isalnum() else "-" for c in label)[-60:]  # one trace file per graph
         so.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"codedresnext-profile-{tag}")
         s = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])

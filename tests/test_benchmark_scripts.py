@@ -137,8 +137,14 @@ def test_class_efficiency_pairs_full_and_class_calls_in_every_core_layout(tmp_pa
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path / "class_efficiency.json").read_text())
     assert res["class_graph"] == "class_cat" and res["flop_ratio"] > 1.0
-    layouts = [(m["mode"], m["threads_per_session"], m["streams"]) for m in res["modes"]]
-    assert layouts == [("1 thread", 1, 1), ("2 threads", 2, 1), ("2 streams x 1 thread", 1, 2)]
+    layouts = [(m["mode"], m["threads_per_session"], m["streams"], m["spinning"]) for m in res["modes"]]
+    assert layouts == [
+        ("1 thread", 1, 1, "off"),
+        ("2 threads", 2, 1, "off"),
+        ("2 threads, spinning", 2, 1, "run"),
+        ("2 threads, spinning kept", 2, 1, "kept"),
+        ("2 streams x 1 thread", 1, 2, "off"),
+    ]
     for m in res["modes"]:
         assert m["pairs"] == 4  # rounds x calls
         assert m["efficiency_p25"] <= m["efficiency_median"] <= m["efficiency_p75"]

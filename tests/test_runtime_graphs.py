@@ -347,6 +347,23 @@ def test_ort_backend_matches_numpy_reference(export_dir, real_images):
     assert info["providers"] == ["CPUExecutionProvider"]
 
 
+@pytest.mark.parametrize(
+    "kw, allow, stop",
+    [
+        ({}, "0", "1"),  # the library default: workers sleep between ops
+        ({"spinning": True}, "1", "1"),  # spin while a run is in flight, stop when it returns
+        ({"spinning": True, "stop_spinning": False}, "1", "0"),  # ONNX Runtime's own default
+    ],
+)
+def test_session_options_spin_only_during_a_run(kw, allow, stop):
+    from codedresnext.runtime.ort import session_options
+
+    so = session_options(threads=3, **kw)
+    assert so.intra_op_num_threads == 3 and so.inter_op_num_threads == 1
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == allow
+    assert so.get_session_config_entry("session.force_spinning_stop") == stop
+
+
 def test_backend_timing_records_each_call(export_dir):
     from codedresnext.runtime import open_backend
 

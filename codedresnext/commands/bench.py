@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--spinning",
         action="store_true",
-        help="ONNX Runtime intra-op threads busy-wait (cores you own; off: a shared CPU stays usable)",
+        help="ONNX Runtime intra-op threads busy-wait between ops while a run is in flight (faster on "
+        "cores you own; off: a shared CPU stays usable)",
     )
     p.add_argument(
         "--graphs",

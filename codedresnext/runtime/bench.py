@@ -294,10 +294,11 @@ def run_bench(
 ) -> dict:
     """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
 
-    spinning: ONNX Runtime intra-op threads busy-wait between ops (lower latency on cores the
-    process owns; off by default because it steals a shared CPU). streams > 1 (ONNX Runtime only,
-    trtexec's --streams): each graph gets `streams` sessions of threads // streams intra-op threads,
-    called at once, so that no operator is split across cores. backend_options go to every
+    spinning: ONNX Runtime intra-op threads busy-wait between ops while a run is in flight (lower
+    latency on cores the process owns; off by default because it steals a shared CPU).
+    streams > 1 (ONNX Runtime only, trtexec's --streams): each graph gets `streams` sessions of
+    threads // streams intra-op threads, called at once, so that no operator is split across
+    cores. backend_options go to every
     graph's backend (torch: device, cuda_graph; trt: the batch profile, which defaults to
     (min, max, max) of `batches` so that every benchmarked batch is inside it)."""
     directory = Path(directory)

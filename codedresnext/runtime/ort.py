@@ -4,7 +4,12 @@
 evaluation all use it): threads are always explicit (intra-op = `threads`, default os.cpu_count();
 inter-op = 1, sequential execution) so benchmark numbers say what they ran with, and intra-op
 spinning is off unless asked for (busy-waiting worker threads steal a shared CPU from the other
-processes on it; `spinning=True` is for cores the process owns).
+processes on it; `spinning=True` is for cores the process owns). A spinning session spins only
+while one of its runs is in flight: ONNX Runtime's own default keeps the workers spinning after
+`run` returns, which steals cores from the next session's run in the same process (one detector
+after another: on 2 cores the next graph's first blocks ran at one-thread speed, and a class graph
+realised 0.89 of its FLOP saving next to the full graph instead of 0.95;
+benchmarks/results/class_efficiency.md).
 """
 
 from __future__ import annotations
@@ -46,6 +51,22 @@ def default_threads(threads: int | None) -> int:
     return int(threads or os.cpu_count() or 1)
 
 
+def session_options(*, threads: int | None = None, spinning: bool = False, stop_spinning: bool = True) -> Any:
+    """The onnxruntime.SessionOptions every session here is made with (see module docstring).
+    stop_spinning=False is ONNX Runtime's default (workers keep spinning after a run), for
+    benchmarks that show what it costs."""
+    ort = require("onnxruntime", "onnxruntime", "the ONNX Runtime backend")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = default_threads(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.force_spinning_stop", "1" if stop_spinning else "0")
+    return so
+
+
 def create_session(
     model: str | os.PathLike | bytes,
     *,
@@ -62,14 +83,7 @@ def create_session(
         model = Path(model)
         if not model.is_file():
             raise GraphError(f"graph file {model} does not exist")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = default_threads(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if not spinning:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so = session_options(threads=threads, spinning=spinning)
     providers = resolve_providers(provider, ort.get_available_providers())
     src = model if isinstance(model, bytes) else str(model)
     try:
