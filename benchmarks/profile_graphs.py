@@ -162,17 +162,17 @@ def _lose_batch(path: Path) -> None:
 
 def _export(out: Path, preset: str, cls: str, align: int, keep_batch: bool, widen: bool) -> dict[str, float]:
     """full + class graph of `preset` built with builder.EXPAND_ALIGN = align and the trunk's groups
-    widened or not (groups.GROUP_PAD_MAX 1: none qualifies); {graph: FLOPs}."""
+    widened or not (groups.GROUP_COST_MAX 1: none qualifies); {graph: FLOPs}."""
     from codedresnext.artifact import load_manifest
     from codedresnext.export import builder, export_graphs, groups
 
-    saved = builder.EXPAND_ALIGN, groups.GROUP_PAD_MAX
+    saved = builder.EXPAND_ALIGN, groups.GROUP_COST_MAX
     builder.EXPAND_ALIGN = align
-    groups.GROUP_PAD_MAX = saved[1] if widen else 1.0
+    groups.GROUP_COST_MAX = saved[1] if widen else 1.0
     try:
         export_graphs(out=out, preset=preset, classes=[cls], verify=False, overwrite=True, progress=False)
     finally:
-        builder.EXPAND_ALIGN, groups.GROUP_PAD_MAX = saved
+        builder.EXPAND_ALIGN, groups.GROUP_COST_MAX = saved
     if not keep_batch:
         for g in ("full.onnx", f"class_{cls}.onnx"):
             _lose_batch(out / g)

@@ -17,7 +17,7 @@ Energies and normalisation are float32 even in an FP16 graph (only h / sqrt(n2) 
 Dividing h (nk*d channels) instead of the expand output (C channels) is the same function up to
 float rounding and cheaper, most of all in pruned graphs, whose h shrinks while C does not. Where
 nk*d is not a multiple of EXPAND_ALIGN, h is zero-padded to one before the expand (`_expand`). In
-fp32 graphs the shared trunk's narrow groups are widened with zero channels (groups.py).
+fp32 graphs the shared trunk's narrow groups are re-laid with zero channels (groups.py).
 """
 
 from __future__ import annotations
@@ -228,10 +228,11 @@ def _block(
     nc = len(computed)
     parts = (names.w(i, "reduce"), names.b(i, "reduce"), names.w(i, "conv"), names.b(i, "conv"))
     t = {k: W[k][ch] for k in parts}
-    width = d if spec.fp16 else groups.group_width(b)  # > d: zero channels in each group (groups.py)
-    if width != d:
+    # fp32: the shared trunk's branches m per group, zero channels in each (groups.py)
+    layout = groups.model_layout(b) if spec.fp16 else groups.layouts(cfg)[i]
+    if layout != groups.model_layout(b):
         t[names.w(i, "expand")] = W[names.w(i, "expand")][:, ch]
-        t = groups.block_tensors(t, b, d, width)
+        t = groups.block_tensors(t, b, groups.model_layout(b), layout)
     h = g.conv(
         x,
         f"{p}/reduce",
@@ -249,9 +250,9 @@ def _block(
         wname=names.w(i, "conv"),
         bname=names.b(i, "conv"),
         stride=b.stride,
-        group=nc,
+        group=nc // layout[0],
     )
-    h = g.op("Relu", [h], f"{p}/conv_relu")  # (B, nc*d, H', W')
+    h = g.op("Relu", [h], f"{p}/conv_relu")  # (B, nc*d, H', W') in the model's layout
     if b.projection:
         sc = g.conv(
             x,

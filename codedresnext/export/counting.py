@@ -45,15 +45,15 @@ def _alignment(model) -> dict[int, int]:
 
 
 def _group_share(model) -> dict[str, float]:
-    """{tensor name: share of its elements that is model, not zero channels} for the blocks whose
-    groups the builder widened (groups.py): rows and the expand's columns d / width, the 3x3
-    weight (d / width) ** 2."""
+    """{tensor name: share of its elements that is model, not zero channels} for the blocks the
+    builder stored m branches per group of w channels (groups.py): rows and the expand's columns
+    m d / w, the 3x3 weight m d^2 / w^2."""
     out = {}
-    for b, width in groups.model_widths(model):
-        r = b.width / width
+    for b, (m, w) in groups.model_layouts(model):
+        r = m * b.width / w
         for part in ("reduce.weight", "reduce.bias", "conv.bias", "expand.weight"):
             out[f"block{b.index}/{part}"] = r
-        out[f"block{b.index}/conv.weight"] = r * r
+        out[f"block{b.index}/conv.weight"] = r * b.width / w
     return out
 
 

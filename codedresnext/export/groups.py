@@ -1,23 +1,26 @@
 """Zero channels inside the groups of the shared trunk's grouped convs, for ONNX Runtime's fp32 kernels.
 
 ONNX Runtime's CPU layout optimisation (NCHWc) takes a grouped conv only when every group's channel
-count is a multiple of its block size (8 with AVX2, 16 with AVX-512). The cifar10 preset's first
-stage has 10 branches of width 11: its 3x3 grouped convs ran in plain NCHW at about a third of the
-1x1 convs' speed per FLOP, between two layout reorders. That stage is uncoded, so every graph (full
-or pruned) runs it whole: a class graph, which saves FLOPs only in the coded stages, spends a larger
-share of its time there, and realised 0.92-0.94 of its FLOP ratio on one thread
-(benchmarks/results/profile_graphs.md builds the graphs with and without what follows). Each
-branch of such a block is therefore widened from d to a multiple of GROUP_ALIGN channels with
-zeros: reduce-conv rows (zero weight and bias, Relu(0) = 0), 3x3 rows and input columns,
-expand-conv columns. The same function, exactly; counting.py leaves the zeros out of parameters and
-FLOPs, the pruner reads the weights back unwidened.
+count is a multiple of its block size (8 with AVX2, 16 with AVX-512). The presets' first stages are
+uncoded, with 10-20 branches of 4-11 channels: their 3x3 grouped convs ran in plain NCHW (cifar100's
+6-channel groups at 16 GFLOP/s against 100-120 for the 1x1 convs), between two layout reorders.
+Every graph (full or pruned) runs that stage whole, so a class graph, which saves FLOPs only in the
+coded stages, spends a larger share of its time there and realised 0.92 of its FLOP ratio
+(benchmarks/results/profile_graphs*.md). Such a block's branches are therefore stored in a layout
+(m, w): m branches per group of the 3x3 conv (block-diagonal weights, zero between branches), each
+group padded with zero channels to w, a multiple of GROUP_ALIGN: reduce-conv rows (zero weight and
+bias, Relu(0) = 0), 3x3 rows and input columns, expand-conv columns. The same function, exactly;
+counting.py leaves the zeros out of parameters and FLOPs, the pruner reads the weights back in the
+model's layout (1, d).
 
-Only uncoded blocks, only where widening costs at most GROUP_PAD_MAX per dimension, only fp32:
-tried by hand on the cifar10 preset (2-core AVX-512 Xeon, batch 32, one thread), widening stage 1
-(d 11 -> 16) left the full graph's speed as it was and made the class graph 4-7% faster; widening
-the coded stages too (22 -> 32, 44 -> 48) made the full graph 3-10% slower. Presets with narrow
-branches (d = 4 or 6) would more than double their work and are left alone. FP16 and INT8 graphs
-do not use these kernels (quantize.py narrows the groups back).
+A stage's layout is the one of fewest multiply-adds (1x1 convs x w / (m d), 3x3 conv x w^2 /
+(m d^2)), fewer groups on a tie, taken only if it costs at most GROUP_COST_MAX times the stage's
+own multiply-adds; only uncoded stages, only fp32. Tried by hand (2-core AVX-512 Xeon, batch 32, one
+thread): cifar10 stage 1 (10 x 11) -> (1, 16), 1.57x the multiply-adds: full graph as fast, class
+graph 4-7% faster; cifar100 stage 1 (20 x 6) -> (5, 32), 1.56x: full graph 0-7% faster, class
+graph 7-14% faster ((2, 16) at 1.57x: 2-4%; (1, 16), 3.1x: both slower); widening the coded
+stages too (22 -> 32, 44 -> 48) made the cifar10 full graph 3-10% slower. FP16 and INT8 graphs do
+not use these kernels (quantize.py narrows the groups back).
 """
 
 from __future__ import annotations
@@ -33,41 +36,84 @@ from . import names
 from .layout import BlockGeom, block_layout
 
 GROUP_ALIGN = 16  # NCHWc block size with AVX-512 (a multiple of AVX2's 8)
-GROUP_PAD_MAX = 1.5  # widen d only if the aligned width is at most this many times d
+GROUP_COST_MAX = 1.6  # re-lay a block only if that costs at most this many times its multiply-adds
+
+Layout = tuple[int, int]  # (branches per group, channels per group)
 
 
-def group_width(b: BlockGeom) -> int:
-    """Channels per group block b's fp32 graphs carry (d, or d widened with zeros; see module doc)."""
-    d = b.width
-    wide = -(-d // GROUP_ALIGN) * GROUP_ALIGN
-    if b.coded or b.branches < 2 or wide == d or wide > GROUP_PAD_MAX * d:
-        return d
-    return wide
+def model_layout(b: BlockGeom) -> Layout:
+    return (1, b.width)
 
 
-def widen(a: np.ndarray, axis: int, groups: int, d: int, width: int) -> np.ndarray:
-    """(.., groups*d, ..) -> (.., groups*width, ..): zeros after each group's d channels."""
-    if width == d:
-        return a
+def _cost(b: BlockGeom, layout: Layout) -> float:
+    """Multiply-adds of block b, one sample, with its branches stored in `layout`."""
+    m, w = layout
+    nd, d = b.branches * b.width, b.width
+    grow, grow3 = w / (m * d), w * w / (m * d * d)  # 1x1 convs' channels, 3x3 conv's weight
+    return nd * (b.c_in * b.size_in**2 + b.c_out * b.size_out**2) * grow + nd * d * 9 * b.size_out**2 * grow3
+
+
+def layouts(cfg: ModelConfig) -> dict[int, Layout]:
+    """{block index: the layout its fp32 graphs store} (see module doc): one per uncoded stage,
+    chosen on the stage's multiply-adds; model_layout where none pays."""
+    blocks = block_layout(cfg)
+    out = {b.index: model_layout(b) for b in blocks}
+    for stage in sorted({b.stage for b in blocks}):
+        bs = [b for b in blocks if b.stage == stage]
+        d, n = bs[0].width, bs[0].branches
+        if bs[0].coded or n < 2 or d % GROUP_ALIGN == 0:
+            continue
+        options = [(m, -(-m * d // GROUP_ALIGN) * GROUP_ALIGN) for m in range(1, n + 1) if n % m == 0]
+        cost = {lay: sum(_cost(b, lay) for b in bs) for lay in options}
+        best = min(options, key=lambda lay: (cost[lay], n // lay[0]))  # a tie: fewer groups
+        if cost[best] <= GROUP_COST_MAX * sum(_cost(b, model_layout(b)) for b in bs):
+            out.update({b.index: best for b in bs})
+    return out
+
+
+def positions(n: int, d: int, layout: Layout) -> np.ndarray:
+    """Stored channel of each of the n*d model channels (branch-major) in `layout`."""
+    m, w = layout
+    br, j = np.divmod(np.arange(n * d), d)
+    return (br // m) * w + (br % m) * d + j
+
+
+def widen(a: np.ndarray, axis: int, n: int, d: int, layout: Layout) -> np.ndarray:
+    """(.., n*d, ..) -> (.., n/m*w, ..): the model channels at their stored positions, zeros between."""
+    m, w = layout
     shape = list(a.shape)
-    a = a.reshape(shape[:axis] + [groups, d] + shape[axis + 1 :])
-    pad = [(0, 0)] * a.ndim
-    pad[axis + 1] = (0, width - d)
-    return np.pad(a, pad).reshape(shape[:axis] + [groups * width] + shape[axis + 1 :])
+    shape[axis] = n // m * w
+    out = np.zeros(shape, a.dtype)
+    idx = [slice(None)] * a.ndim
+    idx[axis] = positions(n, d, layout)
+    out[tuple(idx)] = a
+    return out
 
 
-def narrow(a: np.ndarray, axis: int, groups: int, width: int, d: int) -> np.ndarray:
-    """Inverse of `widen`: (.., groups*width, ..) -> (.., groups*d, ..), keeping each group's first d."""
-    if width == d:
-        return a
-    shape = list(a.shape)
-    a = a.reshape(shape[:axis] + [groups, width] + shape[axis + 1 :])
-    a = np.take(a, np.arange(d), axis=axis + 1)
-    return a.reshape(shape[:axis] + [groups * d] + shape[axis + 1 :])
+def narrow(a: np.ndarray, axis: int, n: int, d: int, layout: Layout) -> np.ndarray:
+    """Inverse of `widen`: the n*d model channels of a tensor stored in `layout`."""
+    return np.take(a, positions(n, d, layout), axis=axis)
 
 
-# (weight name, axis) of a block's tensors that carry its groups' channels; the 3x3 conv's input
-# axis (1) holds one group's channels, handled apart
+def _conv_widen(a: np.ndarray, n: int, d: int, layout: Layout) -> np.ndarray:
+    """3x3 weight (n*d, d, k, k) -> (n/m*w, w, k, k): each branch's d x d block on the diagonal."""
+    m, w = layout
+    out = np.zeros((n // m * w, w, *a.shape[2:]), a.dtype)
+    rows = positions(n, d, layout)
+    for br in range(n):
+        col = (br % m) * d
+        out[rows[br * d : (br + 1) * d], col : col + d] = a[br * d : (br + 1) * d]
+    return out
+
+
+def _conv_narrow(a: np.ndarray, n: int, d: int, layout: Layout) -> np.ndarray:
+    m, _ = layout
+    rows = a[positions(n, d, layout)]  # (n*d, w, k, k)
+    cols = (np.arange(n * d) // d % m) * d  # first input column of each row's branch in its group
+    return np.stack([rows[r, c : c + d] for r, c in enumerate(cols)])
+
+
+# (weight name, axis) of a block's tensors that carry its branches' channels
 _GROUPED = (
     ("reduce.weight", 0),
     ("reduce.bias", 0),
@@ -77,56 +123,64 @@ _GROUPED = (
 )
 
 
-def block_tensors(arrays: dict[str, np.ndarray], b: BlockGeom, frm: int, to: int) -> dict[str, np.ndarray]:
-    """Block b's grouped tensors in `arrays` (by names.*) re-laid from `frm` to `to` channels per
-    group (widen or narrow); the expand weight may carry trailing alignment columns (builder._expand),
-    which are dropped."""
+def block_tensors(
+    arrays: dict[str, np.ndarray], b: BlockGeom, frm: Layout, to: Layout
+) -> dict[str, np.ndarray]:
+    """Block b's grouped tensors in `arrays` (by names.*) re-laid from layout `frm` to `to`; the
+    expand weight may carry trailing alignment columns (builder._expand), which are dropped."""
     out = {}
-    n, i = b.branches, b.index
+    n, d, i = b.branches, b.width, b.index
     for part, axis in _GROUPED:
         key = f"block{i}/{part}"
         a = arrays[key]
         if part == "expand.weight":
-            a = a[:, : n * frm]
-        a = widen(a, axis, n, frm, to) if to > frm else narrow(a, axis, n, frm, to)
+            a = a[:, : n // frm[0] * frm[1]]
         if part == "conv.weight":
-            a = np.pad(a, [(0, 0), (0, to - frm), (0, 0), (0, 0)]) if to > frm else a[:, :to]
+            a = a if frm == model_layout(b) else _conv_narrow(a, n, d, frm)
+            a = a if to == model_layout(b) else _conv_widen(a, n, d, to)
+        else:
+            a = a if frm == model_layout(b) else narrow(a, axis, n, d, frm)
+            a = a if to == model_layout(b) else widen(a, axis, n, d, to)
         out[key] = np.ascontiguousarray(a)
     return out
 
 
 def unwiden(cfg: ModelConfig, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Weights read back from an fp32 graph with the model's own widths (d), for the pruner."""
+    """Weights read back from an fp32 graph in the model's own layout, for the pruner."""
     out = dict(weights)
-    for b, width in stored_widths(cfg, weights):
-        out.update(block_tensors(out, b, width, b.width))
+    for b, layout in stored_layouts(cfg, weights):
+        out.update(block_tensors(out, b, layout, model_layout(b)))
     return out
 
 
-def stored_widths(cfg: ModelConfig, arrays) -> list[tuple[BlockGeom, int]]:
-    """[(block, channels per group as stored)] for the blocks whose stored groups are wider than d.
+def stored_layouts(cfg: ModelConfig, arrays) -> list[tuple[BlockGeom, Layout]]:
+    """[(block, stored layout)] for the blocks not stored in the model's layout.
 
-    `arrays`: {name: array or TensorProto}; a stored width that is neither d nor group_width(b) is
-    a graph this builder did not write."""
+    `arrays`: {name: array or TensorProto}; a stored layout that is neither the model's nor
+    layouts(cfg) chooses is a graph this builder did not write."""
     out = []
+    chosen = layouts(cfg)
     for b in block_layout(cfg):
         t = arrays.get(names.w(b.index, "conv"))
         if t is None or b.coded:
             continue
-        rows = int(t.shape[0] if hasattr(t, "shape") else t.dims[0])
-        if rows == b.branches * b.width:
+        dims = tuple(int(v) for v in (t.shape if hasattr(t, "shape") else t.dims))
+        n, d = b.branches, b.width
+        groups = dims[0] // dims[1] if dims[1] and dims[0] % dims[1] == 0 else 0
+        stored = (n // groups, dims[1]) if groups and n % groups == 0 else (0, 0)  # n/m groups of w
+        if stored == model_layout(b):
             continue
-        if rows != b.branches * group_width(b):
+        if stored != chosen[b.index]:
             raise GraphError(
-                f"block{b.index}/conv has {rows} output channels; the model config says "
-                f"{b.branches} x {b.width}: this graph was not written by codedresnext export"
+                f"block{b.index}/conv has weight shape {dims}; the model config says {n} branches "
+                f"of {d} channels: this graph was not written by codedresnext export"
             )
-        out.append((b, group_width(b)))
+        out.append((b, stored))
     return out
 
 
-def model_widths(model) -> list[tuple[BlockGeom, int]]:
-    """stored_widths of an ONNX graph, from the model config in its metadata ([] without one)."""
+def model_layouts(model) -> list[tuple[BlockGeom, Layout]]:
+    """stored_layouts of an ONNX graph, from the model config in its metadata ([] without one)."""
     try:
         meta = read_metadata(model)
     except GraphError:
@@ -134,23 +188,29 @@ def model_widths(model) -> list[tuple[BlockGeom, int]]:
     if not isinstance(meta.get(META_MODEL_CONFIG), dict):
         return []
     cfg = ModelConfig.from_dict(meta[META_MODEL_CONFIG])
-    return stored_widths(cfg, {t.name: t for t in model.graph.initializer})
+    return stored_layouts(cfg, {t.name: t for t in model.graph.initializer})
 
 
-def narrowed(model, to: Callable[[BlockGeom], int]):
-    """A copy of an ONNX graph whose widened groups carry `to(block)` channels each (d <= to <= stored)."""
+def relaid(model, to: Callable[[BlockGeom], Layout]):
+    """A copy of an ONNX graph whose re-laid blocks are stored in layout `to(block)` instead (their
+    3x3 conv's group count follows)."""
     import copy
 
     from onnx import numpy_helper
 
-    widths = model_widths(model)
-    if not widths:
+    layouts = model_layouts(model)
+    if not layouts:
         return model
     model = copy.deepcopy(model)
     inits = {t.name: t for t in model.graph.initializer}
-    for b, width in widths:
+    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+    for b, layout in layouts:
         keys = [f"block{b.index}/{part}" for part, _ in _GROUPED]
         arrays = {k: numpy_helper.to_array(inits[k]) for k in keys}
-        for k, a in block_tensors(arrays, b, width, to(b)).items():
+        new = to(b)
+        for k, a in block_tensors(arrays, b, layout, new).items():
             inits[k].CopyFrom(numpy_helper.from_array(a, k))
+        for attr in convs[f"block{b.index}/conv"].attribute:
+            if attr.name == "group":
+                attr.i = b.branches // new[0]
     return model

@@ -139,7 +139,7 @@ def calibrate(
     batches = list(batches)
     if not batches:
         raise CodedResNeXtError("no calibration images")
-    full_model = groups.narrowed(full_model, lambda b: b.width)  # ranges of the model's own channels
+    full_model = groups.relaid(full_model, groups.model_layout)  # ranges of the model's own channels
     input_name = full_model.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="codedresnext-calib-") as tmp:
         src = Path(tmp) / "full.onnx"
@@ -231,9 +231,9 @@ def without_alignment(model):
     The integer 1x1 convolutions still run faster on an aligned channel count, so where h comes
     straight from the grouped 3x3 conv (uncoded blocks) each group gets zero output channels instead
     (`_widen_groups`: a few more output rows of that conv, no copy); elsewhere (the normalised h of a
-    coded block) the Pad and the weight's zero columns are dropped. The fp32 trunk's groups widened
-    to 16 channels (groups.py) are first narrowed back: the integer kernels do not use NCHWc, so
-    the INT8 graph is what it would be without that widening.
+    coded block) the Pad and the weight's zero columns are dropped. The fp32 trunk's groups re-laid
+    for NCHWc (groups.py) are first put back in the model's layout: the integer kernels do not use
+    NCHWc, so the INT8 graph is what it would be without that re-laying.
     """
     import copy
 
@@ -241,8 +241,8 @@ def without_alignment(model):
 
     from .builder import EXPAND_ALIGN
 
-    widened = groups.model_widths(model)  # the fp32 trunk's zero channels go (groups.py) ...
-    model = copy.deepcopy(groups.narrowed(model, lambda b: b.width))
+    widened = groups.model_layouts(model)  # the fp32 trunk's zero channels go (groups.py) ...
+    model = copy.deepcopy(groups.relaid(model, groups.model_layout))
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
@@ -298,9 +298,9 @@ def _widen_groups(h: str, expand_w: np.ndarray, inits: dict, producer: dict, rea
         return expand_w
     q = next(q for q in range(1, EXPAND_ALIGN + 1) if n * (d + q) % EXPAND_ALIGN == 0)
 
-    for k, a in ((1, widen(w, 0, n, d, d + q)), (2, widen(b, 0, n, d, d + q))):
+    for k, a in ((1, widen(w, 0, n, d, (1, d + q))), (2, widen(b, 0, n, d, (1, d + q)))):
         inits[conv.input[k]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a), conv.input[k]))
-    return widen(expand_w, 1, n, d, d + q)
+    return widen(expand_w, 1, n, d, (1, d + q))
 
 
 def full_weights(full_model) -> dict[str, np.ndarray]:
