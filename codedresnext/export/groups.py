@@ -17,10 +17,10 @@ A stage's layout is the one of fewest multiply-adds (1x1 convs x w / (m d), 3x3 
 (m d^2)), fewer groups on a tie, taken only if it costs at most GROUP_COST_MAX times the stage's
 own multiply-adds; only uncoded stages, only fp32. Tried by hand (2-core AVX-512 Xeon, batch 32, one
 thread): cifar10 stage 1 (10 x 11) -> (1, 16), 1.57x the multiply-adds: full graph as fast, class
-graph 4-7% faster; cifar100 stage 1 (20 x 6) -> (5, 32), 1.56x: full graph 0-7% faster, class
+graph 4-7% faster; cifar100 stage 1 (20 x 6) -> (5, 32), 1.56x: full graph 0-4% faster, class
 graph 7-14% faster ((2, 16) at 1.57x: 2-4%; (1, 16), 3.1x: both slower); widening the coded
 stages too (22 -> 32, 44 -> 48) made the cifar10 full graph 3-10% slower. FP16 and INT8 graphs do
-not use these kernels (quantize.py narrows the groups back).
+not use these kernels (quantize.py puts the groups back).
 """
 
 from __future__ import annotations
