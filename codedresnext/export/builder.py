@@ -145,10 +145,9 @@ def _i64(*v: int) -> np.ndarray:
     return np.array(v, dtype=np.int64)
 
 
-def _expand(
-    g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, ch: np.ndarray, we: np.ndarray | None = None
-) -> str:
-    """Block i's expand conv on h (the input channels `ch` of the full weight), channel-aligned.
+def _expand(g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, we: np.ndarray) -> str:
+    """Block i's expand conv on h with weight `we` (the full weight's columns of h's channels, as
+    sliced by the caller: the pruner's weights may carry padding), channel-aligned.
 
     ONNX Runtime's CPU layout optimisation (NCHWc) takes a 1x1 conv only when its input channel
     count is a multiple of EXPAND_ALIGN; otherwise the conv runs in plain NCHW and its (B, C_out,
@@ -157,8 +156,6 @@ def _expand(
     channels) and the weight gets as many zero input columns: the same function, exactly.
     counting.py leaves the padding out of parameters and FLOPs.
     """
-    if we is None:  # the pruner's weights may already carry padding: slice first
-        we = W[names.w(i, "expand")][:, ch]
     pad = -we.shape[1] % EXPAND_ALIGN
     if pad:
         pads = g.const(names.expand_align(i) + "_pads", _i64(0, 0, 0, 0, 0, pad, 0, 0))
@@ -228,10 +225,10 @@ def _block(
     nc = len(computed)
     parts = (names.w(i, "reduce"), names.b(i, "reduce"), names.w(i, "conv"), names.b(i, "conv"))
     t = {k: W[k][ch] for k in parts}
+    t[names.w(i, "expand")] = W[names.w(i, "expand")][:, ch]
     # fp32: the shared trunk's branches m per group, zero channels in each (groups.py)
     layout = groups.model_layout(b) if spec.fp16 else groups.layouts(cfg)[i]
     if layout != groups.model_layout(b):
-        t[names.w(i, "expand")] = W[names.w(i, "expand")][:, ch]
         t = groups.block_tensors(t, b, groups.model_layout(b), layout)
     h = g.conv(
         x,
@@ -266,7 +263,7 @@ def _block(
     else:
         sc = x
     if not b.coded:
-        y = _expand(g, W, i, h, ch, t.get(names.w(i, "expand")))
+        y = _expand(g, W, i, h, t[names.w(i, "expand")])
         s = g.op("Add", [y, sc], f"{p}/residual")
         return g.op("Relu", [s], f"{p}/out"), None
     if spec.masked and keep is not None:
@@ -330,7 +327,7 @@ def _block(
     sq = g.op("Sqrt", [n2], f"{p}/norm")
     sq = g.op("Unsqueeze", [sq, g.shared("const/axes_23", _i64(2, 3))], f"{p}/norm4")  # (B, 1, 1, 1)
     hs = g.op("Div", [h, g.to_act(sq, f"{p}/norm_act")], f"{p}/normalised")
-    y = _expand(g, W, i, hs, _channels(computed, d))
+    y = _expand(g, W, i, hs, W[names.w(i, "expand")][:, _channels(computed, d)])
     s = g.op("Add", [y, sc], f"{p}/residual")
     return g.op("Relu", [s], f"{p}/out"), en
 

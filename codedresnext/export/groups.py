@@ -193,7 +193,7 @@ def model_layouts(model) -> list[tuple[BlockGeom, Layout]]:
 
 def relaid(model, to: Callable[[BlockGeom], Layout]):
     """A copy of an ONNX graph whose re-laid blocks are stored in layout `to(block)` instead (their
-    3x3 conv's group count follows)."""
+    3x3 conv's group count follows); the graph itself when none is re-laid."""
     import copy
 
     from onnx import numpy_helper

@@ -76,7 +76,7 @@ def load_full_graph(src) -> FullGraph:
         for t in model.graph.initializer
         if names.is_parameter(t.name) or t.name.endswith("/gram")
     }
-    weights = groups.unwiden(cfg, weights)  # fp32 graphs widen the trunk's groups (groups.py)
+    weights = groups.unwiden(cfg, weights)  # fp32 graphs re-lay the trunk's groups (groups.py)
     inputs = [i.name for i in model.graph.input]
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     thresholds = meta.get(META_THRESHOLDS) if isinstance(meta.get(META_THRESHOLDS), dict) else None

@@ -61,7 +61,6 @@ import numpy as np
 from ..artifact import INPUT_FEATURES_MIDDLE, META_GRAPH, OUTPUT_FEATURES
 from ..errors import CodedResNeXtError, GraphError
 from . import groups, names
-from .groups import widen
 
 PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
@@ -298,9 +297,9 @@ def _widen_groups(h: str, expand_w: np.ndarray, inits: dict, producer: dict, rea
         return expand_w
     q = next(q for q in range(1, EXPAND_ALIGN + 1) if n * (d + q) % EXPAND_ALIGN == 0)
 
-    for k, a in ((1, widen(w, 0, n, d, (1, d + q))), (2, widen(b, 0, n, d, (1, d + q)))):
+    for k, a in ((1, groups.widen(w, 0, n, d, (1, d + q))), (2, groups.widen(b, 0, n, d, (1, d + q)))):
         inits[conv.input[k]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a), conv.input[k]))
-    return widen(expand_w, 1, n, d, (1, d + q))
+    return groups.widen(expand_w, 1, n, d, (1, d + q))
 
 
 def full_weights(full_model) -> dict[str, np.ndarray]:
