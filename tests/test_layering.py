@@ -2,7 +2,7 @@
 
 - No import cycle among codedresnext's modules, counting every import (module level and the lazy
   ones inside functions): a cycle means two modules each need the other, whatever the timing.
-- The layers: artifact (the format) imports nothing above it; runtime and the ONNX pruner import
+- The layers: artifact (the format) imports nothing above it; runtime, deploy and the ONNX pruner import
   no torch at module level and nothing from export/train/evaluate; export may use runtime, never
   the reverse.
 """
@@ -142,7 +142,7 @@ def test_layers():
                 or d == "codedresnext.config"
                 for d in deps
             ), (mod, deps)
-        if mod.startswith("codedresnext.runtime"):
+        if mod.startswith(("codedresnext.runtime", "codedresnext.deploy")):
             bad = [
                 d
                 for d in deps
@@ -155,6 +155,7 @@ def test_layers():
     torch_only = {f"codedresnext.runtime.{m}" for m in ("onnx_torch", "onnx_torch_ops", "cuda_graph")}
     for path in [
         *(PKG / "runtime").glob("*.py"),
+        *(PKG / "deploy").glob("*.py"),
         PKG / "export" / "pruner.py",
         *(PKG / "artifact").glob("*.py"),
     ]:

@@ -454,7 +454,7 @@ def test_runtime_imports_no_torch():
         "import sys; sys.modules['torch'] = None\n"
         "import codedresnext.runtime.backend, codedresnext.runtime.ort, codedresnext.runtime.trt, "
         "codedresnext.runtime.detector, codedresnext.runtime.cascade, codedresnext.runtime.calibrate, "
-        "codedresnext.runtime.bench, codedresnext.runtime.triton, codedresnext.runtime.torch_backend, "
+        "codedresnext.runtime.bench, codedresnext.deploy.triton, codedresnext.runtime.torch_backend, "
         "codedresnext.runtime.predict, codedresnext.runtime.gpuinfo\n"
         "from codedresnext.runtime.bench import environment\n"
         "assert environment(1, 'ort', 'cpu')['libraries']['onnx']\n"

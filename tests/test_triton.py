@@ -11,7 +11,7 @@ import pytest
 from test_runtime_graphs import make_export
 
 from codedresnext.errors import GraphError
-from codedresnext.runtime.triton import TRITON_DTYPES, parse_config, write_repository
+from codedresnext.deploy.triton import TRITON_DTYPES, parse_config, write_repository
 
 
 def _check_repo(export_dir, repo, max_batch):

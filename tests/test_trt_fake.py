@@ -21,7 +21,7 @@ from codedresnext.artifact import save_manifest
 from codedresnext.errors import BackendUnavailable, GraphError
 from codedresnext.runtime import open_backend
 from codedresnext.runtime.bench import run_bench
-from codedresnext.runtime.triton import parse_config, write_repository
+from codedresnext.deploy.triton import parse_config, write_repository
 from codedresnext.runtime.trt import TrtBackend, build_directory, build_engine
 from codedresnext.runtime.trt_plan import gpu_compute_capability
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..runtime.triton import write_repository
+    from ..deploy.triton import write_repository
 
     engines = profiles = None
     if args.engines:

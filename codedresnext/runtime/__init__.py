@@ -20,7 +20,6 @@ _LAZY = {
     "calibrate_directory": ("codedresnext.runtime.calibrate", "calibrate_directory"),
     "run_bench": ("codedresnext.runtime.bench", "run_bench"),
     "write_report": ("codedresnext.runtime.bench_report", "write_report"),
-    "write_repository": ("codedresnext.runtime.triton", "write_repository"),
     "build_directory": ("codedresnext.runtime.trt", "build_directory"),
 }
 
