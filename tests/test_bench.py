@@ -277,3 +277,16 @@ def test_stream_runner_calls_every_session_concurrently(tiny_export):
     finally:
         runner.close()
     assert runner.streams == 2 and len(seen) == 4 and {id(b) for b in seen} == {id(b) for b in bes}
+
+
+def test_isa_class_names_what_int8_needs():
+    from codedresnext.runtime.environment import cpu_flags, environment, int8_pays, isa_class
+
+    assert isa_class(["avx2"]) == "AVX2" and not int8_pays("AVX2")
+    assert isa_class(["avx2", "avx_vnni"]) == "AVX2+VNNI" and int8_pays("AVX2+VNNI")
+    assert isa_class(["avx2", "avx512f"]) == "AVX-512" and not int8_pays("AVX-512")
+    assert isa_class(["avx2", "avx512f", "avx512_vnni"]) == "AVX-512+VNNI"
+    assert isa_class(["asimddp"]) == "Arm+dotprod" and int8_pays("Arm+dotprod")
+    assert isa_class([]) == "other"
+    env = environment(1, "ort", "cpu")
+    assert env["cpu_isa"] == isa_class(cpu_flags()) and env["cpu_flags"] == cpu_flags()
