@@ -24,8 +24,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def bench_preset(preset: str, work: Path, args) -> Path:
-    from codedresnext.config import build_config
     from codedresnext.export import export_graphs
+    from codedresnext.model_config import build_config
 
     cfg = build_config(preset)
     classes = list(cfg.class_names[: args.max_class_graphs])
@@ -53,9 +53,9 @@ def bench_preset(preset: str, work: Path, args) -> Path:
 
 def bench_trained(work: Path, args) -> Path:
     from codedresnext.checkpoint import read_checkpoint
-    from codedresnext.config import ModelConfig
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.calibrate import calibrate_directory
+    from codedresnext.model_config import ModelConfig
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     cfg = ModelConfig.from_dict(read_checkpoint(args.checkpoint)["model_config"])
     out = work / "trained"
@@ -88,8 +88,8 @@ def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -
     """One interleaved run over `names` with the command-line settings; JSON/Markdown/PNG under --out."""
     from goals import add_goals
 
-    from codedresnext.runtime.bench import run_bench
-    from codedresnext.runtime.bench_report import write_report
+    from codedresnext.runtime.bench.report import write_report
+    from codedresnext.runtime.bench.run import run_bench
 
     report = run_bench(
         out,

@@ -49,7 +49,7 @@ def _median_run(runs: list[dict]) -> dict:
 def main() -> int:
     from codedresnext.export import export_graphs
     from codedresnext.export.int8 import Int8Options
-    from codedresnext.runtime.bench import run_bench, write_report
+    from codedresnext.runtime.bench.run import run_bench, write_report
 
     shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -49,7 +49,7 @@ class Mode:
     ):
         import onnxruntime as ort
 
-        from codedresnext.runtime.ort import session_options
+        from codedresnext.runtime.backends.onnxrt.session import session_options
 
         self.name, self.streams, self.pool = name, streams, pool
         so = session_options(threads=threads, spinning=spin != "off", stop_spinning=spin != "kept")
@@ -168,7 +168,7 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.environment import environment
+    from codedresnext.runtime.bench.environment import environment
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("directory", nargs="?", type=Path, help="export with full.onnx and class_NAME.onnx")

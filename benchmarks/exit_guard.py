@@ -54,7 +54,7 @@ def _markdown(res: dict) -> str:
 
 
 def _outcomes(exits: list[np.ndarray], logits: np.ndarray, labels: np.ndarray, casc, idx, rule: str):
-    from codedresnext.runtime.exit_search import ExitOutcomes
+    from codedresnext.runtime.thresholds.exit_search import ExitOutcomes
 
     return ExitOutcomes.from_outputs(
         [e[idx] for e in exits],
@@ -79,13 +79,13 @@ def _oracle(exits: list[np.ndarray], logits: np.ndarray, seg_flops, exit_segment
 
 def _fits(grid, budget: float) -> dict[str, list[float]]:
     """Thresholds per guard, as `calibrate --guard G` would fit them on this calibration half."""
-    from codedresnext.runtime.exit_calibration import DEFAULT_MARGIN_SE, _search
-    from codedresnext.runtime.exit_search import (
+    from codedresnext.runtime.thresholds.exit_search import (
         CV_FOLDS,
         greedy_search,
         min_correct_for,
         search_cross_validated,
     )
+    from codedresnext.runtime.thresholds.exits import DEFAULT_MARGIN_SE, _search
 
     cv = _search(grid, "joint", "cv", budget, DEFAULT_MARGIN_SE)
     out = {f"cv ({CV_FOLDS} folds, default)": cv["thresholds"]}
@@ -106,10 +106,10 @@ def main() -> int:
     from codedresnext._io import write_json, write_text
     from codedresnext.data import load_dataset
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.calibrate import heldout_split
-    from codedresnext.runtime.cascade import EarlyExitClassifier
-    from codedresnext.runtime.exit_calibration import GRID, cascade_outputs
-    from codedresnext.runtime.exit_search import summarise
+    from codedresnext.runtime.api.cascade import EarlyExitClassifier
+    from codedresnext.runtime.thresholds.calibrate import heldout_split
+    from codedresnext.runtime.thresholds.exit_search import summarise
+    from codedresnext.runtime.thresholds.exits import GRID, cascade_outputs
 
     p = demo_parser(__doc__)
     p.add_argument("--splits", type=int, default=20)

@@ -1,6 +1,6 @@
 """The goals the project's benchmarks are held to, judged on a `run_bench` report.
 
-The library measures and reports (runtime/bench.py: "ratios"); whether a figure is good enough is
+The library measures and reports (runtime/bench/run.py: "ratios"); whether a figure is good enough is
 the benchmark's business, so the thresholds live here. `judge(report)` returns one row per goal
 that the report has a figure for; `add_goals(report)` stores them under report["goals"], which the
 Markdown report renders as "goal:" lines.

@@ -207,7 +207,7 @@ def _bench_run(
 ) -> None:
     """One `run_bench` into runs[name]: skipped (with the reason), failed (one backend failing must
     not hide the others) or ok with `summary(report)`; the report is written as OUT/STEM.*."""
-    from codedresnext.runtime.bench import run_bench, write_report
+    from codedresnext.runtime.bench.run import run_bench, write_report
 
     if why_not:
         runs[name] = {"status": "skipped", "reason": why_not}
@@ -232,8 +232,8 @@ def _int8_summary(rep: dict) -> dict:
 
 
 def stage_inference(ctx: Ctx) -> dict:
-    from codedresnext.config import build_config
     from codedresnext.export import export_graphs
+    from codedresnext.model_config import build_config
 
     s = ctx.sizes
     classes = list(build_config(s.preset).class_names[: s.class_graphs])
@@ -276,9 +276,9 @@ def stage_int8(ctx: Ctx) -> dict:
     """INT8 twins (calibrated on real training images) of the full graph and a few class graphs,
     timed beside fp32 and fp16: TensorRT builds the Q/DQ `int8` graphs as INT8 engines (the edge
     deployment); ONNX Runtime times the `int8-cpu` form on this machine's CPU."""
-    from codedresnext.config import build_config
     from codedresnext.export import export_graphs
     from codedresnext.export.int8 import Int8Options
+    from codedresnext.model_config import build_config
 
     s = ctx.sizes
     classes = list(build_config(s.preset).class_names[: min(2, s.class_graphs)])
@@ -371,8 +371,8 @@ STAGES = {
 
 # -- report -----------------------------------------------------------------------------------------
 def environment(device: str) -> dict:
-    from codedresnext.runtime.bench import cpu_model
-    from codedresnext.runtime.gpuinfo import describe
+    from codedresnext.runtime.bench.gpuinfo import describe
+    from codedresnext.runtime.bench.run import cpu_model
 
     try:
         commit = subprocess.run(

@@ -72,7 +72,7 @@ def profile(
     """{label: {"wall_median_ms", "kernel_ms": {category: ms per call}}} for the graphs at `paths`."""
     import onnxruntime as ort
 
-    from codedresnext.runtime.ort import session_options
+    from codedresnext.runtime.backends.onnxrt.session import session_options
 
     labels = labels or [str(p) for p in paths]
     sessions, wall = {}, collections.defaultdict(list)

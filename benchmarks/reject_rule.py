@@ -58,10 +58,15 @@ def main() -> int:
     from codedresnext.artifact import FP32, GraphKind, load_manifest
     from codedresnext.data import load_dataset
     from codedresnext.export import export_graphs
-    from codedresnext.runtime.calibrate import heldout_split
-    from codedresnext.runtime.reject_rule import fit_reject_rule, reject_score
-    from codedresnext.runtime.reject_search import block_figures, calibrate_reject_threshold, probe_outputs
-    from codedresnext.thresholds import f1_optimal_threshold
+    from codedresnext.runtime.api.postprocess import reject_score
+    from codedresnext.runtime.thresholds.calibrate import heldout_split
+    from codedresnext.runtime.thresholds.detector import f1_optimal_threshold
+    from codedresnext.runtime.thresholds.reject_logistic import fit_reject_rule
+    from codedresnext.runtime.thresholds.reject_search import (
+        block_figures,
+        calibrate_reject_threshold,
+        probe_outputs,
+    )
 
     p = demo_parser(__doc__)
     p.add_argument("--splits", type=int, default=20)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from codedresnext._io import write_json, write_text
 from codedresnext.model import count_parameters, create_model
-from codedresnext.runtime.environment import cpu_model
+from codedresnext.runtime.bench.environment import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -13,9 +13,9 @@ _LAZY = {
     "CodedResNeXt": ("codedresnext.model", "CodedResNeXt"),
     "CodedBlock": ("codedresnext.model", "CodedBlock"),
     "count_parameters": ("codedresnext.model", "count_parameters"),
-    "build_config": ("codedresnext.config", "build_config"),
-    "ModelConfig": ("codedresnext.config", "ModelConfig"),
-    "list_presets": ("codedresnext.config", "list_presets"),
+    "build_config": ("codedresnext.model_config", "build_config"),
+    "ModelConfig": ("codedresnext.model_config", "ModelConfig"),
+    "list_presets": ("codedresnext.model_config", "list_presets"),
     "CodingScheme": ("codedresnext.coding", "CodingScheme"),
 }
 

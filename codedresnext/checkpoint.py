@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from ._io import atomic_path
-from .config import ModelConfig
 from .errors import CheckpointError, CodedResNeXtError
 from .model import CodedResNeXt
+from .model_config import ModelConfig
 
 FORMAT = "codedresnext-checkpoint-v1"
 

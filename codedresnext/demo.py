@@ -38,10 +38,10 @@ def _step(title: str, command: str) -> float:
 def run(args: argparse.Namespace) -> dict:
     from .evaluate.run import EvalConfig, evaluate
     from .export import export_graphs
-    from .runtime.bench import run_bench
-    from .runtime.bench_report import write_report
-    from .runtime.calibrate import calibrate_directory
-    from .runtime.calibration_report import write_calibration_report
+    from .runtime.bench.report import write_report
+    from .runtime.bench.run import run_bench
+    from .runtime.thresholds.calibrate import calibrate_directory
+    from .runtime.thresholds.report import write_calibration_report
 
     out = Path(args.out)
     export_dir, eval_dir = out / "export", out / "evaluation"
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _summary(metrics: dict, cal: dict, report: dict) -> str:
-    from .runtime.calibration_report import reject_rule_label
+    from .runtime.thresholds.report import reject_rule_label
 
     rows = [
         ("full-model test accuracy", f"{100 * metrics['accuracy']:.2f}%"),

@@ -107,7 +107,7 @@ def block_features(
     """{coded block: (n, C*pool*pool) float32} pooled outputs of every coded block (eval mode)."""
     import torch
 
-    from .train.augment import to_input
+    from .model import to_input
 
     model.eval()
     out: dict[int, list[np.ndarray]] = {i: [] for i in model.coded_blocks}

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig, StageConfig, build_config
 from .errors import CodedResNeXtError
+from .model_config import ModelConfig, StageConfig, build_config
 
 
 class ModelOutput(NamedTuple):
@@ -255,6 +255,14 @@ def reference_branch_outputs(block: CodedBlock, x: Tensor) -> Tensor:
     w = block.expand.weight.view(block.c_out, block.branches, block.width)
     hb = h.view(B, block.branches, block.width, H, W)
     return torch.einsum("ond,bndhw->bnohw", w, hb)
+
+
+def to_input(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 normalised (the model's input convention)."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
 
 
 def create_model(

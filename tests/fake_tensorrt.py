@@ -1,7 +1,7 @@
 """A stand-in for the `tensorrt` package (TensorRT 10.x or 11.x) and `polygraphy.cuda`, for CI.
 
-TensorRT cannot be installed here, so the glue (runtime/trt.py, bench, triton) is driven through
-this fake. It is strict where TensorRT is strict and honest about what it is:
+TensorRT cannot be installed here, so the glue (runtime/backends/trt/engine.py, bench, triton) is
+driven through this fake. It is strict where TensorRT is strict and honest about what it is:
 - argument types are checked as the pybind11 bindings check them (TypeError on a wrong type);
 - return values follow TensorRT: set_input_shape / set_tensor_address / execute_async_v3 /
   set_timing_cache return bool, a failed build returns None, a foreign plan deserializes to None;
@@ -747,7 +747,7 @@ class FakeLibcuda:
 
 def install_gpu(monkeypatch, caps: list[str] | None = None) -> FakeLibcuda:
     """A fake CUDA driver with GPUs of these compute capabilities (default one sm 8.7, an Orin)."""
-    from codedresnext.runtime import trt_plan
+    from codedresnext.runtime.backends.trt import plan as trt_plan
 
     lib = FakeLibcuda(caps or ["8.7"])
     monkeypatch.setattr(trt_plan, "_load_libcuda", lambda: lib)

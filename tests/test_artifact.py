@@ -206,7 +206,7 @@ def test_onnx_loading_errors(tmp_path):
 
 def test_ort_session_errors(tmp_path):
     from codedresnext.runtime import open_backend
-    from codedresnext.runtime.ort import create_session
+    from codedresnext.runtime.backends.onnxrt.session import create_session
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage that is not a protobuf \xff\xff")
@@ -219,10 +219,10 @@ def test_ort_session_errors(tmp_path):
 
 
 def test_one_preprocessing_equals_the_training_pipeline(real_images):
-    """normalize_frames is bit-identical to train.augment.to_input, the PyTorch model's input."""
+    """normalize_frames is bit-identical to model.to_input, the PyTorch model's input."""
     torch = pytest.importorskip("torch")
-    from codedresnext.config import CIFAR10_MEAN, CIFAR10_STD
-    from codedresnext.train.augment import to_input
+    from codedresnext.model import to_input
+    from codedresnext.model_config import CIFAR10_MEAN, CIFAR10_STD
 
     frames = real_images.images[:32]
     ours = normalize_frames(frames, CIFAR10_MEAN, CIFAR10_STD)
@@ -237,8 +237,8 @@ def test_one_preprocessing_equals_the_training_pipeline(real_images):
 def test_one_f1_threshold_and_its_tie_rule():
     """Both users (evaluate, calibrate) use the same function; ties are never split."""
     from codedresnext.evaluate import metrics
-    from codedresnext.runtime import calibrate
-    from codedresnext.thresholds import f1_optimal_threshold
+    from codedresnext.runtime.thresholds import calibrate
+    from codedresnext.runtime.thresholds.detector import f1_optimal_threshold
 
     assert metrics.f1_optimal_threshold is f1_optimal_threshold is calibrate.f1_optimal_threshold
     # scores 3, 2, 2, 1 with labels 1, 1, 0, 0: cutting between the two 2s would give F1 1.0, but

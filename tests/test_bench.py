@@ -13,7 +13,7 @@ from test_runtime_graphs import make_export
 
 from codedresnext.artifact import Manifest
 from codedresnext.errors import CodedResNeXtError, GraphError
-from codedresnext.runtime.bench import add_ratios, markdown, run_bench, select_graphs, write_report
+from codedresnext.runtime.bench.run import add_ratios, markdown, run_bench, select_graphs, write_report
 
 LAT_KEYS = {"min", "mean", "median", "p90", "p95", "p99"}
 
@@ -117,7 +117,7 @@ def test_select_graphs():
 
 
 def test_bench_early_exit_with_real_images(tmp_path, cifar10_tgz):
-    from codedresnext.runtime.calibrate import calibrate_directory
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     d = make_export(tmp_path / "e")
     calibrate_directory(d, cifar10_tgz, limit=200, threads=1)
@@ -255,7 +255,7 @@ def test_stream_runner_calls_every_session_concurrently(tiny_export):
     import threading
 
     from codedresnext.runtime import open_backend
-    from codedresnext.runtime.timing import backend_runner
+    from codedresnext.runtime.bench.timing import backend_runner
 
     bes = [open_backend("ort", Path(tiny_export) / "full.onnx", threads=1) for _ in range(2)]
     barrier, seen = threading.Barrier(2, timeout=30), []
@@ -280,7 +280,7 @@ def test_stream_runner_calls_every_session_concurrently(tiny_export):
 
 
 def test_isa_class_names_what_int8_needs():
-    from codedresnext.runtime.environment import cpu_flags, environment, int8_pays, isa_class
+    from codedresnext.runtime.bench.environment import cpu_flags, environment, int8_pays, isa_class
 
     assert isa_class(["avx2"]) == "AVX2" and not int8_pays("AVX2")
     assert isa_class(["avx2", "avx_vnni"]) == "AVX2+VNNI" and int8_pays("AVX2+VNNI")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from codedresnext.runtime.bench import add_ratios, markdown, ratios
-from codedresnext.runtime.bench_precision import int8_ratios
+from codedresnext.runtime.bench.precision import int8_ratios
+from codedresnext.runtime.bench.run import add_ratios, markdown, ratios
 
 ROOT = Path(__file__).resolve().parents[1]
 

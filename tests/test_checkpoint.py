@@ -11,10 +11,9 @@ import torch
 
 from codedresnext import data
 from codedresnext.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
-from codedresnext.config import build_config
 from codedresnext.errors import CheckpointError
-from codedresnext.model import CodedResNeXt, create_model
-from codedresnext.train.augment import to_input
+from codedresnext.model import CodedResNeXt, create_model, to_input
+from codedresnext.model_config import build_config
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 
 from codedresnext.cli import build_parser
-from codedresnext.runtime.backend import BACKENDS, DEFAULT_BACKEND
-from codedresnext.runtime.ort import PROVIDERS
+from codedresnext.runtime.backends import BACKENDS, DEFAULT_BACKEND
+from codedresnext.runtime.backends.onnxrt.session import PROVIDERS
 
 
 def _option(command: str, flag: str):
@@ -57,7 +57,7 @@ def test_benchmark_goals_judge_the_ratios(monkeypatch):
     assert cls["value"] == pytest.approx(0.94) and cls["met"] is False and cls["goal"] == ">= 0.95"
     assert rows["ONNX Runtime / PyTorch eager throughput, full model"]["met"] is True
     assert goals.judge({"ratios": {"batch": 1}}) == []  # no figure, no verdict
-    from codedresnext.runtime.bench_report import _ratio_lines
+    from codedresnext.runtime.bench.report import _ratio_lines
 
     lines = _ratio_lines(goals.add_goals(report))
     assert any("NOT met" in ln for ln in lines) and any(ln.endswith(": met)") for ln in lines)

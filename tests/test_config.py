@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 
-from codedresnext.config import PRESETS, ModelConfig, Preset, StageConfig, build_config
 from codedresnext.errors import CodedResNeXtError
 from codedresnext.model import count_parameters, create_model
+from codedresnext.model_config import PRESETS, ModelConfig, Preset, StageConfig, build_config
 
 # pinned: a change here changes every checkpoint and export of that preset (tiny and small back
 # the shipped demo model and the demo training run: they must never move)

@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from codedresnext import archives, data
-from codedresnext.config import CIFAR10_CLASSES
 from codedresnext.errors import DataError
+from codedresnext.model_config import CIFAR10_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 

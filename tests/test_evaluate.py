@@ -20,14 +20,13 @@ import torch
 from codedresnext import artifact
 from codedresnext._io import sha256_file
 from codedresnext.checkpoint import save_checkpoint
-from codedresnext.config import build_config
 from codedresnext.data import ArrayDataset
 from codedresnext.errors import GraphError
 from codedresnext.evaluate.energy import codeword_agreement, mean_energy_per_class
 from codedresnext.evaluate.inference import forward_from, forward_prefix, run_passes
 from codedresnext.evaluate.removal import keep_mask, removal_curves, removal_orders
-from codedresnext.model import CodedResNeXt
-from codedresnext.train.augment import to_input
+from codedresnext.model import CodedResNeXt, to_input
+from codedresnext.model_config import build_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -334,7 +333,7 @@ def test_onnx_detector_metrics_equal_pytorch_and_thresholds_are_written(tmp_path
     from codedresnext.evaluate.graphs import check_same_checkpoint
     from codedresnext.evaluate.run import EvalConfig, compute, evaluate
     from codedresnext.export.exporter import export_graphs
-    from codedresnext.thresholds import read_thresholds
+    from codedresnext.runtime.thresholds.detector import read_thresholds
 
     export = tmp_path / "export"  # the real exporter: physically pruned class graphs
     export_graphs(out=export, checkpoint=ckpt, classes="all", verify=False, progress=False)
@@ -379,7 +378,7 @@ def test_int8_class_graphs_are_scored_and_get_their_own_thresholds(tmp_path, ckp
     from codedresnext.evaluate.run import EvalConfig, evaluate
     from codedresnext.export.exporter import export_graphs
     from codedresnext.export.int8 import Int8Options
-    from codedresnext.thresholds import read_thresholds
+    from codedresnext.runtime.thresholds.detector import read_thresholds
 
     export = tmp_path / "export"
     int8 = Int8Options(calibration=str(tree), images=64, eval_images=0)

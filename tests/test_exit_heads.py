@@ -14,12 +14,11 @@ import torch
 from codedresnext import data
 from codedresnext.artifact import OUTPUT_EXIT_SCORES, load_manifest
 from codedresnext.checkpoint import load_checkpoint, save_checkpoint
-from codedresnext.config import build_config
 from codedresnext.errors import CheckpointError
 from codedresnext.exit_heads import ExitHeads, fit_exit_heads, head_accuracy, head_scores, pooled
 from codedresnext.export import export_graphs
-from codedresnext.model import CodedResNeXt
-from codedresnext.train.augment import to_input
+from codedresnext.model import CodedResNeXt, to_input
+from codedresnext.model_config import build_config
 
 
 @pytest.fixture(scope="module")

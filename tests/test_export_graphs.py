@@ -372,7 +372,7 @@ def test_pruner_carries_thresholds_of_kept_classes(full):
 
 def test_paper_fraction_explained_by_projection_shortcuts():
     """46.3% with the always-kept projection shortcuts; without them the paper's 38% / 27%."""
-    from codedresnext.config import build_config
+    from codedresnext.model_config import build_config
 
     for preset, ours, paper in (("cifar10", 0.463, 0.38), ("cifar100", 0.374, 0.27)):
         cfg = build_config(preset)
@@ -394,9 +394,9 @@ def test_expand_inputs_are_channel_aligned_and_exact(real_images, monkeypatch):
     from export_helpers import randomize_bn
     from onnx import numpy_helper
 
-    from codedresnext.config import build_config
     from codedresnext.export.fold import fold_weights
     from codedresnext.model import CodedResNeXt
+    from codedresnext.model_config import build_config
 
     base = build_config("tiny")
     widths = (3, 5, 7)

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from export_helpers import preprocess, randomize_bn, run, torch_logits
 
-from codedresnext.config import build_config
 from codedresnext.errors import GraphError
 from codedresnext.export import groups, specs
 from codedresnext.export import quantize as Q
 from codedresnext.export.counting import count_flops, count_params
 from codedresnext.export.layout import block_layout
 from codedresnext.export.pruner import derive, load_full_graph, prune
+from codedresnext.model_config import build_config
 
 
 def _build(model):

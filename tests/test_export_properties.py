@@ -8,7 +8,7 @@ from export_helpers import randomize_bn, run, torch_logits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codedresnext.config import ModelConfig, StageConfig
+from codedresnext.model_config import ModelConfig, StageConfig
 
 
 @st.composite

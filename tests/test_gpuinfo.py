@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import stat
 
-from codedresnext.runtime import gpuinfo
-from codedresnext.runtime.bench_report import _gpu_lines
+from codedresnext.runtime.bench import gpuinfo
+from codedresnext.runtime.bench.report import _gpu_lines
 
 SMI = (
     "0, NVIDIA H200, 580.159.03, 143771, 9.0, 00000000:19:00.0\n1, NVIDIA H200, 580.159.03, 143771, 9.0, x\n"

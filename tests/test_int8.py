@@ -123,7 +123,7 @@ def test_int8_class_graph_equals_int8_masked_reference(
     rounding. int8 runs on ONNX Runtime as float fake-quantization: the pruned convs sum fewer (zero)
     terms in another order, so a value near a rounding edge of the next QuantizeLinear can land one
     step away; the stated tolerance, and the mean difference, stay under half the int8-vs-fp32 one."""
-    from codedresnext.runtime.graphs import prepare_batch
+    from codedresnext.runtime.api.graphs import prepare_batch
 
     m = _manifest(int8_export)
     x = prepare_batch(
@@ -149,7 +149,7 @@ def test_torch_backend_runs_the_int8_twins_as_onnx_runtime_does(int8_export, rea
     of 5.4 vs 0.002 unfused, so that comparison would test ONNX Runtime's kernels, not the import."""
     pytest.importorskip("torch")
     from codedresnext.runtime import open_backend
-    from codedresnext.runtime.graphs import prepare_batch
+    from codedresnext.runtime.api.graphs import prepare_batch
 
     m = _manifest(int8_export)
     x = prepare_batch(
@@ -262,8 +262,8 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
         pytest.skip(f"demo model {DEMO} missing")
     from codedresnext.artifact import FP32, GraphKind, load_manifest
     from codedresnext.runtime import EarlyExitClassifier
-    from codedresnext.runtime.accuracy import run_graph
-    from codedresnext.runtime.calibrate import calibrate_directory, load_heldout
+    from codedresnext.runtime.bench.accuracy import run_graph
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory, load_heldout
 
     d = tmp_path / "d"
     args = ["export", str(DEMO), "--out", str(d), "--classes", "cat", "--segments", "all"]
@@ -323,12 +323,12 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     import torch
     from export_helpers import preprocess, randomize_bn, run
 
-    from codedresnext.config import build_config
     from codedresnext.export import builder, names, specs
     from codedresnext.export.fold import fold_weights
     from codedresnext.export.meta import graph_metadata
     from codedresnext.export.pruner import load_full_graph, prune
     from codedresnext.model import CodedResNeXt
+    from codedresnext.model_config import build_config
 
     base = build_config("tiny")
     cfg = dataclasses.replace(

@@ -87,11 +87,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_is_read_from_the_source():
     g = import_graph()
-    assert "codedresnext.artifact.manifest" in g["codedresnext.thresholds"] or (
-        "codedresnext.artifact" in g["codedresnext.thresholds"]
+    assert "codedresnext.artifact.manifest" in g["codedresnext.runtime.thresholds.detector"] or (
+        "codedresnext.artifact" in g["codedresnext.runtime.thresholds.detector"]
     )
-    assert "codedresnext.runtime.backend" in g["codedresnext.runtime.ort"]
-    assert "codedresnext.runtime.detector" in g["codedresnext.evaluate.graphs"] or (
+    assert "codedresnext.runtime.backends.base" in g["codedresnext.runtime.backends.onnxrt.session"]
+    assert "codedresnext.runtime.api.detector" in g["codedresnext.evaluate.graphs"] or (
         "codedresnext.runtime" in g["codedresnext.evaluate.graphs"]
     )
 
@@ -133,13 +133,36 @@ def _module_level_package_imports(path: Path) -> set[str]:
     return out
 
 
+# Inside runtime/, each subpackage may import only those before it: the backends know nothing of
+# what uses them; the application API uses backends; threshold calibration uses the API; the
+# benchmarks use all three. deploy/ packages what the runtime runs and may use all of it.
+RUNTIME_LAYERS = ("backends", "api", "thresholds", "bench")
+
+
+def test_runtime_subpackages_are_layered():
+    g = import_graph()
+    layer = {name: i for i, name in enumerate(RUNTIME_LAYERS)}
+    seen = set()
+    for mod, deps in g.items():
+        parts = mod.split(".")
+        if parts[:2] != ["codedresnext", "runtime"] or len(parts) < 3:
+            continue
+        assert parts[2] in layer, f"{mod}: runtime modules live in one of {RUNTIME_LAYERS}"
+        seen.add(parts[2])
+        for d in deps:
+            dp = d.split(".")
+            if dp[:2] == ["codedresnext", "runtime"] and len(dp) > 2:
+                assert layer[dp[2]] <= layer[parts[2]], f"{mod} imports {d}: {dp[2]} is above {parts[2]}"
+    assert seen == set(RUNTIME_LAYERS)
+
+
 def test_layers():
     g = import_graph()
     for mod, deps in g.items():
         if mod.startswith("codedresnext.artifact"):
             assert all(
                 d.startswith(("codedresnext.artifact", "codedresnext.errors", "codedresnext._io"))
-                or d == "codedresnext.config"
+                or d == "codedresnext.model_config"
                 for d in deps
             ), (mod, deps)
         if mod.startswith(("codedresnext.runtime", "codedresnext.deploy")):
@@ -149,13 +172,20 @@ def test_layers():
                 if d.startswith(("codedresnext.export", "codedresnext.train", "codedresnext.evaluate"))
             ]
             assert not bad, (mod, bad)
+    # Training is a leaf: only train/ and the CLI commands that run it import it (the model's input
+    # convention lives in model.py, not in train/augment).
+    for mod, deps in g.items():
+        if not mod.startswith(("codedresnext.train", "codedresnext.commands")):
+            assert not [d for d in deps if d.startswith("codedresnext.train")], mod
     # The torch backend's own modules (the ONNX -> torch importer, CUDA graphs) import torch at
     # module level; only the torch backend imports them, inside its _load, so that importing the
     # runtime never needs torch. Any module-level import of them elsewhere breaks that.
-    torch_only = {f"codedresnext.runtime.{m}" for m in ("onnx_torch", "onnx_torch_ops", "cuda_graph")}
+    torch_only = {
+        f"codedresnext.runtime.backends.pytorch.{m}" for m in ("onnx_import", "onnx_ops", "cuda_graph")
+    }
     for path in [
-        *(PKG / "runtime").glob("*.py"),
-        *(PKG / "deploy").glob("*.py"),
+        *(PKG / "runtime").rglob("*.py"),
+        *(PKG / "deploy").rglob("*.py"),
         PKG / "export" / "pruner.py",
         *(PKG / "artifact").glob("*.py"),
     ]:
@@ -163,4 +193,6 @@ def test_layers():
             continue
         assert "torch" not in _module_level_imports(path), path  # torch only lazily (torch backend)
         assert not _module_level_package_imports(path) & torch_only, path
-    assert all((PKG / "runtime" / f"{m.rsplit('.', 1)[1]}.py").is_file() for m in torch_only)
+    assert all(
+        (PKG / "runtime" / "backends" / "pytorch" / f"{m.rsplit('.', 1)[1]}.py").is_file() for m in torch_only
+    )

@@ -8,7 +8,7 @@ from test_runtime_graphs import make_export
 
 from codedresnext.errors import BackendClosed, GraphError
 from codedresnext.runtime import EarlyExitClassifier, RejectDetector, SubsetDetector, open_backend
-from codedresnext.runtime.detector import Detector
+from codedresnext.runtime.api.detector import Detector
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_detectors_close_their_backend(export_dir):
 
 def test_a_refused_detector_leaves_nothing_open(export_dir, monkeypatch):
     opened = []
-    import codedresnext.runtime.detector as detector_mod
+    import codedresnext.runtime.api.detector as detector_mod
 
     real = detector_mod.open_backend
 
@@ -93,7 +93,7 @@ def test_cascade_closes_every_segment(export_dir):
 
 
 def test_cascade_refused_for_bad_thresholds_closes_segments(export_dir, monkeypatch):
-    import codedresnext.runtime.cascade as cascade_mod
+    import codedresnext.runtime.api.cascade as cascade_mod
 
     opened = []
     real = cascade_mod.open_backend

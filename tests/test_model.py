@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from codedresnext.coding import paper_scheme
-from codedresnext.config import ModelConfig, StageConfig
 from codedresnext.errors import CodedResNeXtError
 from codedresnext.model import (
     CodedResNeXt,
@@ -26,8 +25,9 @@ from codedresnext.model import (
     create_model,
     early_decode,
     reference_branch_outputs,
+    to_input,
 )
-from codedresnext.train.augment import to_input
+from codedresnext.model_config import ModelConfig, StageConfig
 
 # Paper Table 1 (METHOD.md section 2): (C_out, d, N_act, N, repeats, first stride) per stage.
 LAYOUTS = {
@@ -131,7 +131,7 @@ def _no_grad():
 @pytest.fixture(scope="module")
 def real_batch(real_images) -> torch.Tensor:
     """16 real CIFAR-10 test images preprocessed as the trainer does."""
-    from codedresnext.config import CIFAR10_MEAN, CIFAR10_STD
+    from codedresnext.model_config import CIFAR10_MEAN, CIFAR10_STD
 
     return to_input(torch.from_numpy(real_images.images[:16]), CIFAR10_MEAN, CIFAR10_STD)
 

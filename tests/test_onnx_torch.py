@@ -15,7 +15,7 @@ from codedresnext.errors import BackendUnavailable, GraphError
 torch = pytest.importorskip("torch")
 
 from codedresnext.runtime import open_backend  # noqa: E402
-from codedresnext.runtime.onnx_torch import OPS, load_onnx  # noqa: E402
+from codedresnext.runtime.backends.pytorch.onnx_import import OPS, load_onnx  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 # tolerances, relative to the output's scale (max(1, max |ORT output|)): both runtimes compute in the
@@ -33,7 +33,7 @@ def _graphs(directory) -> list[dict]:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     export = pytest.importorskip("codedresnext.export")
-    from codedresnext.config import build_config
+    from codedresnext.model_config import build_config
 
     root = tmp_path_factory.mktemp("onnx_torch")
     cfg = build_config("tiny")

@@ -10,8 +10,7 @@ import torch
 
 from codedresnext.checkpoint import read_checkpoint, save_checkpoint
 from codedresnext.cli import main
-from codedresnext.model import create_model
-from codedresnext.train.augment import to_input
+from codedresnext.model import create_model, to_input
 from codedresnext.train.precise_bn import bn_layers, recalibrate_bn
 
 

@@ -10,7 +10,7 @@ from test_runtime_graphs import MEAN, SEG_FLOPS, STD, make_export
 from codedresnext.artifact import load_manifest
 from codedresnext.errors import GraphError
 from codedresnext.runtime import EarlyExitClassifier, open_backend
-from codedresnext.runtime.calibrate import (
+from codedresnext.runtime.thresholds.calibrate import (
     calibrate_directory,
     calibrate_exit_thresholds,
     cascade_outcome,

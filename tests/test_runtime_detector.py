@@ -8,7 +8,7 @@ from test_runtime_graphs import MEAN, STD, make_export, reference, weights
 
 from codedresnext.errors import GraphError
 from codedresnext.runtime import Detector, RejectDetector, SubsetDetector, open_backend
-from codedresnext.runtime.calibrate import calibrate_reject_threshold
+from codedresnext.runtime.thresholds.calibrate import calibrate_reject_threshold
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_detector_validation_errors(export_dir, x, match):
 
 
 def test_float_input_into_a_frames_graph_is_refused(export_dir):
-    from codedresnext.runtime.graphs import prepare_batch
+    from codedresnext.runtime.api.graphs import prepare_batch
 
     with pytest.raises(GraphError, match="takes uint8 frames"):
         prepare_batch(np.zeros((1, 3, 32, 32), np.float32), "frames", (None, 32, 32, 3), {})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codedresnext.runtime.calibrate import calibrate_exit_thresholds
-from codedresnext.runtime.exit_search import (
+from codedresnext.runtime.thresholds.calibrate import calibrate_exit_thresholds
+from codedresnext.runtime.thresholds.exit_search import (
     NEVER,
     ExitOutcomes,
     exit_values,
@@ -143,7 +143,7 @@ def _torn_cascade(n: int = 1000):
 
 
 def test_margin_confidence_is_top_minus_runner_up_in_the_scores_dtype():
-    from codedresnext.runtime.postprocess import exit_confidence
+    from codedresnext.runtime.api.postprocess import exit_confidence
 
     s = np.array([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]], np.float16)
     m = exit_confidence(s, "margin")
@@ -157,7 +157,7 @@ def test_margin_confidence_is_top_minus_runner_up_in_the_scores_dtype():
 
 
 def test_calibration_keeps_the_confidence_that_saves_more_on_the_calibration_half():
-    from codedresnext.runtime.exit_calibration import _pick_confidence
+    from codedresnext.runtime.thresholds.exits import _pick_confidence
 
     exits, logits, labels = _torn_cascade()
     by_rule = {

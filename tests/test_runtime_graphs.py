@@ -356,7 +356,7 @@ def test_ort_backend_matches_numpy_reference(export_dir, real_images):
     ],
 )
 def test_session_options_spin_only_during_a_run(kw, allow, stop):
-    from codedresnext.runtime.ort import session_options
+    from codedresnext.runtime.backends.onnxrt.session import session_options
 
     so = session_options(threads=3, **kw)
     assert so.intra_op_num_threads == 3 and so.inter_op_num_threads == 1
@@ -450,13 +450,23 @@ def test_torch_unavailable_names_the_package(export_dir, monkeypatch):
 
 def test_runtime_imports_no_torch():
     """Layering: the runtime runs on devices without torch (import fails there)."""
+    mods = [
+        "runtime.backends.base",
+        "runtime.backends.onnxrt.session",
+        "runtime.backends.trt.engine",
+        "runtime.backends.pytorch.runner",
+        "runtime.api.detector",
+        "runtime.api.cascade",
+        "runtime.api.predict",
+        "runtime.thresholds.calibrate",
+        "runtime.bench.run",
+        "runtime.bench.gpuinfo",
+        "deploy.triton",
+    ]
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import codedresnext.runtime.backend, codedresnext.runtime.ort, codedresnext.runtime.trt, "
-        "codedresnext.runtime.detector, codedresnext.runtime.cascade, codedresnext.runtime.calibrate, "
-        "codedresnext.runtime.bench, codedresnext.deploy.triton, codedresnext.runtime.torch_backend, "
-        "codedresnext.runtime.predict, codedresnext.runtime.gpuinfo\n"
-        "from codedresnext.runtime.bench import environment\n"
+        + "".join(f"import codedresnext.{m}\n" for m in mods)
+        + "from codedresnext.runtime.bench.environment import environment\n"
         "assert environment(1, 'ort', 'cpu')['libraries']['onnx']\n"
         "print('ok')\n"
     )

@@ -10,7 +10,7 @@ import pytest
 
 from codedresnext.artifact import GraphKind, load_manifest
 from codedresnext.runtime import Detector, EarlyExitClassifier, RejectDetector, open_backend
-from codedresnext.runtime.reject_rule import reject_score
+from codedresnext.runtime.api.postprocess import reject_score
 
 INF = float("inf")
 
@@ -19,7 +19,7 @@ INF = float("inf")
 def tiny(tmp_path_factory):
     export = pytest.importorskip("codedresnext.export")
     pytest.importorskip("torch")
-    from codedresnext.config import build_config
+    from codedresnext.model_config import build_config
 
     out = tmp_path_factory.mktemp("tiny_rt") / "export"
     export.export_graphs(

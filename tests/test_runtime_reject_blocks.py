@@ -16,7 +16,7 @@ from codedresnext.artifact import (
     reject_energies_name,
 )
 from codedresnext.runtime import RejectDetector, open_backend
-from codedresnext.runtime.reject_rule import reject_score
+from codedresnext.runtime.api.postprocess import reject_score
 
 DEMO = ROOT / "models" / "demo" / "model.pt"
 
@@ -24,7 +24,7 @@ DEMO = ROOT / "models" / "demo" / "model.pt"
 def _blocks() -> list[int]:
     """The shipped demo model's coded blocks before the last (the reject probe's blocks)."""
     from codedresnext.checkpoint import read_checkpoint
-    from codedresnext.config import ModelConfig
+    from codedresnext.model_config import ModelConfig
 
     cfg = ModelConfig.from_dict(read_checkpoint(DEMO)["model_config"])
     coded = [s.coded for s in cfg.stages for _ in range(s.depth)]
@@ -91,7 +91,7 @@ def test_probe_distances_and_flops_are_the_pairs(exports, real_images):
 def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifar10_tgz, tmp_path):
     import shutil
 
-    from codedresnext.runtime.calibrate import calibrate_directory, load_heldout
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory, load_heldout
 
     probe, pairs = exports
     d = tmp_path / "probe"
@@ -143,7 +143,7 @@ def test_demo_summary_prints_the_calibrated_reject_and_exit_figures(exports, cif
     import shutil
 
     from codedresnext.demo import _summary
-    from codedresnext.runtime.calibrate import calibrate_directory
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     d = tmp_path / "probe"
     shutil.copytree(exports[0], d)
@@ -166,7 +166,7 @@ def test_learned_rule_reports_the_distance_beside_it_and_distance_rule_matches(
     --reject-rule distance reproduces exactly those, and writes no rules."""
     import shutil
 
-    from codedresnext.runtime.calibrate import calibrate_directory
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     learned, dist = tmp_path / "learned", tmp_path / "distance"
     shutil.copytree(exports[0], learned)

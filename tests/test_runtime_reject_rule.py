@@ -1,5 +1,5 @@
-"""The learned early-reject score (runtime/reject_rule.py) on constructed energies, its errors, and
-its manifest record."""
+"""The learned early-reject score (runtime/thresholds/reject_logistic.py) on constructed energies,
+its errors, and its manifest record."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 
 from codedresnext.artifact import RejectProbeInfo, RejectRule
 from codedresnext.errors import DataError, GraphError
-from codedresnext.runtime.reject_rule import fit_class_rule, fit_reject_rule, reject_score
-from codedresnext.runtime.reject_search import calibrate_reject_threshold
+from codedresnext.runtime.api.postprocess import reject_score
+from codedresnext.runtime.thresholds.reject_logistic import fit_class_rule, fit_reject_rule
+from codedresnext.runtime.thresholds.reject_search import calibrate_reject_threshold
 
 WORD = np.array([1.0, 1.0, 0.0, 0.0])  # class k's codeword, N = 4, N_act = 2
 

@@ -19,7 +19,7 @@ INF = float("inf")
 def _coded_blocks() -> list[int]:
     """The shipped demo model's coded block indices (from its checkpoint, so the tests follow it)."""
     from codedresnext.checkpoint import read_checkpoint
-    from codedresnext.config import ModelConfig
+    from codedresnext.model_config import ModelConfig
 
     cfg = ModelConfig.from_dict(read_checkpoint(DEMO)["model_config"])
     blocks = [s.coded for s in cfg.stages for _ in range(s.depth)]
@@ -99,8 +99,8 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     keep inf and never exit), and `bench --data` runs the cascade of every segment."""
     import shutil
 
-    from codedresnext.runtime.bench import run_bench
-    from codedresnext.runtime.calibrate import calibrate_directory
+    from codedresnext.runtime.bench.run import run_bench
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     d = tmp_path / "e"
     shutil.copytree(all_exits, d)
@@ -159,6 +159,6 @@ def _refuse(name):
 
 
 def load_heldout_eval(data, n):
-    from codedresnext.runtime.calibrate import load_heldout
+    from codedresnext.runtime.thresholds.calibrate import load_heldout
 
     return load_heldout(data, limit=n)["evaluation"]

@@ -10,7 +10,7 @@ import pytest
 from codedresnext import artifact
 from codedresnext._io import sha256_file
 from codedresnext.errors import GraphError
-from codedresnext.thresholds import read_thresholds, write_thresholds
+from codedresnext.runtime.thresholds.detector import read_thresholds, write_thresholds
 
 
 def _graph(path, classes, kind, seed):
@@ -116,7 +116,7 @@ def test_disagreeing_manifest_is_detected(export_dir):
 
 
 def test_runtime_detector_uses_the_written_thresholds(export_dir):
-    from codedresnext.runtime.detector import Detector, SubsetDetector
+    from codedresnext.runtime.api.detector import Detector, SubsetDetector
 
     write_thresholds(export_dir, {"cat": 0.25, "dog": -1.5, "frog": 3.0})
     det = Detector(export_dir, "class_dog")

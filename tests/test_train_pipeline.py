@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from codedresnext import data
-from codedresnext.config import CIFAR10_MEAN, CIFAR10_STD
+from codedresnext.model import to_input
+from codedresnext.model_config import CIFAR10_MEAN, CIFAR10_STD
 from codedresnext.train.augment import (
     RANDAUGMENT_OPS,
     _apply_op,
     rand_augment,
     random_resized_crop,
     resized_crop_params,
-    to_input,
 )
 from codedresnext.train.pipeline import Augment, BatchMaker, MicroBatchSampler, eval_images, loader
 

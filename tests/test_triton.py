@@ -10,8 +10,8 @@ import onnx
 import pytest
 from test_runtime_graphs import make_export
 
-from codedresnext.errors import GraphError
 from codedresnext.deploy.triton import TRITON_DTYPES, parse_config, write_repository
+from codedresnext.errors import GraphError
 
 
 def _check_repo(export_dir, repo, max_batch):

@@ -18,12 +18,12 @@ from test_trt_plan import _conv_graph
 
 from codedresnext import cli
 from codedresnext.artifact import save_manifest
+from codedresnext.deploy.triton import parse_config, write_repository
 from codedresnext.errors import BackendUnavailable, GraphError
 from codedresnext.runtime import open_backend
-from codedresnext.runtime.bench import run_bench
-from codedresnext.deploy.triton import parse_config, write_repository
-from codedresnext.runtime.trt import TrtBackend, build_directory, build_engine
-from codedresnext.runtime.trt_plan import gpu_compute_capability
+from codedresnext.runtime.backends.trt.engine import TrtBackend, build_directory, build_engine
+from codedresnext.runtime.backends.trt.plan import gpu_compute_capability
+from codedresnext.runtime.bench.run import run_bench
 
 VERSIONS = ["10.3.0", "11.1.0"]
 
@@ -228,7 +228,7 @@ def test_compute_capability_is_that_of_the_cuda_device_in_use(monkeypatch, tmp_p
     with pytest.raises(BackendUnavailable, match="0 visible"):
         gpu_compute_capability()
     # no driver library: nvidia-smi is used only when it cannot be ambiguous
-    from codedresnext.runtime import trt_plan
+    from codedresnext.runtime.backends.trt import plan as trt_plan
 
     monkeypatch.setattr(trt_plan, "_load_libcuda", lambda: None)
     with pytest.raises(BackendUnavailable, match="lists 2 GPUs"):

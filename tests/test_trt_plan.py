@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from codedresnext.errors import BackendUnavailable, GraphError
-from codedresnext.runtime.trt_plan import (
+from codedresnext.runtime.backends.trt.plan import (
     choose_source,
     engine_cache_key,
     graph_precision,
@@ -247,7 +247,7 @@ def test_tensorrt_build_and_compare(tmp_path):
         "tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU): pip install tensorrt"
     )
     pytest.importorskip("polygraphy", reason="polygraphy is not installed: pip install polygraphy")
-    from codedresnext.runtime.trt import TrtBackend, build_engine, compare_with_onnxrt
+    from codedresnext.runtime.backends.trt.engine import TrtBackend, build_engine, compare_with_onnxrt
 
     onnx.save(_conv_graph(False), tmp_path / "g.onnx")
     plan, info = build_engine(

@@ -8,6 +8,7 @@ with onnx + numpy can read and prune graphs. Submodules:
   preprocessing  Preprocessing (how a graph wants its images) and normalize_frames
   handover       how a graph's outputs feed the next graph's inputs (segments, reject pairs)
   onnxfile       load_onnx / read_metadata (GraphError for missing or corrupt files)
+The imports below are the package's public names (one list; no __all__ repeats it).
 """
 
 from __future__ import annotations
@@ -97,86 +98,3 @@ def save_manifest(directory: str | os.PathLike, manifest: Manifest | dict) -> No
     if isinstance(manifest, dict):
         manifest = Manifest.from_dict({"format": MANIFEST_FORMAT, **manifest})
     manifest.save(directory)
-
-
-def find_graph(manifest: Manifest, name: str) -> ManifestEntry:
-    return manifest.graph(name)
-
-
-__all__ = [
-    "CheckResult",
-    "CheckpointInfo",
-    "DETECTOR_KINDS",
-    "EXIT_CONFIDENCES",
-    "EXIT_CONFIDENCE_MARGIN",
-    "EXIT_CONFIDENCE_MAX",
-    "ExitInfo",
-    "FP16",
-    "FP32",
-    "GRAPH_SUFFIX",
-    "GraphKind",
-    "HEAD_KINDS",
-    "IMAGE_INPUTS",
-    "INPUT_FEATURES_MIDDLE",
-    "INPUT_FLOAT",
-    "INPUT_UINT8",
-    "INT8",
-    "KINDS",
-    "MANIFEST_FORMAT",
-    "MANIFEST_FORMAT_V1",
-    "MANIFEST_NAME",
-    "META_CHECKPOINT_SHA256",
-    "META_CLASSES",
-    "META_EXITS",
-    "META_FORMAT",
-    "META_FORMAT_VERSION",
-    "META_GRAPH",
-    "META_KIND",
-    "META_MODEL_CONFIG",
-    "META_PREFIX",
-    "META_PREPROCESSING",
-    "META_THRESHOLDS",
-    "META_UNTRAINED",
-    "Manifest",
-    "ManifestEntry",
-    "ModelInfo",
-    "OUTPUT_EXIT_SCORES",
-    "OUTPUT_FEATURES",
-    "OUTPUT_LOGITS",
-    "OUTPUT_REJECT_DISTANCE",
-    "OUTPUT_REJECT_ENERGIES",
-    "OutputError",
-    "PRECISIONS",
-    "Preprocessing",
-    "RejectChoice",
-    "RejectFloor",
-    "RejectInfo",
-    "RejectProbeInfo",
-    "RejectRule",
-    "SOURCE_CHECKPOINT",
-    "SegmentInfo",
-    "SegmentOrder",
-    "TensorInfo",
-    "Verification",
-    "VerificationSettings",
-    "check_exit_confidence",
-    "check_precision",
-    "exit_energies_name",
-    "exit_scores_name",
-    "features_input_name",
-    "find_graph",
-    "finite_thresholds",
-    "handover_feed",
-    "handover_source",
-    "has_metadata",
-    "is_int8",
-    "json_ready",
-    "load_manifest",
-    "load_onnx",
-    "normalize_frames",
-    "precision_suffix",
-    "read_metadata",
-    "reject_distance_name",
-    "reject_energies_name",
-    "save_manifest",
-]

@@ -24,7 +24,6 @@ from typing import Any
 from .._io import write_json
 from ..errors import GraphError
 from .keys import (
-    DETECTOR_KINDS,
     FP32,
     MANIFEST_FORMAT,
     MANIFEST_FORMAT_V1,
@@ -80,9 +79,10 @@ class RejectInfo(Record):
 
 @dataclass
 class RejectRule(Record):
-    """A learned early-reject score (calibrate, runtime/reject_rule.py): with v the (N,) normalised
-    energies of every branch at the reject block, score = sum_n weights[n] * log(v_n + eps) + bias;
-    higher means more likely a negative, compared with the reject threshold as the distance is."""
+    """A learned early-reject score (calibrate, runtime/thresholds/reject_logistic.py): with v the
+    (N,) normalised energies of every branch at the reject block,
+    score = sum_n weights[n] * log(v_n + eps) + bias; higher means more likely a negative, compared
+    with the reject threshold as the distance is."""
 
     weights: list[float]
     bias: float
@@ -105,7 +105,7 @@ class RejectProbeInfo(Record):
     class_name: str = slot(key="class")
     blocks: list[int] = slot(default_factory=list)
     pair_flops: dict[str, dict[str, float]] | None = None
-    # calibrate (runtime/reject_search.py): per block, the reject threshold at the recall budget
+    # calibrate (runtime/thresholds/reject_search.py): per block, the reject threshold at the recall budget
     reject_thresholds: dict[str, float] | None = slot(None, inf_as_null=True)  # +inf: never rejects
     # calibrate --reject-rule learned: per block, the score the threshold applies to (else the distance)
     reject_rules: dict[str, RejectRule] | None = slot(None, record=RejectRule, mapping=True)
@@ -197,7 +197,7 @@ class ManifestEntry(Record):
     reject_threshold: float | None = slot(None, inf_as_null=True)
     # reject part A: the learned score the threshold applies to (calibrate); None: the codeword distance
     reject_rule: RejectRule | None = slot(None, record=RejectRule)
-    accuracy: dict[str, Any] | None = None  # measured quality (runtime/accuracy.py), e.g. {"top1": ...}
+    accuracy: dict[str, Any] | None = None  # measured quality (runtime/bench/accuracy.py), e.g. {"top1": ...}
     quantization: dict[str, Any] | None = None  # int8 graphs: method, calibration data, scale source
     fp32_twin: str | None = None  # int8 graphs: the fp32 graph they were quantized from
 
@@ -227,10 +227,6 @@ class ManifestEntry(Record):
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
 
-    @property
-    def is_detector(self) -> bool:
-        return self.kind in DETECTOR_KINDS
-
 
 @dataclass
 class ModelInfo(Record):
@@ -243,7 +239,7 @@ class ModelInfo(Record):
 
     def model_config(self) -> Any:
         """The ModelConfig the graphs were exported from."""
-        from ..config import ModelConfig
+        from ..model_config import ModelConfig
 
         if self.config is None:
             raise GraphError("the manifest has no model config; re-export with `codedresnext export`")
@@ -290,7 +286,7 @@ class Manifest(Record):
     graphs: list[ManifestEntry] = slot(default_factory=list, record=ManifestEntry, many=True)
     thresholds: dict[str, float] | None = None  # every detector threshold written (evaluate)
     thresholds_source: dict[str, Any] | None = None  # how they were chosen
-    # `calibrate`'s report (runtime/calibrate.py owns it; non-finite values stored as null)
+    # `calibrate`'s report (runtime/thresholds/calibrate.py owns it; non-finite values stored as null)
     calibration: dict[str, Any] | None = None
     int8: dict[str, Any] | None = None  # `export --int8`: calibration data, method, recipes (export/int8.py)
 

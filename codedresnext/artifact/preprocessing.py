@@ -1,7 +1,7 @@
 """How a graph wants its images, and the one numpy implementation of that preprocessing.
 
 uint8 (B, H, W, 3) RGB frames -> float32 (B, 3, H, W): x / 255, minus mean, divided by std, in
-that order and in float32, which is what the training pipeline (train/augment.to_input) computes,
+that order and in float32, which is what the training pipeline (model.to_input) computes,
 so ONNX graphs fed here see bit-identical inputs to the PyTorch model. A "frames" graph does the
 same inside the graph.
 """

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
-from ..runtime.ort import DEFAULT_PROVIDER, PROVIDERS
+from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
+from ..runtime.backends.onnxrt.session import DEFAULT_PROVIDER, PROVIDERS
 
 
 def _ints(s: str) -> list[int]:
@@ -74,7 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    if args.backend != "torch":
+    from ..runtime.backends import backend_info
+
+    if not backend_info(args.backend).devices:
         if args.device != "cpu" or args.cuda_graph:
             from ..errors import CodedResNeXtError
 
@@ -86,8 +88,8 @@ def _backend_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.bench import run_bench
-    from ..runtime.bench_report import markdown, write_report
+    from ..runtime.bench.report import markdown, write_report
+    from ..runtime.bench.run import run_bench
 
     report = run_bench(
         args.directory,

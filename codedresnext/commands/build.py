@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..runtime.trt_plan import PRECISIONS  # no TensorRT import: the planning half
+from ..runtime.backends.trt.plan import PRECISIONS  # no TensorRT import: the planning half
 
 
 def _batch(s: str) -> tuple[int, int, int]:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.trt import build_directory
+    from ..runtime.backends.trt.engine import build_directory
 
     res = build_directory(
         args.directory,

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
-from ..runtime.exit_search import CV_FOLDS
+from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
+from ..runtime.thresholds.exit_search import CV_FOLDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,8 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..runtime.calibrate import calibrate_directory
-    from ..runtime.calibration_report import write_calibration_report
+    from ..runtime.thresholds.calibrate import calibrate_directory
+    from ..runtime.thresholds.report import write_calibration_report
 
     res = calibrate_directory(
         args.directory,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..runtime.backend import BACKENDS, DEFAULT_BACKEND
+from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.predict import predict_files
+    from ..runtime.api.predict import predict_files
 
     for line in predict_files(
         args.images, graph=args.graph, directory=args.dir, top=args.top, backend=args.backend

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser, d) -> None:
-    from ..config import PRESETS
+    from ..model_config import PRESETS
 
     p.add_argument("--preset", default=d.preset, help=f"{' | '.join(PRESETS)} (default {d.preset})")
     p.add_argument(
@@ -125,7 +125,7 @@ def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
 
 
 def _data_options(g: argparse._ArgumentGroup, d) -> None:
-    from ..config import PRESETS
+    from ..model_config import PRESETS
     from ..train.config import AUTO_EVAL_LIMIT
 
     ra = ", ".join(

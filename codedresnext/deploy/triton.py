@@ -17,7 +17,7 @@ import numpy as np
 from .._io import atomic_path, write_text
 from ..artifact import ManifestEntry, load_manifest
 from ..errors import GraphError
-from ..runtime.backend import TensorSpec, onnx_io_specs
+from ..runtime.backends import TensorSpec, onnx_io_specs
 
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",

@@ -15,6 +15,7 @@ import numpy as np
 from .. import artifact
 from .._io import sha256_file
 from ..errors import GraphError
+from ..runtime.backends import DEFAULT_BACKEND
 
 
 def class_graphs(
@@ -72,7 +73,7 @@ def onnx_class_logits(
     *,
     batch_size: int = 250,
     progress: bool = False,
-    backend: str = "ort",
+    backend: str = DEFAULT_BACKEND,
 ) -> dict[str, np.ndarray]:
     """For every image set (uint8 (M, H, W, 3)): (M, K) logits, column k from class k's graph."""
     from ..runtime import Detector

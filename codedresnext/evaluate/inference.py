@@ -14,8 +14,7 @@ import torch
 from torch import Tensor
 
 from ..data import ArrayDataset
-from ..model import CodedResNeXt
-from ..train.augment import to_input
+from ..model import CodedResNeXt, to_input
 
 
 def forward_prefix(model: CodedResNeXt, x: Tensor, stop: int) -> Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 # the one implementation of each (tie rule documented there; the runtime reports them too)
-from ..thresholds import check_scores, f1_optimal_threshold, roc_auc
+from ..runtime.thresholds.detector import check_scores, f1_optimal_threshold, roc_auc
 
 __all__ = ["binary_report", "f1_optimal_threshold", "precision_recall_f1", "roc_auc"]
 

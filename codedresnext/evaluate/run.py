@@ -161,7 +161,7 @@ def _graph_full_accuracy(cfg: EvalConfig, test: ArrayDataset) -> dict | None:
     """Top-1 of the export's full graph at the detectors' precision vs its fp32 twin, on the whole
     test set: the accuracy a user of that precision gets (the manifest's figure is on a sample)."""
     from .. import artifact
-    from ..runtime.accuracy import graph_accuracy
+    from ..runtime.bench.accuracy import graph_accuracy
 
     if cfg.graphs is None or cfg.precision == artifact.FP32:
         return None
@@ -281,7 +281,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     the --graphs export (manifest + graph metadata) so the runtime's detectors use them."""
     m, arrays = compute(cfg)
     if cfg.graphs and cfg.write_thresholds:
-        from ..thresholds import write_thresholds
+        from ..runtime.thresholds.detector import write_thresholds
 
         thr = {r["class"]: r["threshold"] for r in m["per_class"]}
         src = {

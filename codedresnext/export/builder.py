@@ -45,8 +45,8 @@ from ..artifact import (
     reject_distance_name,
     reject_energies_name,
 )
-from ..config import ModelConfig
 from ..errors import CodedResNeXtError
+from ..model_config import ModelConfig
 from . import groups, names
 from .layout import BlockGeom, block_layout
 

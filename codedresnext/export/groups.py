@@ -30,8 +30,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..artifact import META_MODEL_CONFIG, read_metadata
-from ..config import ModelConfig
 from ..errors import GraphError
+from ..model_config import ModelConfig
 from . import names
 from .layout import BlockGeom, block_layout
 

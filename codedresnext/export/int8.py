@@ -151,7 +151,7 @@ def add_int8_twins(tmp: Path, manifest, full_model, data: Int8Data, opts: Int8Op
 
     from .._io import sha256_file
     from ..artifact import FP32
-    from ..runtime.graphs import prepare_batch
+    from ..runtime.api.graphs import prepare_batch
 
     inp = full_model.graph.input[0].name
     shape = (None, *[d.dim_value or None for d in full_model.graph.input[0].type.tensor_type.shape.dim[1:]])
@@ -189,7 +189,7 @@ def _measure(tmp: Path, twins: Sequence, data: Int8Data, progress: bool) -> None
     """Each twin vs its fp32 twin on the test sample (segments / reject b behind their own chain)."""
     from tqdm import tqdm
 
-    from ..runtime.accuracy import graph_accuracy
+    from ..runtime.bench.accuracy import graph_accuracy
 
     for t in tqdm(twins, desc="int8 accuracy", unit="graph", disable=not progress):
         t.accuracy = graph_accuracy(tmp, t.name, data.test, data.labels, reference=t.fp32_twin)

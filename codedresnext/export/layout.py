@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ModelConfig
 from ..errors import CodedResNeXtError
+from ..model_config import ModelConfig
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..artifact import (
     exit_energies_name,
     exit_scores_name,
 )
-from ..config import ModelConfig
+from ..model_config import ModelConfig
 from .builder import GraphSpec
 
 

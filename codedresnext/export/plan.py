@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..artifact import FP16, GraphKind, RejectInfo, RejectProbeInfo, SegmentInfo, precision_suffix
-from ..config import ModelConfig
 from ..errors import CodedResNeXtError
+from ..model_config import ModelConfig
 from .builder import GraphSpec
 from .layout import class_indices
 from .specs import full_spec, multi_exit_spec, path_spec, reject_probe_spec, reject_specs, segment_specs

@@ -32,8 +32,8 @@ from ..artifact import (
     load_onnx,
     read_metadata,
 )
-from ..config import ModelConfig
 from ..errors import CodedResNeXtError, GraphError
+from ..model_config import ModelConfig
 from . import groups, names
 from .builder import GraphSpec, build_graph
 from .layout import class_indices

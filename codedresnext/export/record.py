@@ -21,7 +21,7 @@ from ..artifact import (
     TensorInfo,
     VerificationSettings,
 )
-from ..config import ModelConfig
+from ..model_config import ModelConfig
 from .counting import (
     FLOPS_DEFINITION,
     PARAMS_DEFINITION,

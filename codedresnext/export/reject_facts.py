@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from ..artifact import GraphKind, RejectFloor
-from ..config import ModelConfig
+from ..model_config import ModelConfig
 from .builder import GraphSpec
 from .counting import count_flops
 from .layout import block_layout

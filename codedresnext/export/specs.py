@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..artifact import GraphKind
-from ..config import ModelConfig
 from ..errors import CodedResNeXtError
+from ..model_config import ModelConfig
 from .builder import GraphSpec
 from .layout import block_layout, keep_branches
 

@@ -35,7 +35,7 @@ class VerifyRun:
 
 def ort_session(model_bytes: bytes):
     """A one-thread ONNX Runtime session (small verification batches; no contention on shared hosts)."""
-    from ..runtime.ort import create_session
+    from ..runtime.backends.onnxrt.session import create_session
 
     return create_session(model_bytes, threads=1)
 

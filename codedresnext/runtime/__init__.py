@@ -1,36 +1,27 @@
-"""Runtime: backends (ONNX Runtime, TensorRT, PyTorch eager), detectors, early-exit cascade, bench.
+"""Runtime: run exported graphs on a device, torch-free (numpy, onnx and one inference library).
 
-Imports nothing from torch (or any backend library) at module level: a device with only onnx,
-numpy and one runtime can use it. Names below load on first use.
+Subpackages, by what they serve:
+  backends/    one folder per framework (onnxrt, trt, pytorch) behind one small `Backend` interface
+  api/         what applications import: detectors, the early-exit cascade, predict
+  thresholds/  threshold calibration on held-out data (detector F1, early exit, early reject)
+  bench/       benchmarking in trtexec's vocabulary (timing, memory, environment, reports)
+The names below are the application API.
 """
 
 from __future__ import annotations
 
-_LAZY = {
-    "Backend": ("codedresnext.runtime.backend", "Backend"),
-    "TensorSpec": ("codedresnext.runtime.backend", "TensorSpec"),
-    "open_backend": ("codedresnext.runtime.backend", "open_backend"),
-    "BACKENDS": ("codedresnext.runtime.backend", "BACKENDS"),
-    "create_session": ("codedresnext.runtime.ort", "create_session"),
-    "Detector": ("codedresnext.runtime.detector", "Detector"),
-    "SubsetDetector": ("codedresnext.runtime.detector", "SubsetDetector"),
-    "RejectDetector": ("codedresnext.runtime.detector", "RejectDetector"),
-    "EarlyExitClassifier": ("codedresnext.runtime.cascade", "EarlyExitClassifier"),
-    "CascadeResult": ("codedresnext.runtime.cascade", "CascadeResult"),
-    "calibrate_directory": ("codedresnext.runtime.calibrate", "calibrate_directory"),
-    "run_bench": ("codedresnext.runtime.bench", "run_bench"),
-    "write_report": ("codedresnext.runtime.bench_report", "write_report"),
-    "build_directory": ("codedresnext.runtime.trt", "build_directory"),
-}
+from .api.cascade import CascadeResult, EarlyExitClassifier
+from .api.detector import Detector, RejectDetector, SubsetDetector
+from .backends import BACKENDS, Backend, TensorSpec, open_backend
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(mod), attr)
-    raise AttributeError(f"module 'codedresnext.runtime' has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "CascadeResult",
+    "Detector",
+    "EarlyExitClassifier",
+    "RejectDetector",
+    "SubsetDetector",
+    "TensorSpec",
+    "open_backend",
+]

@@ -159,11 +159,3 @@ def random_resized_crop(image: Tensor, size: int) -> Tensor:
 
     top, left, h, w = resized_crop_params(*image.shape[-2:])
     return F.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-
-
-def to_input(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 normalised (the model's input convention)."""
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    return (x - m) / s

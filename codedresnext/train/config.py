@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import PRESETS
 from ..errors import CodedResNeXtError
+from ..model_config import PRESETS
 
 PATH_NEGATIVES = ("hardest", "uniform")  # how path training picks a class path for another class's image
 AUTO_EVAL_LIMIT = 2000  # test images evaluated by default in --max-steps runs

@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ArrayDataset, FolderDataset
-from ..model import CodedResNeXt, early_decode
-from .augment import to_input
+from ..model import CodedResNeXt, early_decode, to_input
 from .pipeline import eval_images
 
 

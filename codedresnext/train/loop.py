@@ -34,11 +34,10 @@ import torch.nn.functional as F
 from .. import __version__
 from .._io import write_json, write_text
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import ModelConfig, build_config
 from ..data import ArrayDataset, FolderDataset
 from ..errors import CodedResNeXtError
-from ..model import CodedResNeXt
-from .augment import to_input
+from ..model import CodedResNeXt, to_input
+from ..model_config import ModelConfig, build_config
 from .config import AUTO_EVAL_LIMIT, TRAJECTORY, TrainConfig
 from .dist import Dist
 from .evaluation import classifier_metrics

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import PRESETS
 from ..data import ArrayDataset, FolderDataset, open_dataset
 from ..errors import DataError
+from ..model_config import PRESETS
 from .augment import crop_flip, hflip, rand_augment, random_resized_crop
 from .config import TrainConfig
 from .dist import Dist

@@ -14,8 +14,7 @@ from torch import nn
 
 from ..data import ArrayDataset, FolderDataset
 from ..errors import CodedResNeXtError
-from ..model import CodedResNeXt
-from .augment import to_input
+from ..model import CodedResNeXt, to_input
 from .config import PRECISE_BN_IMAGES as DEFAULT_IMAGES
 from .pipeline import eval_images
 

@@ -1,0 +1,401 @@
+"""`codedresnext bench`: every graph of an export, measured interleaved in one run (trtexec vocabulary).
+
+Steps of `run_bench`: pick the graphs (`select_graphs`), open one runner per graph plus the
+PyTorch peer, probe each one's peak memory in a fresh process (runtime/bench/memory.py), time them all
+interleaved (runtime/bench/timing.py), add ratios vs the full graph, record the environment
+(runtime/bench/environment.py) and, with --data, the early-exit cascade (runtime/bench/early_exit.py).
+Files: runtime/bench/report.py. The goals a benchmark is held to live with the benchmark scripts
+(benchmarks/goals.py), not here: this module measures and reports.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...artifact import (
+    FP32,
+    IMAGE_INPUTS,
+    INT8,
+    SOURCE_CHECKPOINT,
+    GraphKind,
+    Manifest,
+    ManifestEntry,
+    is_int8,
+    load_manifest,
+)
+from ...errors import CodedResNeXtError, GraphError
+from ..backends import DEFAULT_BACKEND, backend_info, open_backend
+from .environment import cpu_model, environment
+from .memory import measure_in_subprocess
+from .report import markdown, write_report
+from .timing import Runner, backend_runner, measure
+
+EAGER_PEER = "torch"  # the backend that rebuilds the PyTorch eager reference from source.pt
+
+# markdown / write_report / cpu_model / environment are re-exported for callers of the pre-split module
+__all__ = [
+    "DEFAULT_KINDS",
+    "add_ratios",
+    "cpu_model",
+    "environment",
+    "markdown",
+    "ratios",
+    "run_bench",
+    "select_graphs",
+    "write_report",
+]
+
+DEFAULT_KINDS = (GraphKind.FULL, GraphKind.MASKED, GraphKind.CLASS, GraphKind.SUBSET, GraphKind.MULTI_EXIT)
+PEER_TORCH_KIND = "peer-torch"  # the PyTorch eager run of source.pt (a runner kind, not a graph kind)
+PEAK_MEMORY_NOTE = (
+    "host RSS high-water delta, MiB: VmHWM after loading the graph and running one batch of the largest "
+    "size, minus VmRSS before the load (runtime library already imported), each graph in a fresh "
+    "subprocess; not GPU memory"
+)
+
+
+def select_graphs(manifest: Manifest, names: list[str] | None, max_class_graphs: int) -> list[ManifestEntry]:
+    """The named graphs, or the default set: full, masked, subset, multi-exit and the first
+    `max_class_graphs` class graphs, in every precision the export has (side by side)."""
+    if names:
+        return manifest.select(names)
+    out, n_class = [], {}
+    for g in manifest.of_kind(*DEFAULT_KINDS, precision=None):
+        if g.kind == GraphKind.CLASS:
+            n_class[g.precision] = n_class.get(g.precision, 0) + 1
+            if n_class[g.precision] > max_class_graphs:
+                continue
+        out.append(g)
+    return out
+
+
+def _fp32_full(graphs: list[dict]) -> dict | None:
+    """The reference of every ratio: the fp32 full graph (other precisions are compared with it)."""
+    return next(
+        (g for g in graphs if g["kind"] == GraphKind.FULL and g.get("precision") in (None, FP32)), None
+    )
+
+
+def _graph_options(g: ManifestEntry, backend: str, options: dict) -> dict | None:
+    """TensorRT builds each twin at its own precision (the FP16 graph as fp16, the Q/DQ graph as
+    int8); None for the other int8 forms (`int8-cpu`: ONNX Runtime's CPU form), which TensorRT refuses."""
+    if not backend_info(backend).builds_precision:
+        return options
+    if is_int8(g.precision) and g.precision != INT8:
+        return None
+    return {**options, "precision": g.precision}
+
+
+def _graph_runner(
+    directory: Path, g: ManifestEntry, backend: str, options: dict, streams: int = 1
+) -> Runner | None:
+    """None for graphs that do not take images (later segments, reject part B)."""
+    path = directory / g.file
+    be = open_backend(backend, path, **options)
+    if not set(IMAGE_INPUTS) & set(be.input_names):
+        be.close()
+        return None
+    more = [open_backend(backend, path, **options) for _ in range(streams - 1)]
+    return backend_runner(
+        be,
+        *more,
+        name=g.name,
+        kind=g.kind.value,
+        params=g.params,
+        flops=g.flops,
+        classes=list(g.classes),
+        source=(backend, str(path), options),
+        precision=g.precision,
+    )
+
+
+def _torch_runner(
+    directory: Path, full: ManifestEntry | None, threads: int | None, device: str = "cpu"
+) -> Runner:
+    be = open_backend(EAGER_PEER, directory / SOURCE_CHECKPOINT, threads=threads, device=device)
+    return backend_runner(
+        be,
+        name="pytorch-eager-full",
+        kind=PEER_TORCH_KIND,
+        params=full.params if full else None,
+        flops=full.flops if full else None,
+        source=(EAGER_PEER, str(directory / SOURCE_CHECKPOINT), {"threads": threads, "device": device}),
+        precision=FP32,
+    )
+
+
+def _open_runners(
+    directory: Path,
+    selected: list[ManifestEntry],
+    full: ManifestEntry | None,
+    backend: str,
+    options: dict,
+    *,
+    torch_peer: bool,
+    notes: list[str],
+    streams: int = 1,
+) -> list[Runner]:
+    runners, refused = [], []
+    for g in selected:
+        opts = _graph_options(g, backend, options)
+        if opts is None:
+            refused.append(g.name)
+        elif (r := _graph_runner(directory, g, backend, opts, streams)) is not None:
+            runners.append(r)
+    if refused:
+        notes.append(f"not timed on {backend} (int8 forms for ONNX Runtime's CPU): {', '.join(refused)}")
+    if not torch_peer:
+        return runners
+    if streams > 1:
+        notes.append("PyTorch peer skipped: --streams times ONNX Runtime sessions only")
+        return runners
+    if not (directory / SOURCE_CHECKPOINT).is_file():
+        notes.append(f"PyTorch peer skipped: no {SOURCE_CHECKPOINT} in the export directory")
+        return runners
+    try:
+        device = options.get("device", "cpu") if backend_info(backend).devices else "cpu"  # peer beside
+        runners.append(_torch_runner(directory, full, options.get("threads"), device))
+    except Exception as e:  # a missing torch is a note, not a failed benchmark
+        notes.append(f"PyTorch peer skipped: {e}")
+    return runners
+
+
+def _probe_memory(runners: list[Runner], batch: int, notes: list[str]) -> None:
+    """Peak memory of each runner's graph at `batch`, each in a fresh process."""
+    for r in runners:
+        if r.source:
+            m = measure_in_subprocess(r.source[0], r.source[1], batch=batch, options=r.source[2])
+            r.peak_memory_mib = m.get("peak_rss_mib")
+            if "error" in m:
+                notes.append(f"memory of {r.name} not measured: {m['error']}")
+
+
+def add_ratios(graphs: list[dict]) -> None:
+    """speedup = full median latency / graph median latency (same batch, same run); flop_ratio =
+    full FLOPs / graph FLOPs; efficiency = speedup / flop_ratio (1.0 = the FLOP saving fully realised).
+    "full" is the fp32 full graph, whatever the graph's own precision."""
+    full = _fp32_full(graphs)
+    if full is None:
+        return
+    by_batch = {r["batch"]: r for r in full["results"]}
+    for g in graphs:
+        fr = (full["flops"] / g["flops"]) if full.get("flops") and g.get("flops") else None
+        g["flop_ratio_vs_full"] = fr
+        for r in g["results"]:
+            ref = by_batch.get(r["batch"])
+            if ref is None:
+                continue
+            sp = ref["latency_ms"]["median"] / r["latency_ms"]["median"]
+            r["speedup_vs_full"] = sp
+            r["speedup_over_flop_ratio"] = sp / fr if fr else None
+            # min latencies: the contention-robust estimate when the machine is shared
+            sp_min = ref["latency_ms"]["min"] / r["latency_ms"]["min"]
+            r["speedup_vs_full_min"] = sp_min
+            r["speedup_over_flop_ratio_min"] = sp_min / fr if fr else None
+
+
+def ratios(graphs: list[dict], batch: int) -> dict[str, Any]:
+    """The comparisons a reader looks for, at `batch`: class graphs' speedup / FLOP ratio, masked
+    graphs' speedup, ONNX Runtime vs PyTorch eager throughput on the full model (all fp32), and
+    the INT8 graphs' throughput vs the fp32 full graph (bench_precision.int8_ratios)."""
+
+    def res(g):
+        return next((r for r in g["results"] if r["batch"] == batch), None)
+
+    out: dict[str, Any] = {"batch": batch}
+    cls = [
+        g
+        for g in graphs
+        if g["kind"] == GraphKind.CLASS
+        and g.get("precision") in (None, FP32)
+        and res(g)
+        and res(g).get("speedup_over_flop_ratio")
+    ]
+    if cls:
+        eff = [res(g)["speedup_over_flop_ratio"] for g in cls]
+        eff_min = [res(g)["speedup_over_flop_ratio_min"] for g in cls]
+        out["class_speedup_over_flop_ratio"] = {"min": min(eff), "median": float(np.median(eff))}
+        out["class_speedup_over_flop_ratio_min_latency"] = {
+            "min": min(eff_min),
+            "median": float(np.median(eff_min)),
+        }
+    masked = [
+        g for g in graphs if g["kind"] == GraphKind.MASKED and g.get("precision") in (None, FP32) and res(g)
+    ]
+    if masked:
+        out["masked_speedup"] = [res(g)["speedup_vs_full"] for g in masked]
+    full = _fp32_full(graphs)
+    peer = next((g for g in graphs if g["kind"] == PEER_TORCH_KIND), None)
+    if full and peer and res(full) and res(peer):
+        out["ort_over_torch_full"] = {
+            "throughput_ratio": res(full)["throughput_sps"] / res(peer)["throughput_sps"]
+        }
+    from .precision import int8_ratios
+
+    out.update(int8_ratios(graphs, batch))
+    return out
+
+
+def _measure_all(
+    runners: list[Runner], batches: list[int], *, memory: bool, notes: list[str], **timing_kw: Any
+) -> dict[str, list[dict]]:
+    """Memory probe (fresh processes, largest batch), then the interleaved timing; closes the runners."""
+    try:
+        if not runners:
+            raise GraphError("nothing to benchmark: no graph in the selection takes images")
+        if memory:
+            _probe_memory(runners, max(batches), notes)
+        return measure(runners, batches, **timing_kw)
+    finally:
+        for r in runners:
+            r.close()
+
+
+def _graph_records(runners: list[Runner], timing: dict[str, list[dict]]) -> list[dict]:
+    return [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "precision": r.precision,
+            "params": r.params,
+            "flops": r.flops,
+            "classes": r.classes,
+            "peak_memory_mib": r.peak_memory_mib,
+            "backend_info": r.info,
+            "results": timing[r.name],
+        }
+        for r in runners
+    ]
+
+
+def run_bench(
+    directory: str | os.PathLike,
+    *,
+    backend: str = DEFAULT_BACKEND,
+    batches: list[int] | tuple[int, ...] = (1, 8, 32),
+    warmup: float = 0.2,
+    duration: float = 3.0,
+    graphs: list[str] | None = None,
+    threads: int | None = None,
+    provider: str = "cpu",
+    torch_peer: bool = True,
+    data: str | None = None,
+    rounds: int = 5,
+    max_class_graphs: int = 10,
+    early_exit_limit: int = 1000,
+    min_iterations: int = 10,
+    memory: bool = True,
+    progress: bool = True,
+    spinning: bool = False,
+    streams: int = 1,
+    backend_options: dict | None = None,
+) -> dict:
+    """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
+
+    spinning: ONNX Runtime intra-op threads busy-wait between ops while a run is in flight (lower
+    latency on cores the process owns; off by default because it steals a shared CPU).
+    streams > 1 (ONNX Runtime only, trtexec's --streams): each graph gets `streams` sessions of
+    threads // streams intra-op threads, called at once, so that no operator is split across
+    cores. backend_options go to every
+    graph's backend (torch: device, cuda_graph; trt: the batch profile, which defaults to
+    (min, max, max) of `batches` so that every benchmarked batch is inside it)."""
+    directory = Path(directory)
+    manifest = load_manifest(directory)
+    threads = int(threads or os.cpu_count() or 1)
+    info = backend_info(backend)
+    if streams < 1 or (streams > 1 and not info.streams):
+        raise CodedResNeXtError(
+            f"--streams {streams}: give a positive count; more than 1 is for --backend ort (concurrent "
+            "ONNX Runtime sessions); for TensorRT engines use trtexec --streams"
+        )
+    notes: list[str] = []
+    if streams > 1 and threads < streams:
+        notes.append(f"{streams} streams on {threads} threads: one thread per stream, cores oversubscribed")
+    if streams > 1 and memory:
+        notes.append("peak memory is one stream's session; the streams hold one each")
+    session_threads = max(1, threads // streams)
+    options: dict[str, Any] = {"threads": session_threads, **(backend_options or {})}
+    if info.providers:
+        options.update(provider=provider, spinning=spinning)
+    if info.batch_profile:
+        options.setdefault("batch", (min(batches), max(batches), max(batches)))
+    full = manifest.first(GraphKind.FULL, precision=None)
+    selected = select_graphs(manifest, graphs, max_class_graphs)
+    runners = _open_runners(
+        directory, selected, full, backend, options, torch_peer=torch_peer, notes=notes, streams=streams
+    )
+    timing_kw = {"warmup": warmup, "duration": duration, "rounds": rounds, "min_iterations": min_iterations}
+    timing = _measure_all(runners, list(batches), memory=memory, notes=notes, progress=progress, **timing_kw)
+    out_graphs = _graph_records(runners, timing)
+    add_ratios(out_graphs)
+    settings = {"batches": list(batches), "warmup_s": warmup, "duration_s": duration, "rounds": rounds}
+    settings.update(min_iterations=min_iterations, interleaved=True, intra_op_spinning=spinning)
+    settings.update(streams=streams, threads_per_stream=session_threads)
+    settings["peak_memory"] = PEAK_MEMORY_NOTE if memory else "not measured"
+    report: dict[str, Any] = {
+        "directory": str(directory),
+        "untrained": manifest.untrained,
+        "settings": settings,
+        "graphs": out_graphs,
+        "ratios": ratios(out_graphs, max(batches)),
+        "env": environment(threads, backend, provider),  # all threads; settings: per stream
+        "notes": notes,
+    }
+    _add_adaptive(
+        report,
+        directory,
+        manifest,
+        data,
+        backend=backend,
+        options=options,
+        batches=batches,
+        duration=duration,
+        limit=early_exit_limit,
+        full=full,
+    )
+    return report
+
+
+def _add_adaptive(
+    report: dict,
+    directory: Path,
+    manifest: Manifest,
+    data: str | None,
+    *,
+    backend: str,
+    options: dict,
+    batches,
+    duration: float,
+    limit: int,
+    full: ManifestEntry | None,
+) -> None:
+    """Early exit measured here (with held-out `data`); early reject as `calibrate` measured it."""
+    if manifest.has_kind(GraphKind.SEGMENT) and data:
+        from .early_exit import bench_early_exit
+
+        report["early_exit"] = bench_early_exit(
+            directory,
+            data,
+            backend=backend,
+            options=options,
+            batch=max(batches),
+            duration=duration,
+            limit=limit,
+            full_flops=full.flops if full else None,
+        )
+    elif manifest.has_kind(GraphKind.SEGMENT):
+        report["notes"].append(
+            "early exit not measured: pass --data (held-out images) to measure accuracy and compute"
+        )
+    rej = (manifest.calibration or {}).get("early_reject")
+    if rej:
+        report["early_reject"] = rej  # measured by `codedresnext calibrate` on the evaluation half
+    blocks = (manifest.calibration or {}).get("early_reject_blocks")
+    if blocks:  # every coded block, from the reject probes (calibrate)
+        report["early_reject_blocks"] = {k: v for k, v in blocks.items() if k != "per_class"}
+    if manifest.reject_floor is not None:
+        report["reject_floor"] = manifest.reject_floor.to_dict()
