@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"codedresnext {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"codedresnext.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"codedresnext.commands.{name}":
-                continue  # command not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"codedresnext.commands.{name}").register(sub)
     return parser
 
 

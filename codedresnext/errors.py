@@ -17,7 +17,11 @@ class GraphError(CodedResNeXtError):
     """An ONNX graph is missing, corrupt or lacks the codedresnext metadata."""
 
 
-class BackendUnavailable(CodedResNeXtError):
+class MissingDependency(CodedResNeXtError):
+    """An optional library (torch for train/export/evaluate, TensorRT, matplotlib, ...) is not installed."""
+
+
+class BackendUnavailable(MissingDependency):
     """An optional inference backend (TensorRT, onnxruntime-gpu, torch) is not installed."""
 
 

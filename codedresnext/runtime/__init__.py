@@ -13,15 +13,3 @@ from __future__ import annotations
 from .api.cascade import CascadeResult, EarlyExitClassifier
 from .api.detector import Detector, RejectDetector, SubsetDetector
 from .backends import BACKENDS, Backend, TensorSpec, open_backend
-
-__all__ = [
-    "BACKENDS",
-    "Backend",
-    "CascadeResult",
-    "Detector",
-    "EarlyExitClassifier",
-    "RejectDetector",
-    "SubsetDetector",
-    "TensorSpec",
-    "open_backend",
-]

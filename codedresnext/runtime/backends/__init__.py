@@ -20,16 +20,3 @@ from .base import (
     open_backend,
     require,
 )
-
-__all__ = [
-    "BACKENDS",
-    "DEFAULT_BACKEND",
-    "Backend",
-    "BackendInfo",
-    "Closing",
-    "TensorSpec",
-    "backend_info",
-    "onnx_io_specs",
-    "open_backend",
-    "require",
-]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import _optional
 from ...artifact import load_onnx
 from ...errors import BackendClosed, BackendUnavailable, GraphError
 
@@ -266,9 +267,4 @@ def open_backend(kind: str, path: str | os.PathLike, **options: Any) -> Backend:
 
 def require(module: str, package: str, why: str) -> Any:
     """Import `module` or raise BackendUnavailable naming the pip package that provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise BackendUnavailable(f"{why} needs the Python package {package!r}: pip install {package}") from e
+    return _optional.require(module, why=why, install=f"pip install {package}", error=BackendUnavailable)
