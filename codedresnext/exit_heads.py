@@ -1,7 +1,7 @@
 """Learned early-exit heads (beyond the paper): a linear classifier on each coded block's output,
 average-pooled to pool x pool cells, fitted on training images after training (the network frozen).
 
-Why: the paper's early decoder (METHOD.md 6, the codeword distance of the branch energies) reads
+Why: the paper's early decoder (docs/method.md section 6, the codeword distance of the branch energies) reads
 only N numbers per block. On the shipped demo model its exits reach 55-84% and the calibrated
 cascade saved ~20% at 0.5 point; a linear head on the block's 2x2-pooled output reads where in the
 image the features are, reaches 71-86% at the same blocks and lets the cascade stop ~30%
