@@ -32,8 +32,8 @@ def _ratios(report: dict) -> tuple[float, float]:
 def _median_run(runs: list[dict]) -> dict:
     """The run whose INT8 class ratio is the median, with every run's ratios attached.
 
-    Whole runs on this shared machine differ by up to 20% in these ratios (the same graphs gave
-    1.40x-1.68x and 1.88x-2.30x in two runs of 2026-12-02), more than the rounds inside one run."""
+    Whole runs on a shared machine differ more in these ratios than the rounds inside one run
+    (up to 20% on the project's 2-core machines)."""
     order = sorted(range(len(runs)), key=lambda i: _ratios(runs[i])[1])
     report = runs[order[len(runs) // 2]]
     every = [dict(zip(("full", "class"), _ratios(r))) for r in runs]

@@ -29,8 +29,8 @@ class Goal:
 GOALS = (
     # a class graph should realise >= 95% of its FLOP saving (speedup / FLOP ratio). Judged on the
     # median over the class graphs: a preset's class graphs have the same shapes and FLOPs, so their
-    # spread in one run (0.93-0.99 for cifar10's ten, 2026-12-03) is the machine's noise and their
-    # minimum the noise's tail; the report still prints the minimum
+    # spread in one run is the machine's noise and their minimum the noise's tail; the report still
+    # prints the minimum
     Goal(
         "per-class speedup / FLOP ratio (median over classes)",
         ("class_speedup_over_flop_ratio", "median"),

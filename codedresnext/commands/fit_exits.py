@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-# all of CIFAR's training split: +0.7..1.7 points per head over 15,000 (recipes/README.md)
+# all of CIFAR's training split: more images fit more accurate heads (recipes/README.md)
 DEFAULT_IMAGES = 50000
 
 
