@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from goals import GOALS  # benchmarks/goals.py (this script runs from benchmarks/)
+from history import with_history
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     res["command"] = " ".join(["python", "benchmarks/class_efficiency.py", *(argv or sys.argv[1:])])
     args.out.mkdir(parents=True, exist_ok=True)
     md = markdown(res)
-    for suffix, text in ((".json", json.dumps(res, indent=2) + "\n"), (".md", md)):
+    page = with_history(args.out / f"{args.stem}.md", md)
+    for suffix, text in ((".json", json.dumps(res, indent=2) + "\n"), (".md", page)):
         path = args.out / f"{args.stem}{suffix}"
         tmp_path = path.with_suffix(suffix + ".tmp")
         tmp_path.write_text(text)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from demo_common import RESULTS, demo_parser, shown
+from history import with_history
 
 
 def _markdown(res: dict) -> str:
@@ -169,7 +170,8 @@ def main() -> int:
         "rows": rows,
     }
     write_json(args.out / "exit_guard.json", res)
-    write_text(args.out / "exit_guard.md", _markdown(res))
+    page = args.out / "exit_guard.md"
+    write_text(page, with_history(page, _markdown(res)))
     print(_markdown(res))
     return 0
 

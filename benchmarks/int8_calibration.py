@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from demo_common import RESULTS, demo_parser
+from history import with_history
 
 METHODS = [("minmax", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy", None)]
 
@@ -104,7 +105,8 @@ def main() -> int:
         "chosen": best["method"],
     }
     write_json(args.out / "int8_calibration.json", res)
-    write_text(args.out / "int8_calibration.md", _markdown(res))
+    page = args.out / "int8_calibration.md"
+    write_text(page, with_history(page, _markdown(res)))
     print(_markdown(res))
     return 0
 

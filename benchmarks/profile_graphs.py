@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from history import with_history
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -266,7 +267,7 @@ def write_comparison(report: dict, out: Path) -> Path:
             f"{s['speedup_over_flop_ratio']:.3f} | {min(s['per_session']):.3f}-{max(s['per_session']):.3f} |"
         )
     md = out / "profile_graphs.md"
-    write_text(md, "\n".join(lines) + "\n")
+    write_text(md, with_history(md, "\n".join(lines) + "\n"))
     return md
 
 

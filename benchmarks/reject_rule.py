@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from demo_common import RESULTS, demo_parser, shown
+from history import with_history
 
 
 def in_sample_threshold(d: np.ndarray, detected: np.ndarray, budget: float) -> float:
@@ -152,7 +153,8 @@ def main() -> int:
         "rows": rows,
     }
     write_json(args.out / "reject_rule.json", res)
-    write_text(args.out / "reject_rule.md", _markdown(res))
+    page = args.out / "reject_rule.md"
+    write_text(page, with_history(page, _markdown(res)))
     print(_markdown(res))
     return 0
 

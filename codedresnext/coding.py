@@ -1,4 +1,4 @@
-"""Coding schemes: which branches each class uses (METHOD.md section 3).
+"""Coding schemes: which branches each class uses (docs/method.md section 3).
 
 A scheme is K binary codewords of length N with exactly N_act ones. Class k's path through a coded
 block is the set of branches where its codeword is 1. This module is numpy-only so that an edge
@@ -132,7 +132,7 @@ def paper_scheme(dataset: str, label: str) -> CodingScheme:
     return CodingScheme(tuple(tables[dataset][label]))
 
 
-# --- generator (paper Algorithm 1, METHOD.md section 3) ----------------------------------------
+# --- generator (paper Algorithm 1, docs/method.md section 3) ----------------------------------------
 
 MAX_CANDIDATES = 2_000_000
 """Largest C(N, N_act) the generator enumerates; beyond it (e.g. 1000 classes on N=32) use the
@@ -381,7 +381,7 @@ def generate_scheme(
     seed: int = 0,
     time_limit: float = 30.0,
 ) -> CodingScheme:
-    """A scheme for K classes by the paper's Algorithm 1 and rules A/B/C (METHOD.md section 3).
+    """A scheme for K classes by the paper's Algorithm 1 and rules A/B/C (docs/method.md section 3).
 
     (A) every word has n_act ones. (B) H_min as large as possible: unless `h_min` is given, try
     H = 2*min(n_act, n - n_act) downward in steps of 2 (constant-weight words are always an even

@@ -1,11 +1,10 @@
 """Learned early-exit heads (beyond the paper): a linear classifier on each coded block's output,
 average-pooled to pool x pool cells, fitted on training images after training (the network frozen).
 
-Why: the paper's early decoder (METHOD.md 6, the codeword distance of the branch energies) reads
-only N numbers per block. On the shipped demo model its exits reach 55-84% and the calibrated
-cascade saved ~20% at 0.5 point; a linear head on the block's 2x2-pooled output reads where in the
-image the features are, reaches 71-86% at the same blocks and lets the cascade stop ~30%
-(README, early exit). The heads live in the checkpoint (`exit_heads`), not in the trained module:
+Why: the paper's early decoder (docs/method.md section 6, the codeword distance of the branch
+energies) reads only N numbers per block. A linear head on the block's 2x2-pooled output also reads
+where in the image the features are: it is more accurate at the same blocks, and the cascade stops
+more samples (docs/early-exit.md). The heads live in the checkpoint (`exit_heads`), not in the trained module:
 training never sees them, `fit-exits` adds them, and the exporter puts them into the segments'
 and the multi-exit graph's exits (AveragePool -> Flatten -> Gemm -> Softmax, the Gemm in float32).
 """
@@ -157,8 +156,8 @@ def fit_linear(
 def choose_l2(x: np.ndarray, y: np.ndarray, classes: int, *, seed: int = 0) -> tuple[float, dict[str, float]]:
     """The L2 penalty of L2_GRID whose head has the lowest cross-entropy on a held-out 20% of the
     fitting images: the exits are gated on the heads' confidence, so calibration, not only accuracy,
-    decides what they save (unpenalised heads of the demo model's later blocks fit the training
-    images to 97-99% and are overconfident on new ones)."""
+    decides what they save (unpenalised heads of later blocks fit the training images almost
+    perfectly and are overconfident on new ones)."""
     import torch
 
     idx = np.random.default_rng(seed).permutation(len(y))

@@ -1,4 +1,4 @@
-"""Coded ResNeXt (METHOD.md sections 1-2), readable in one sitting.
+"""Coded ResNeXt (docs/method.md sections 1-2), readable in one sitting.
 
 Implementation note (why the expand is one dense conv): the paper's block gives every branch its
 own 1x1 expand d -> C_out and then sums the N outputs. A sum of per-branch linear maps is one dense
@@ -228,7 +228,7 @@ class CodedResNeXt(nn.Module):
 def coding_loss(
     energies: Tensor, words: Tensor, ratio: float, power: float = 4.0, threshold: float = 0.0
 ) -> Tensor:
-    """mean over batch and branches of max(|r * E_n - w_n| - thr, 0)^p (METHOD.md 1.3)."""
+    """mean over batch and branches of max(|r * E_n - w_n| - thr, 0)^p (docs/method.md section 1.3)."""
     diff = (ratio * energies - words).abs()
     if threshold > 0:
         diff = (diff - threshold).clamp_min(0)

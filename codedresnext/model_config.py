@@ -1,4 +1,4 @@
-"""Typed model configs and the preset registry (paper Table 1, METHOD.md section 2).
+"""Typed model configs and the preset registry (paper Table 1, docs/method.md section 2).
 
 A config is plain data (JSON round-trip via `to_dict`/`from_dict`) and carries each coded stage's
 codewords, so a checkpoint or an ONNX file rebuilds exactly the network it came from.
@@ -135,7 +135,7 @@ class Preset:
     input_size: int = 32
     mean: tuple[float, float, float] = CIFAR10_MEAN
     std: tuple[float, float, float] = CIFAR10_STD
-    # training defaults (METHOD.md section 4); TrainConfig can override both
+    # training defaults (docs/method.md section 4); TrainConfig can override both
     randaugment: tuple[int, int] | None = None  # (num_ops, magnitude); None: no RandAugment
     train_crop: str = "pad"  # "pad": pad-4 random crop (CIFAR); "resized": random-resized crop (ImageNet)
 

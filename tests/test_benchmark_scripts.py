@@ -39,7 +39,11 @@ def test_bench_int8_times_every_precision_and_records_accuracy(tmp_path, small_t
     acc = rep["int8_accuracy_vs_fp32"]
     assert set(acc) == {"full_int8", "full_int8_cpu", "class_cat_int8", "class_cat_int8_cpu"}
     assert all(0.0 <= a["top1_agreement"] <= 1.0 for k, a in acc.items() if k.startswith("full"))
-    assert (tmp_path / "int8.md").is_file()
+    isa = rep["env"]["cpu_isa"]  # the goals judged are this machine's ISA class's, named in each line
+    md = (tmp_path / "int8.md").read_text().splitlines()
+    goal_lines = [ln for ln in md if ln.startswith("- goal: fastest INT8")]
+    if isa != "other":
+        assert len(goal_lines) == 2 and all(f"on {isa}" in ln for ln in goal_lines)
 
 
 def test_int8_calibration_compares_methods_on_the_demo_model(tmp_path, small_tree):
@@ -130,6 +134,7 @@ def test_reject_rule_compares_scores_and_threshold_rules_on_each_halving(tmp_pat
 
 
 def test_class_efficiency_pairs_full_and_class_calls_in_every_core_layout(tmp_path):
+    (tmp_path / "class_efficiency.md").write_text("# old results\n\n## History\n\n- tried X: slower\n")
     r = _script(
         "class_efficiency.py", "--preset", "tiny", "--batch", "2", "--rounds", "2", "--calls", "2",
         "--cores", "2", "--out", str(tmp_path),
@@ -151,3 +156,16 @@ def test_class_efficiency_pairs_full_and_class_calls_in_every_core_layout(tmp_pa
         assert m["full_sps"] > 0 and m["class_sps"] > 0
     md = (tmp_path / "class_efficiency.md").read_text()
     assert "| 2 streams x 1 thread |" in md and "Goal: >= 0.95" in md
+    assert "# old results" not in md and md.endswith("\n## History\n\n- tried X: slower\n")  # kept
+
+
+def test_results_pages_keep_their_history_section(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from history import with_history
+
+    page = tmp_path / "x.md"
+    assert with_history(page, "# new\n") == "# new\n"  # no page yet
+    page.write_text("# old\n\nrows\n")
+    assert with_history(page, "# new\n") == "# new\n"  # a page without History
+    page.write_text("# old\n\n## History\n\n- a\n\n## History of B\n")
+    assert with_history(page, "# new\n\n") == "# new\n\n## History\n\n- a\n\n## History of B\n"

@@ -1,4 +1,5 @@
-"""Coding schemes: the paper's shipped tables, the Algorithm 1 generator, validation (METHOD.md s3)."""
+"""Coding schemes: the paper's shipped tables, the Algorithm 1 generator, validation
+(docs/method.md section 3)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared")).resolve()
 REFERENCE = SHARED / "reference" / "paper_coding_schemes.json"
 
-# (dataset, label, K, N, N_act, H_min, column-sum min, column-sum max), METHOD.md section 3
+# (dataset, label, K, N, N_act, H_min, column-sum min, column-sum max), docs/method.md section 3
 PAPER = [
     ("cifar10", "5/10", 10, 10, 5, 4, 5, 5),
     ("cifar10", "3/10", 10, 10, 3, 4, 3, 3),

@@ -72,7 +72,7 @@ def test_training_defaults(built):
     name, _ = built
     p = PRESETS[name]
     assert p.train_crop == ("resized" if p.stem == "imagenet" else "pad")
-    # METHOD.md section 4; the CPU presets train with crop + flip only
+    # docs/method.md section 4; the CPU presets train with crop + flip only
     want = {"cifar10": (3, 4), "cifar100": (1, 2), "imagenet": (2, 10), "tiny": None, "small": None}
     assert p.randaugment == want[name]
 

@@ -1,4 +1,4 @@
-"""Coded ResNeXt model (METHOD.md sections 1, 2, 5, 6): presets, exact block maths, masks, init.
+"""Coded ResNeXt model (docs/method.md sections 1, 2, 5, 6): presets, exact block maths, masks, init.
 
 CPU only and fast: the `tiny` preset with small random or real CIFAR-10 inputs. Where the point is
 exactness, every BatchNorm gets non-trivial random statistics and affine parameters (the last BN
@@ -29,7 +29,7 @@ from codedresnext.model import (
 )
 from codedresnext.model_config import ModelConfig, StageConfig
 
-# Paper Table 1 (METHOD.md section 2): (C_out, d, N_act, N, repeats, first stride) per stage.
+# Paper Table 1 (docs/method.md section 2): (C_out, d, N_act, N, repeats, first stride) per stage.
 LAYOUTS = {
     "cifar10": ((256, 11, 10, 10, 3, 1), (512, 22, 5, 10, 3, 2), (1024, 44, 3, 10, 3, 2)),
     "cifar100": ((256, 6, 20, 20, 3, 1), (512, 12, 8, 20, 3, 2), (1024, 24, 4, 20, 3, 2)),
@@ -99,7 +99,7 @@ def block_inputs(model: CodedResNeXt, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def literal_block(block, x, keep=None, drop=None, divide_by=None):
-    """The paper's block (METHOD.md 1.1-1.5) from materialised branch outputs t_n (B, N, C, H, W)."""
+    """The paper's block (docs/method.md section 1) from materialised branch outputs t_n (B, N, C, H, W)."""
     t = reference_branch_outputs(block, x)
     B, N = t.shape[:2]
     if keep is not None:  # a removed branch contributes t_n = 0
@@ -454,7 +454,8 @@ def test_keep_masks_are_union_of_paths():
 
 
 def test_masked_normalisation_divides_by_full_n():
-    """METHOD.md s5: removed branches count in the denominator; dividing by the kept count differs."""
+    """docs/method.md section 5: removed branches count in the denominator; dividing by the kept
+    count differs."""
     m = tiny_model()
     xs = block_inputs(m, random_input(4, 16))
     keep_all = m.keep_masks([2])

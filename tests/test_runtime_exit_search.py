@@ -174,7 +174,7 @@ def test_calibration_keeps_the_confidence_that_saves_more_on_the_calibration_hal
         exits, logits, labels, max_accuracy_loss=0.0, seg_flops=SEG, exit_segments=[0, 1], confidence="margin"
     )
     assert rep["compute_saved"] == pytest.approx(0.72) and rep["accuracy_loss_points"] == 0.0
-    # ties go to "max" (METHOD.md's confidence): a cascade both rules rank alike keeps it
+    # ties go to "max" (docs/method.md's confidence): a cascade both rules rank alike keeps it
     same = {r: by_rule["max"] for r in ("max", "margin")}
     assert _pick_confidence(same, "joint", "none", 0.0, 0.0)[0] == "max"
 

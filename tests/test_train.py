@@ -386,7 +386,7 @@ def test_eval_subset_defaults():
     assert TrainConfig(max_steps=30).resolved_eval_limit() == 2000
     assert TrainConfig(max_steps=30, eval_limit=0).resolved_eval_limit() is None
     assert TrainConfig(eval_limit=500).resolved_eval_limit() == 500
-    # RandAugment: the preset's default (METHOD.md section 4), --randaugment, --no-randaugment
+    # RandAugment: the preset's default (docs/method.md section 4), --randaugment, --no-randaugment
     assert TrainConfig(preset="cifar100").resolved_randaugment() == (1, 2)
     assert TrainConfig(preset="cifar10").resolved_randaugment() == (3, 4)
     assert TrainConfig(preset="imagenet").resolved_randaugment() == (2, 10)

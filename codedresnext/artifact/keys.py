@@ -59,7 +59,8 @@ INT8_VARIANT_PREFIX = "int8-"
 
 
 # How a segment's exit scores become the confidence its threshold is compared with (calibrate picks):
-# "max" = the top score (METHOD.md 6: softmax(-distance)), "margin" = top score minus the runner-up.
+# "max" = the top score (docs/method.md section 6: softmax(-distance)), "margin" = top score minus
+# the runner-up.
 EXIT_CONFIDENCE_MAX, EXIT_CONFIDENCE_MARGIN = "max", "margin"
 EXIT_CONFIDENCES = (EXIT_CONFIDENCE_MAX, EXIT_CONFIDENCE_MARGIN)
 

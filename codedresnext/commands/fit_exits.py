@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-# all of CIFAR's training split: +0.7..1.7 points per head over 15,000 (recipes/README.md)
+# all of CIFAR's training split: more images fit more accurate heads (recipes/README.md)
 DEFAULT_IMAGES = 50000
 
 
@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fit-exits",
         help="fit a linear exit head per coded block (pooled block output) into a checkpoint",
-        description="Beyond the paper: the early decoder of METHOD.md 6 reads only the branch "
+        description="Beyond the paper: the early decoder of docs/method.md section 6 reads only the branch "
         "energies; this fits, with the network frozen, a linear classifier on each coded block's output "
         "average-pooled to POOL x POOL cells (multinomial logistic regression, L2) on training images, "
         "and writes a checkpoint that carries them. `export --segments` / `--multi-exit` then use "

@@ -3,7 +3,7 @@
 Input everywhere is a (M, K) matrix whose column k holds class k's detector logit (from the
 masked PyTorch model or the exported class graph). For class k: positives are samples of class
 k, negatives the other classes, sampled so that positives are `positive_fraction` of the set when
-they would be fewer (CIFAR-100, METHOD.md section 5); the same rule picks the training negatives,
+they would be fewer (CIFAR-100, docs/method.md section 5); the same rule picks the training negatives,
 so the threshold is fitted under the class balance it is tested under. The OOD set is the test
 positives plus every out-of-distribution image as a negative.
 """

@@ -1,7 +1,7 @@
 """Binary-detector metrics in pure numpy (no sklearn): F1-optimal threshold, P/R/F1, ROC-AUC.
 
 Decision rule everywhere: a sample is called positive when its logit is strictly above the
-threshold (METHOD.md section 5), so a threshold between two distinct scores is unambiguous.
+threshold (docs/method.md section 5), so a threshold between two distinct scores is unambiguous.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Seeded sample selection: stratified subsets and the 10%-positives negative sampling.
 
-METHOD.md section 5: with many classes (CIFAR-100) a class's test positives are 1% of the set,
+docs/method.md section 5: with many classes (CIFAR-100) a class's test positives are 1% of the set,
 so negatives are sampled until positives make up `positive_fraction` (10%). With 10 classes the
 positives already are 10% and every negative is used.
 """

@@ -5,7 +5,7 @@ pruner with weights read back from full.onnx. Every node and initializer has a s
 from the block index ("block3/reduce", "block3/gram"), so graphs are byte-identical for the same
 weights. A block whose kept branches are given is *physically* pruned: reduce / 3x3 / Gram rows and
 expand columns of the other branches are sliced away and `group` is the kept count, while the energy
-normalisation still divides by the full N (METHOD.md section 5).
+normalisation still divides by the full N (docs/method.md section 5).
 
 Coded block, as ONNX (B = batch, C = c_out, nk = kept branches, d = width):
     h  = Relu(Conv3x3_g(Relu(Conv1x1(x))))                     (B, nk*d, H', W')
@@ -185,7 +185,7 @@ def _scores(g: _Graph, dist: str, prefix: str, out: str) -> str:
 def _exit_scores(g: _Graph, W: Mapping[str, np.ndarray], b: BlockGeom, x: str, en: str, out: str) -> str:
     """Block b's exit scores (B, K): its fitted head on the block output x (B, C, H', W') when the
     weights carry one (exit_heads.py: AveragePool to pool x pool cells -> Flatten -> Gemm ->
-    Softmax, float32), else the codeword decoder on the normalised energies (METHOD.md 6)."""
+    Softmax, float32), else the codeword decoder on the normalised energies (docs/method.md section 6)."""
     p = f"block{b.index}/exit"
     wname, bname = names.w(b.index, "exit_head"), names.b(b.index, "exit_head")
     if wname not in W:

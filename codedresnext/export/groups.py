@@ -2,10 +2,10 @@
 
 ONNX Runtime's CPU layout optimisation (NCHWc) takes a grouped conv only when every group's channel
 count is a multiple of its block size (8 with AVX2, 16 with AVX-512). The presets' first stages are
-uncoded, with 10-20 branches of 4-11 channels: their 3x3 grouped convs ran in plain NCHW (cifar100's
-6-channel groups at 16 GFLOP/s against 100-120 for the 1x1 convs), between two layout reorders.
-Every graph (full or pruned) runs that stage whole, so a class graph, which saves FLOPs only in the
-coded stages, spends a larger share of its time there and realised 0.92 of its FLOP ratio
+uncoded, with 10-20 branches of 4-11 channels: their 3x3 grouped convs ran in plain NCHW, several
+times slower per multiply-add than the 1x1 convs, between two layout reorders. Every graph (full or
+pruned) runs that stage whole, so a class graph, which saves FLOPs only in the coded stages, spends a
+larger share of its time there and falls short of its FLOP ratio
 (benchmarks/results/profile_graphs*.md). Such a block's branches are therefore stored in a layout
 (m, w): m branches per group of the 3x3 conv (block-diagonal weights, zero between branches), each
 group padded with zero channels to w, a multiple of GROUP_ALIGN: reduce-conv rows (zero weight and
@@ -15,12 +15,9 @@ model's layout (1, d).
 
 A stage's layout is the one of fewest multiply-adds (1x1 convs x w / (m d), 3x3 conv x w^2 /
 (m d^2)), fewer groups on a tie, taken only if it costs at most GROUP_COST_MAX times the stage's
-own multiply-adds; only uncoded stages, only fp32. Tried by hand (2-core AVX-512 Xeon, batch 32, one
-thread): cifar10 stage 1 (10 x 11) -> (1, 16), 1.57x the multiply-adds: full graph as fast, class
-graph 4-7% faster; cifar100 stage 1 (20 x 6) -> (5, 32), 1.56x: full graph 0-4% faster, class
-graph 7-14% faster ((2, 16) at 1.57x: 2-4%; (1, 16), 3.1x: both slower); widening the coded
-stages too (22 -> 32, 44 -> 48) made the cifar10 full graph 3-10% slower. FP16 and INT8 graphs do
-not use these kernels (quantize.py puts the groups back).
+own multiply-adds; only uncoded stages (widening coded stages slowed the full graph), only fp32.
+The layouts that were tried and their timings: benchmarks/results/profile_graphs.md, History. FP16
+and INT8 graphs do not use these kernels (quantize.py puts the groups back).
 """
 
 from __future__ import annotations

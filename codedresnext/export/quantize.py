@@ -24,19 +24,18 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
              residual Add, float bias, outputs of weighted ops not quantized: TensorRT's placement
              rules. ONNX Runtime's quantizer also puts a Q/DQ on the Add's conv-branch input; it is
              removed (`_drop_branch_qdq`): one per-tensor scale over a conv output with per-channel
-             BN offsets cost most of this form's accuracy loss on the demo model (1.6 of 2.0 points
-             when measured; benchmarks/results/int8_calibration.md has the current figures).
+             BN offsets cost most of this form's accuracy loss (benchmarks/results/int8_calibration.md).
   `int8-cpu` the fast ONNX Runtime CPU form: uint8 asymmetric activations (a ReLU output uses all
              256 levels, the ReLU folds into the zero point), int32 bias and quantized conv outputs,
              so ONNX Runtime fuses every DQ-Conv-Q into QLinearConv (U8S8 kernels), with 7-bit
-             weights (reduce_range): without VNNI the U8S8 kernels saturate 16-bit pair sums (at
-             8 bits the demo model lost 0.65 points, at 7 bits none). TensorRT rejects uint8 Q/DQ:
-             never build engines from it.
+             weights (reduce_range): without VNNI the U8S8 kernels saturate 16-bit pair sums, which
+             8-bit weights overflow and 7-bit weights do not. TensorRT rejects uint8 Q/DQ: never
+             build engines from it.
 - What stays float, and why: the energy path (Gram conv, h * Gram(h), the reductions), the
   normalisation (sum, mean, sqrt, divide), the early decoders / coding distance and the classifier
   Gemm. Energies are sums of squares over a whole feature map (a range no 8-bit scale covers for
   both small and large inputs) and the normalisation divides by them, so quantizing them moves
-  every branch at once; together with the 1-row-per-class Gemm they are a few % of the FLOPs. The
+  every branch at once; together with the 1-row-per-class Gemm they are a small share of the FLOPs. The
   expand conv's input is the normalised h / sqrt(n2) (builder.py), so its Q/DQ scale does not
   have to cover the per-sample scale the normalisation removes. In `int8` the 3x3 conv's output h is
   float (only float ops read it), so energies come from unquantized h; in `int8-cpu` conv outputs
@@ -66,7 +65,7 @@ PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
 INT8_PRECISIONS = (PRECISION_TRT, PRECISION_CPU)
 METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_METHOD = "minmax"  # measured: benchmarks/results/int8_calibration.md (README says why)
+DEFAULT_METHOD = "minmax"  # chosen by benchmarks/int8_calibration.py (docs/int8.md says why)
 DEFAULT_PERCENTILE = 99.999
 CALIBRATION_FILE = "int8_calibration.json"
 CALIBRATED_OPS = ("Conv", "Add", "Relu", "Gemm")  # tensors around these ops get ranges
@@ -225,8 +224,8 @@ def without_alignment(model):
     (builder._expand); the same function.
 
     The padding is for ONNX Runtime's fp32 NCHWc convolutions. In a Q/DQ graph the Pad runs on
-    float values between a DequantizeLinear and a QuantizeLinear that nothing can fuse (on the
-    cifar10 preset 7-11% of the int8-cpu graphs' time, benchmarks/results/profile_graphs_int8_cpu.md).
+    float values between a DequantizeLinear and a QuantizeLinear that nothing can fuse (profiled:
+    benchmarks/results/profile_graphs_int8_cpu.md).
     The integer 1x1 convolutions still run faster on an aligned channel count, so where h comes
     straight from the grouped 3x3 conv (uncoded blocks) each group gets zero output channels instead
     (`_widen_groups`: a few more output rows of that conv, no copy); elsewhere (the normalised h of a

@@ -89,7 +89,7 @@ class Reference:
 
 def exit_scores(model, block: int, h, energies):
     """Block `block`'s exit scores: its fitted head on the block output h where the model has one
-    (exit_heads.py), else softmax(-codeword distance) of the energies (METHOD.md 6)."""
+    (exit_heads.py), else softmax(-codeword distance) of the energies (docs/method.md section 6)."""
     import torch
 
     from ..exit_heads import head_scores

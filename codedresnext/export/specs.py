@@ -35,12 +35,10 @@ def default_cuts(cfg: ModelConfig) -> list[int]:
 
     Rule: after the last block of every coded stage (where the next block is the costly stage
     transition) and after the second-to-last block of the network's last stage when it is coded.
-    Measured (`calibrate` on `--segments all`, exit rule: compute saved on the samples an exit stops
-    minus its decoder and the measured hand-over, thresholds re-searched without it): the trained
-    tiny demo model kept blocks [2, 3] of [1, 2, 3] (hand-over 2.5% of the full graph per cut), a
-    `small` checkpoint kept [3, 5] of [1..5] (hand-over 6%); the first coded block's exit lost
-    compute on both (-2.0 / -4.5 points). The rule gives exactly those cuts; `--segments all` and
-    `calibrate`'s `recommended_cuts` re-check it for any other model."""
+    It reproduces what `calibrate`'s exit rule kept on `--segments all` for the trained tiny and
+    small demo models (the first coded block's exit, the weakest, lost compute on both: every
+    sample it does not stop pays the cut). `calibrate`'s `recommended_cuts` re-checks it for any
+    other model (docs/early-exit.md)."""
     last = sum(st.depth for st in cfg.stages) - 1
     cuts, i = [], -1
     for s in cfg.stages:

@@ -144,7 +144,7 @@ class TrainConfig:
         return self.lr if self.lr is not None else 0.1 * self.batch_size / 512
 
     def resolved_randaugment(self) -> tuple[int, int] | None:
-        """--randaugment, else the preset's default (METHOD.md section 4); None: crop + flip only."""
+        """--randaugment, else the preset's default (docs/method.md section 4); None: crop + flip only."""
         if self.no_randaugment:
             return None
         if self.randaugment is not None:

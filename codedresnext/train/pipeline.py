@@ -41,7 +41,7 @@ def micro_seed(seed: int, step: int, micro: int) -> int:
 
 @dataclass(frozen=True)
 class Augment:
-    """The training augmentation (METHOD.md section 4).
+    """The training augmentation (docs/method.md section 4).
 
     crop "pad": RandAugment, then a pad-4 random crop and a flip (CIFAR; images keep their size).
     crop "resized": a random-resized crop to `size` x `size` and a flip, then RandAugment (ImageNet).

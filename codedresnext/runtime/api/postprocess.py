@@ -21,11 +21,10 @@ def exit_confidence(scores: np.ndarray, rule: str = EXIT_CONFIDENCE_MAX) -> np.n
     """(B, K) exit scores -> (B,) confidence in the scores' dtype (the cascade and the calibration
     compare thresholds in it, so both must compute it here).
 
-    "max": the top score (METHOD.md 6). "margin": top minus runner-up; a sample torn between two
-    classes stays in the cascade even when its top score is high. On the demo models' 5,000-image
-    halves it saved about 2 points more compute than "max" at the same 0.5-point budget (phase 3:
-    21.3% vs 18.9%, phase 4's calibration half: 20.3% vs 18.5%), so calibrate measures both and
-    keeps the better one on the calibration half."""
+    "max": the top score (docs/method.md section 6). "margin": top minus runner-up; a sample torn between two
+    classes stays in the cascade even when its top score is high. Which one saves more depends on
+    the model (benchmarks/results/exit_guard.md), so calibrate measures both and keeps the better
+    one on the calibration half."""
     s = np.asarray(scores)
     if rule == EXIT_CONFIDENCE_MAX:
         return s.max(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..._io import atomic_path, write_json, write_text
 from ...artifact import GraphKind
 from ..backends import BACKENDS, DEFAULT_BACKEND
-from .environment import QPS_NOTE
+from .environment import QPS_NOTE, int8_pays
 
 
 def _f(v, fmt: str) -> str:
@@ -26,10 +26,11 @@ def _header(report: dict) -> list[str]:
     if streams > 1:
         t = st["threads_per_stream"]
         cores = f"{streams} streams x {t} thread{'s' if t > 1 else ''}"
+    isa = f" ({env['cpu_isa']})" if env.get("cpu_isa") else ""
     return [
         f"# Benchmark: {report['directory']}",
         "",
-        f"{env['backend']} ({env.get('provider')}), {cores}, {env['cpu']} "
+        f"{env['backend']} ({env.get('provider')}), {cores}, {env['cpu']}{isa} "
         f"x{env['cpu_count']}, onnxruntime {env.get('onnxruntime')}, {env['timestamp_utc']}; warm-up "
         f"{st['warmup_s']} s, duration {st['duration_s']} s per graph and batch, interleaved; load "
         f"average at start {env.get('load_average_at_start')}.",
@@ -105,11 +106,26 @@ def _ratio_lines(report: dict) -> list[str]:
     from .precision import int8_ratio_lines
 
     lines += int8_ratio_lines(r)
+    if r.get("int8"):
+        lines += _int8_isa_lines(report)
     for g in report.get("goals") or []:  # set by benchmarks/ scripts (benchmarks/goals.py)
         lines.append(
             f"- goal: {g['what']} {g['value']:.3f} ({g['goal']}: {'met' if g['met'] else 'NOT met'})"
         )
     return lines
+
+
+def _int8_isa_lines(report: dict) -> list[str]:
+    """Beside CPU INT8 figures: whether this CPU's instruction set lets INT8 convolutions pay."""
+    env = report.get("env") or {}
+    isa = env.get("cpu_isa")
+    on_cpu = env.get("backend", "ort") == "ort" and env.get("provider", "cpu") == "cpu"
+    if not on_cpu or isa is None or int8_pays(isa):
+        return []
+    return [
+        f"- note: this CPU ({isa}) has no VNNI / dot-product instructions, so INT8 convolutions cannot "
+        "beat FP32 by much here; expect little INT8 speedup on it (docs/int8.md)"
+    ]
 
 
 def _early_exit_lines(e: dict) -> list[str]:

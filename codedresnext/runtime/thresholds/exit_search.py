@@ -379,9 +379,9 @@ def without_exit_credit(o: ExitOutcomes) -> ExitOutcomes:
     """The same cascade where an exit counts as right only where the final classifier is right too.
 
     Fitted to calibration samples, the search buys "gains" where an exit happens to fix the final
-    classifier's mistakes; on new samples those mostly do not repeat (measured on the demo model:
-    at high prices the fitted thresholds lost 0.8-2.1 points on held-out folds). Without the credit
-    the fitted cascade can only lose accuracy, and its thresholds carry over."""
+    classifier's mistakes; on new samples those mostly do not repeat (at high prices such thresholds
+    lost accuracy on held-out folds). Without the credit the fitted cascade can only lose accuracy,
+    and its thresholds carry over."""
     c = o.correct.copy()
     c[:, : o.m] &= c[:, o.m : o.m + 1]
     return replace(o, correct=c)
@@ -391,12 +391,9 @@ def without_exit_credit(o: ExitOutcomes) -> ExitOutcomes:
 # lambda = 6 values one point of accuracy at 6% of the compute; 1000+ opens an exit only where it
 # costs no accuracy on the calibration samples. 80 steps, each price 1.11x the next.
 PRICES = tuple(float(v) for v in np.geomspace(3000.0, 1.0, 80))
-# Folds of the cv guard, measured on the shipped demo model (exit heads fitted on 50,000 images; the
-# exits' outputs cached, calibrate's search replayed on benchmarks/exit_guard.py's 20 halvings, budget
-# 0.5; mean loss on new data / halvings over budget / mean compute saved, none without exits), with
-# calibrate's default `auto` confidence: 3 folds 0.50 / 7 / 36.4%, 5 folds 0.49 / 8 / 36.4%,
-# 10 folds 0.46 / 7 / 36.2%; `margin` alone 0.42 / 4 / 35.9%, 0.41 / 6 / 35.6%, 0.39 / 5 / 35.5%.
-# The budget-search guard this replaced (5 folds, `margin`): 0.50 / 8 / 33.5%, every exit shut on 2.
+# Folds of the cv guard: 3, 5 and 10 folds saved about the same compute on the demo model over
+# benchmarks/exit_guard.py's 20 halvings, 10 with the least loss on new data (figures:
+# benchmarks/results/exit_guard.md, History).
 CV_FOLDS = 10
 
 

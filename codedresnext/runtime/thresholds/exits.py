@@ -31,14 +31,11 @@ from .exit_search import (
 
 CURVE_BUDGETS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 GRID = 200  # threshold candidates per exit (quantiles); the exact search over-fits the calibration half
-# Measured on the tiny demo model, 12 random halvings of the test split, budget 0.5 points: fitted
-# exactly (z = 0) the other half lost 0.73 points on average (75% of splits over budget); with one
-# standard error of margin 0.55 (50%), with two 0.37 (25%), for 9.9% / 8.8% / 7.8% compute saved.
+# The `se` guard's margin in standard errors of the calibration loss. Thresholds fitted exactly to
+# the calibration half over-shoot the budget on new data; a margin shrinks that but not enough on
+# every model, so the default guard is cross-validation of the frontier's price
+# (exit_search.search_cross_validated). Measurements: benchmarks/results/exit_guard.md, History.
 DEFAULT_MARGIN_SE = 2.0
-# On a 64%-accurate `small` checkpoint (epoch 5) even z = 2 lost 0.65 points on average on the other
-# half; the earlier 2-fold cross-validation of the searched budget lost 0.04 (0.32 on tiny); the
-# default guard is now cross-validation of the frontier's price (exit_search.search_cross_validated,
-# CV_FOLDS says how many folds and why).
 GUARDS = ("cv", "se", "none")
 
 

@@ -7,9 +7,8 @@ A linear score on log(v + eps) reads the same N energies the distance does (same
 FLOPs; part A outputs them as "reject_energies"), so only the weights are new. They are fitted on
 images that are NOT the calibration half (by default a seeded sample of the training split): the
 reject threshold is then set on the calibration half's positives as for the distance, so the recall
-budget is still checked on images the rule never saw. On the demo model this stops 65.7% of negatives
-at block 2 at a mean 0.80 point recall loss where the distance stops 51.6% (20 halvings of the test
-split: benchmarks/results/reject_rule.md).
+budget is still checked on images the rule never saw. On the demo model it stops more negatives than
+the distance at the same recall budget (benchmarks/results/reject_rule.md).
 """
 
 from __future__ import annotations
