@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from codedresnext._io import write_json, write_text
-from codedresnext.coding import generate_scheme
+from codedresnext.coding_search import generate_scheme
 
 CASES = [(10, 10, 5, 4), (10, 10, 3, 4), (100, 20, 8, 8), (100, 20, 4, 4)]  # K, N, N_act, paper H_min
 LIMIT_S = 30.0

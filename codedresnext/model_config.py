@@ -226,7 +226,7 @@ def _scheme_for(dataset: str, preset_classes: int, k: int, active: int, n: int) 
             return paper_scheme(dataset, f"{active}/{n}").codewords
         except CodedResNeXtError:
             pass
-    from .coding import generate_scheme  # Algorithm 1 for a user's own K
+    from .coding_search import generate_scheme  # Algorithm 1 for a user's own K
 
     return generate_scheme(k, n, active).codewords
 

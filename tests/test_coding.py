@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codedresnext.coding import (
-    CodingScheme,
+from codedresnext.coding import CodingScheme, paper_scheme
+from codedresnext.coding_search import (
     _balanced_targets,
     _best_sumsq,
     _choose_balanced,
@@ -25,7 +25,6 @@ from codedresnext.coding import (
     _to_matrix,
     _words,
     generate_scheme,
-    paper_scheme,
 )
 from codedresnext.errors import CodedResNeXtError
 
