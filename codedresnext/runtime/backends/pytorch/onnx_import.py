@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ....errors import GraphError
-from .onnx_ops import DTYPES, OPS, _Node
+from .onnx_node import DTYPES, OpNode
+from .onnx_ops import OPS
 
 __all__ = ["DTYPES", "MIN_OPSET", "OPS", "OnnxModule", "load_onnx"]
 
@@ -46,7 +47,7 @@ class OnnxModule(torch.nn.Module):
         consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         for node in graph.node:  # Constant nodes are initializers too
             if node.op_type == "Constant":
-                consts[node.output[0]] = _constant_value(_Node(node, consts))
+                consts[node.output[0]] = _constant_value(OpNode(node, consts))
         self.input_names = [v.name for v in graph.input if v.name not in consts]
         self.output_names = [v.name for v in graph.output]
         self._const_names: list[str] = []
@@ -65,7 +66,7 @@ class OnnxModule(torch.nn.Module):
                     f"op {op} (node {node.name!r}) is not supported by the torch importer; "
                     f"it handles {sorted(OPS)}"
                 )
-            n = _Node(node, consts)
+            n = OpNode(node, consts)
             fn, dyn = OPS[node.op_type](n)
             self._steps.append((fn, [n.inputs[i] for i in dyn], [o for o in n.outputs if o]))
 
@@ -81,7 +82,7 @@ class OnnxModule(torch.nn.Module):
         return tuple(env[o] for o in self.output_names)
 
 
-def _constant_value(n: _Node) -> np.ndarray:
+def _constant_value(n: OpNode) -> np.ndarray:
     from onnx import numpy_helper
 
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):

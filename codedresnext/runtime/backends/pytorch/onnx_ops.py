@@ -1,7 +1,7 @@
 """The op builders of the ONNX -> torch importer (onnx_import.py): one small function per op of the
 project's allowlist (export/ops.py), ONNX operator semantics at opset >= 13.
 
-A builder takes a `_Node` (attributes + constant operands) and returns (fn over tensors, indices of the
+A builder takes a `OpNode` (attributes + constant operands) and returns (fn over tensors, indices of the
 inputs that are tensors at run time). Constant operands (axes, shapes, pads, K) become Python values
 here, once, so a forward pass never reads from the device. Imports torch: only the torch backend
 imports this, lazily.
@@ -11,65 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ....errors import GraphError
-
-# ONNX TensorProto element types -> torch dtypes
-DTYPES = {
-    1: torch.float32,
-    2: torch.uint8,
-    3: torch.int8,
-    5: torch.int16,
-    6: torch.int32,
-    7: torch.int64,
-    9: torch.bool,
-    10: torch.float16,
-    11: torch.float64,
-    16: torch.bfloat16,
-}
-
-
-class _Node:
-    """One node's attributes and constant operands, as the op builders below read them."""
-
-    def __init__(self, node, consts: dict[str, np.ndarray]) -> None:
-        from onnx import helper
-
-        self.op, self.name = node.op_type, node.name or node.output[0]
-        self.inputs, self.outputs = list(node.input), list(node.output)
-        self.attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        self._consts = consts
-
-    def attr(self, key: str, default: Any = None) -> Any:
-        v = self.attrs.get(key, default)
-        return v.decode() if isinstance(v, bytes) else v
-
-    def has_input(self, i: int) -> bool:
-        return len(self.inputs) > i and self.inputs[i] != ""
-
-    def const(self, i: int) -> np.ndarray | None:
-        """The i-th input's value if it is an initializer/Constant, else None (absent: None)."""
-        return self._consts.get(self.inputs[i]) if self.has_input(i) else None
-
-    def const_ints(self, i: int, what: str) -> list[int] | None:
-        """Constant int list operand (axes, shape, K, ...); GraphError if it is computed at run time."""
-        if not self.has_input(i):
-            return None
-        v = self.const(i)
-        if v is None:
-            raise GraphError(
-                f"node {self.name!r} ({self.op}): its {what} input {self.inputs[i]!r} is computed at run "
-                "time; the torch importer needs it as an initializer or Constant"
-            )
-        return [int(a) for a in np.asarray(v).reshape(-1)]
-
-    def fail(self, why: str) -> GraphError:
-        return GraphError(f"node {self.name!r} ({self.op}): {why} is not supported by the torch importer")
+from .onnx_node import DTYPES, OpNode
+from .onnx_ops_nn import _avgpool, _batchnorm, _conv, _dequantize, _gemm, _global, _maxpool, _quantize
 
 
 # -- op builders: (node) -> (fn, dynamic input indices) ---------------------------------------------
@@ -88,7 +36,7 @@ def _div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _variadic(fn: Callable) -> Callable:
-    def build(n: _Node):
+    def build(n: OpNode):
         def run(*xs):
             out = xs[0]
             for x in xs[1:]:
@@ -100,117 +48,15 @@ def _variadic(fn: Callable) -> Callable:
     return build
 
 
-def _cast(n: _Node):
+def _cast(n: OpNode):
     to = DTYPES.get(n.attr("to"))
     if to is None:
         raise n.fail(f"Cast to ONNX type {n.attr('to')}")
     return (lambda x: x.to(to)), [0]
 
 
-def _conv(n: _Node):
-    w = n.const(1)
-    rank = (w.ndim if w is not None else len(n.attr("kernel_shape", [0, 0])) + 2) - 2
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(rank)
-    if conv is None:
-        raise n.fail(f"{rank}-d convolution")
-    auto_pad = n.attr("auto_pad", "NOTSET")
-    pads = list(n.attr("pads", [0] * (2 * rank)))
-    if auto_pad == "VALID":
-        pads = [0] * (2 * rank)
-    elif auto_pad != "NOTSET":
-        raise n.fail(f"auto_pad={auto_pad}")
-    strides = list(n.attr("strides", [1] * rank))
-    dil = list(n.attr("dilations", [1] * rank))
-    group = int(n.attr("group", 1))
-    begin, end = pads[:rank], pads[rank:]
-    if begin == end:
-        pad_arg, pre = begin, None
-    else:  # asymmetric: F.pad takes (last dim begin, end, previous dim begin, end, ...)
-        pad_arg, pre = [0] * rank, [p for i in reversed(range(rank)) for p in (begin[i], end[i])]
-
-    def run(x, weight, bias=None):
-        if pre is not None:
-            x = F.pad(x, pre)
-        return conv(x, weight, bias, strides, pad_arg, dil, group)
-
-    return run, [i for i in range(3) if n.has_input(i)]
-
-
-def _pool_pads(n: _Node, rank: int) -> tuple[list[int], list[int] | None]:
-    if n.attr("auto_pad", "NOTSET") != "NOTSET":
-        raise n.fail(f"auto_pad={n.attr('auto_pad')}")
-    pads = list(n.attr("pads", [0] * (2 * rank)))
-    begin, end = pads[:rank], pads[rank:]
-    if begin == end:
-        return begin, None
-    return [0] * rank, [p for i in reversed(range(rank)) for p in (begin[i], end[i])]
-
-
-def _maxpool(n: _Node):
-    if len(n.outputs) > 1 and n.outputs[1]:
-        raise n.fail("MaxPool with an Indices output")
-    k = list(n.attr("kernel_shape"))
-    rank = len(k)
-    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[rank]
-    strides = list(n.attr("strides", [1] * rank))
-    dil = list(n.attr("dilations", [1] * rank))
-    ceil = bool(n.attr("ceil_mode", 0))
-    pad, pre = _pool_pads(n, rank)
-
-    def run(x):
-        if pre is not None:
-            x = F.pad(x, pre, value=-math.inf)
-        return pool(x, k, strides, pad, dil, ceil_mode=ceil)
-
-    return run, [0]
-
-
-def _avgpool(n: _Node):
-    k = list(n.attr("kernel_shape"))
-    rank = len(k)
-    pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[rank]
-    strides = list(n.attr("strides", [1] * rank))
-    pad, pre = _pool_pads(n, rank)
-    if pre is not None:
-        raise n.fail("AveragePool with asymmetric pads")
-    if any(d != 1 for d in n.attr("dilations", [1] * rank)):
-        raise n.fail("AveragePool with dilations")
-    ceil, incl = bool(n.attr("ceil_mode", 0)), bool(n.attr("count_include_pad", 0))
-    return (lambda x: pool(x, k, strides, pad, ceil_mode=ceil, count_include_pad=incl)), [0]
-
-
-def _global(reduce: Callable) -> Callable:
-    return lambda n: ((lambda x: reduce(x, dim=tuple(range(2, x.dim())), keepdim=True)), [0])
-
-
-def _batchnorm(n: _Node):
-    if n.attr("training_mode", 0):
-        raise n.fail("BatchNormalization in training mode")
-    eps = float(n.attr("epsilon", 1e-5))
-    return (lambda x, s, b, m, v: F.batch_norm(x, m, v, s, b, False, 0.0, eps)), [0, 1, 2, 3, 4]
-
-
-def _gemm(n: _Node):
-    alpha, beta = float(n.attr("alpha", 1.0)), float(n.attr("beta", 1.0))
-    ta, tb = bool(n.attr("transA", 0)), bool(n.attr("transB", 0))
-
-    def run(a, b, c=None):
-        if ta:
-            a = a.t()
-        if tb and alpha == 1.0 and beta == 1.0:  # the classifier head: one fused linear
-            return F.linear(a, b, c)
-        y = a @ (b.t() if tb else b)
-        if alpha != 1.0:
-            y = y * alpha
-        if c is not None:
-            y = y + (c if beta == 1.0 else beta * c)
-        return y
-
-    return run, [i for i in range(3) if n.has_input(i)]
-
-
 def _reduce(fn: Callable) -> Callable:
-    def build(n: _Node):
+    def build(n: OpNode):
         axes = n.const_ints(1, "axes") if n.has_input(1) else n.attr("axes")
         keep = bool(n.attr("keepdims", 1))
         if not axes:
@@ -231,14 +77,14 @@ def _amin(x, dim, keepdim):
     return torch.amin(x, dim=dim, keepdim=keepdim)
 
 
-def _reshape(n: _Node):
+def _reshape(n: OpNode):
     shape = n.const_ints(1, "shape")
     if 0 in shape and not n.attr("allowzero", 0):  # 0 copies the input's dimension
         return (lambda x: x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(shape)])), [0]
     return (lambda x: x.reshape(shape)), [0]
 
 
-def _flatten(n: _Node):
+def _flatten(n: OpNode):
     axis = int(n.attr("axis", 1))
 
     def run(x):
@@ -248,14 +94,14 @@ def _flatten(n: _Node):
     return run, [0]
 
 
-def _squeeze(n: _Node):
+def _squeeze(n: OpNode):
     axes = n.const_ints(1, "axes") if n.has_input(1) else n.attr("axes")
     if not axes:
         return (lambda x: x.squeeze()), [0]
     return (lambda x: x.squeeze(tuple(axes))), [0]
 
 
-def _unsqueeze(n: _Node):
+def _unsqueeze(n: OpNode):
     axes = n.const_ints(1, "axes") if n.has_input(1) else n.attr("axes")
 
     def run(x):
@@ -267,7 +113,7 @@ def _unsqueeze(n: _Node):
     return run, [0]
 
 
-def _transpose(n: _Node):
+def _transpose(n: OpNode):
     perm = n.attr("perm")
     if perm is None:
         return (lambda x: x.permute(*reversed(range(x.dim())))), [0]
@@ -275,12 +121,12 @@ def _transpose(n: _Node):
     return (lambda x: x.permute(perm)), [0]
 
 
-def _concat(n: _Node):
+def _concat(n: OpNode):
     axis = int(n.attr("axis"))
     return (lambda *xs: torch.cat(xs, dim=axis)), list(range(len(n.inputs)))
 
 
-def _slice(n: _Node):
+def _slice(n: OpNode):
     starts, ends = n.const_ints(1, "starts"), n.const_ints(2, "ends")
     axes = n.const_ints(3, "axes") or list(range(len(starts)))
     steps = n.const_ints(4, "steps") or [1] * len(starts)
@@ -296,7 +142,7 @@ def _slice(n: _Node):
     return run, [0]
 
 
-def _pad(n: _Node):
+def _pad(n: OpNode):
     pads = n.const_ints(1, "pads")
     if n.attr("mode", "constant") != "constant" or pads is None:
         raise n.fail("Pad other than constant mode with constant pads")
@@ -315,7 +161,7 @@ def _pad(n: _Node):
     return run, [0]
 
 
-def _gather(n: _Node):
+def _gather(n: OpNode):
     axis = int(n.attr("axis", 0))
     idx = n.const(1)
     if idx is not None and np.asarray(idx).ndim == 0:  # scalar index: the axis disappears
@@ -331,12 +177,12 @@ def _gather(n: _Node):
     return run, [0, 1]
 
 
-def _softmax(n: _Node):
+def _softmax(n: OpNode):
     axis = int(n.attr("axis", -1))
     return (lambda x: torch.softmax(x, dim=axis)), [0]
 
 
-def _clip(n: _Node):
+def _clip(n: OpNode):
     lo, hi = n.const(1), n.const(2)
     if (n.has_input(1) and lo is None) or (n.has_input(2) and hi is None):
         return (lambda x, a=None, b=None: torch.clamp(x, a, b)), [i for i in range(3) if n.has_input(i)]
@@ -346,7 +192,7 @@ def _clip(n: _Node):
 
 
 def _arg(fn: Callable) -> Callable:
-    def build(n: _Node):
+    def build(n: OpNode):
         if n.attr("select_last_index", 0):
             raise n.fail("select_last_index=1")
         axis, keep = int(n.attr("axis", 0)), bool(n.attr("keepdims", 1))
@@ -355,7 +201,7 @@ def _arg(fn: Callable) -> Callable:
     return build
 
 
-def _topk(n: _Node):
+def _topk(n: OpNode):
     (k,) = n.const_ints(1, "K")
     axis, largest = int(n.attr("axis", -1)), bool(n.attr("largest", 1))
 
@@ -366,59 +212,18 @@ def _topk(n: _Node):
     return run, [0]
 
 
-def _shape(n: _Node):
+def _shape(n: OpNode):
     start, end = n.attr("start", 0), n.attr("end")
     # not capturable in a CUDA graph (a host -> device copy); our exporter never writes Shape
     return (lambda x: torch.tensor(list(x.shape)[start:end], dtype=torch.int64, device=x.device)), [0]
 
 
-def _leaky(n: _Node):
+def _leaky(n: OpNode):
     alpha = float(n.attr("alpha", 0.01))
     return (lambda x: F.leaky_relu(x, alpha)), [0]
 
 
-def _qparams(n: _Node, x, scale, zp=None):
-    """Scale / zero point shaped to broadcast over x (per tensor, or per channel along `axis`)."""
-    if scale.dim() == 1 and scale.numel() > 1:
-        shape = [1] * x.dim()
-        shape[int(n.attr("axis", 1)) % x.dim()] = -1
-        scale = scale.reshape(shape)
-        zp = None if zp is None else zp.reshape(shape)
-    return scale, zp
-
-
-def _quantize(n: _Node):
-    if n.attr("block_size"):
-        raise n.fail("blocked quantization")
-    zp_const = n.const(2)
-    if n.has_input(2) and zp_const is None:
-        raise n.fail("a zero point computed at run time")
-    out = torch.uint8 if zp_const is None else torch.from_numpy(np.array(zp_const, copy=True)).dtype
-    lo, hi = (torch.iinfo(out).min, torch.iinfo(out).max)
-
-    def run(x, scale, zp=None):
-        scale, zp = _qparams(n, x, scale, zp)
-        q = torch.round(x / scale)  # round half to even, as the spec says
-        if zp is not None:
-            q = q + zp.to(q.dtype)
-        return torch.clamp(q, lo, hi).to(out)
-
-    return run, [i for i in range(3) if n.has_input(i)]
-
-
-def _dequantize(n: _Node):
-    if n.attr("block_size"):
-        raise n.fail("blocked quantization")
-
-    def run(x, scale, zp=None):
-        scale, zp = _qparams(n, x, scale, zp)
-        xf = x.to(scale.dtype)
-        return (xf - zp.to(scale.dtype) if zp is not None else xf) * scale
-
-    return run, [i for i in range(3) if n.has_input(i)]
-
-
-OPS: dict[str, Callable[[_Node], tuple[Callable, list[int]]]] = {
+OPS: dict[str, Callable[[OpNode], tuple[Callable, list[int]]]] = {
     "Abs": _unary(torch.abs),
     "Add": _binary(torch.add),
     "ArgMax": _arg(torch.argmax),
