@@ -80,21 +80,16 @@ def _oracle(exits: list[np.ndarray], logits: np.ndarray, seg_flops, exit_segment
 
 def _fits(grid, budget: float) -> dict[str, list[float]]:
     """Thresholds per guard, as `calibrate --guard G` would fit them on this calibration half."""
-    from codedresnext.runtime.thresholds.exit_search import (
-        CV_FOLDS,
-        greedy_search,
-        min_correct_for,
-        search_cross_validated,
-    )
-    from codedresnext.runtime.thresholds.exits import DEFAULT_MARGIN_SE, _search
+    from codedresnext.runtime.thresholds.exit_guard import CV_FOLDS, guarded_search, search_cross_validated
+    from codedresnext.runtime.thresholds.exit_search import greedy_search, min_correct_for
 
-    cv = _search(grid, "joint", "cv", budget, DEFAULT_MARGIN_SE)
+    cv = guarded_search(grid, budget, guard="cv")
     out = {f"cv ({CV_FOLDS} folds, default)": cv["thresholds"]}
     for k in (3, 5, 10):
         if k != CV_FOLDS:
             out[f"cv ({k} folds)"] = search_cross_validated(grid, budget, folds=k)["thresholds"]
     for g in ("se", "none"):
-        out[g] = _search(grid, "joint", g, budget, DEFAULT_MARGIN_SE)["thresholds"]
+        out[g] = guarded_search(grid, budget, guard=g)["thresholds"]
     b = cv.get("searched_budget")  # the baseline under the default guard, as calibrate reports it
     m = len(cv["thresholds"])
     out["greedy at cv's budget"] = (

@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 
 from codedresnext.runtime.thresholds.calibrate import calibrate_exit_thresholds
+from codedresnext.runtime.thresholds.exit_guard import (
+    search_cross_validated,
+    tradeoff_curve,
+    without_exit_credit,
+)
 from codedresnext.runtime.thresholds.exit_search import (
     NEVER,
     ExitOutcomes,
@@ -13,10 +18,7 @@ from codedresnext.runtime.thresholds.exit_search import (
     greedy_search,
     joint_search,
     min_correct_for,
-    search_cross_validated,
     summarise,
-    tradeoff_curve,
-    without_exit_credit,
 )
 
 SEG = [10.0, 10.0, 80.0]  # exit 0 after 10 FLOPs, exit 1 after 20, the end after 100

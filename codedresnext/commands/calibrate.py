@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
-from ..runtime.thresholds.exit_search import CV_FOLDS
+from ..runtime.thresholds.exit_guard import CV_FOLDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

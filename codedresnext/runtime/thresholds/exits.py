@@ -17,26 +17,13 @@ import numpy as np
 
 from ...artifact import EXIT_CONFIDENCES, FP32, GraphKind, Manifest, ManifestEntry, check_exit_confidence
 from ...errors import GraphError
-from .exit_search import (
-    CV_FOLDS,
-    ExitOutcomes,
-    exit_values,
-    greedy_search,
-    min_correct_for,
-    search_cross_validated,
-    search_with_margin,
-    summarise,
-    tradeoff_curve,
-)
+from ..api.cascade import EarlyExitClassifier
+from ..backends import open_backend
+from .exit_guard import CV_FOLDS, DEFAULT_MARGIN_SE, guarded_search, tradeoff_curve
+from .exit_search import ExitOutcomes, exit_values, greedy_search, min_correct_for, summarise
 
 CURVE_BUDGETS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 GRID = 200  # threshold candidates per exit (quantiles); the exact search over-fits the calibration half
-# The `se` guard's margin in standard errors of the calibration loss. Thresholds fitted exactly to
-# the calibration half over-shoot the budget on new data; a margin shrinks that but not enough on
-# every model, so the default guard is cross-validation of the frontier's price
-# (exit_search.search_cross_validated). Measurements: benchmarks/results/exit_guard.md, History.
-DEFAULT_MARGIN_SE = 2.0
-GUARDS = ("cv", "se", "none")
 
 
 def cascade_outputs(casc: Any, images: np.ndarray, batch: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -122,25 +109,13 @@ def _pick_confidence(
     found, summary = {}, {}
     for rule in rules:
         grid = outputs[rule].with_grid(GRID)
-        found[rule] = _search(grid, search, guard, budget, margin_se)
+        found[rule] = guarded_search(grid, budget, search=search, guard=guard, margin_se=margin_se)
         summary[rule] = {
             "calibration": summarise(outputs[rule], found[rule]["thresholds"]),
             "searched_budget": found[rule].get("searched_budget", budget),
         }
     best = max(rules, key=lambda r: (summary[r]["calibration"]["compute_saved"], r == rules[0]))
     return best, found[best], summary
-
-
-def _search(grid: ExitOutcomes, search: str, guard: str, budget: float, margin_se: float) -> dict:
-    """{"thresholds", "method", ...}: the joint search under `guard`, or the greedy baseline."""
-    if search == "greedy":
-        th = greedy_search(grid, min_correct_for(grid, budget))
-        return {"method": "greedy (one exit at a time)", "greedy_thresholds": th, "thresholds": th}
-    if search == "joint" and guard in GUARDS:
-        if guard == "cv":
-            return search_cross_validated(grid, budget)
-        return search_with_margin(grid, budget, z=margin_se if guard == "se" else 0.0)
-    raise GraphError(f"unknown search {search!r} / guard {guard!r}; use joint|greedy and {GUARDS}")
 
 
 def calibrate_exits(
@@ -167,22 +142,9 @@ def calibrate_exits(
     `margin_se` standard errors within the budget, "none" fits the budget exactly on that half.
     confidence: "max" | "margin" (postprocess.exit_confidence), or "auto": both searched, the one
     saving more compute on the calibration half kept (ties: "max")."""
-    from ..api.cascade import EarlyExitClassifier
-    from ..backends import open_backend
-
-    full = manifest.first(GraphKind.FULL, FP32)
-    if full is None:
-        raise GraphError(f"{directory} has no fp32 full graph to measure the hand-over against; re-export")
-    with EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads) as casc:
-        if any(np.isnan(casc.segment_flops)):
-            raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
-        if casc.num_exits == 0:
-            raise GraphError("these segments have no early exit (no segment ends at a coded block)")
-        flops, segs, refs = casc.segment_flops, casc.exit_segments, casc.refs
-        out_cal = cascade_outputs(casc, cal.images, batch)
-        out_ev = cascade_outputs(casc, ev.images, batch)
-        with open_backend(backend, directory / full.file, threads=threads) as full_be:
-            handover = measure_handover(full_be, casc, cal.images[:batch])
+    flops, segs, refs, out_cal, out_ev, handover = _cascade_outputs_both(
+        directory, manifest, cal, ev, batch=batch, backend=backend, threads=threads
+    )
     asked = EXIT_CONFIDENCES if confidence == "auto" else (confidence,)
     rules = tuple(check_exit_confidence(r, "--exit-confidence") for r in asked)
     by_rule = {r: ExitOutcomes.from_outputs(*out_cal, cal.labels, flops, segs, confidence=r) for r in rules}
@@ -203,6 +165,7 @@ def calibrate_exits(
     greedy_th = (
         [float("inf")] * len(th) if searched is None else greedy_search(grid, min_correct_for(grid, budget))
     )
+    search_record = _search_record(found, search, guard, margin_se, searched, greedy_th, o_cal, o_ev)
     return {
         "thresholds": dict(zip(names, th)),
         "confidence": {
@@ -214,23 +177,7 @@ def calibrate_exits(
         },
         "written_to": written,
         "max_accuracy_loss": max_accuracy_loss,
-        "search": {
-            "method": found["method"],
-            "threshold_candidates_per_exit": GRID,
-            "guard": guard if search == "joint" else "none",
-            "margin_standard_errors": margin_se if guard == "se" else None,
-            "cross_validation_folds": CV_FOLDS if guard == "cv" and search == "joint" else None,
-            "cross_validation": found.get("cross_validation"),
-            "searched_budget": searched,
-            "price": found.get("price"),
-            "loss_standard_error_calibration": found.get("loss_standard_error"),
-            "greedy_baseline": {
-                "thresholds": greedy_th,
-                "calibration": summarise(o_cal, greedy_th),
-                "evaluation": summarise(o_ev, greedy_th),
-            },
-            "compute_fraction_by_start": found.get("compute_fraction_by_start"),
-        },
+        "search": search_record,
         "calibration": _report(o_cal, th),
         "evaluation": _report(o_ev, th),
         "curve": tradeoff_curve(grid, o_ev, curve_budgets),  # fitted exactly: shows the over-fitting
@@ -244,6 +191,58 @@ def calibrate_exits(
             "going past it) is higher with it than without it, thresholds re-searched each time",
         },
     }
+
+
+def _search_record(
+    found: dict,
+    search: str,
+    guard: str,
+    margin_se: float,
+    searched: float | None,
+    greedy_th: list,
+    o_cal: ExitOutcomes,
+    o_ev: ExitOutcomes,
+) -> dict:
+    """How the thresholds were searched (method, guard, cross-validation trace) and the greedy
+    baseline under the same guard, scored on both halves."""
+    return {
+        "method": found["method"],
+        "threshold_candidates_per_exit": GRID,
+        "guard": guard if search == "joint" else "none",
+        "margin_standard_errors": margin_se if guard == "se" else None,
+        "cross_validation_folds": CV_FOLDS if guard == "cv" and search == "joint" else None,
+        "cross_validation": found.get("cross_validation"),
+        "searched_budget": searched,
+        "price": found.get("price"),
+        "loss_standard_error_calibration": found.get("loss_standard_error"),
+        "greedy_baseline": {
+            "thresholds": greedy_th,
+            "calibration": summarise(o_cal, greedy_th),
+            "evaluation": summarise(o_ev, greedy_th),
+        },
+        "compute_fraction_by_start": found.get("compute_fraction_by_start"),
+    }
+
+
+def _cascade_outputs_both(
+    directory: Path, manifest: Manifest, cal: Any, ev: Any, *, batch: int, backend: str, threads: int | None
+) -> tuple:
+    """Every segment on both held-out halves, and the measured hand-over cost against the full graph:
+    (segment FLOPs, exit segments, segment refs, calibration outputs, evaluation outputs, hand-over)."""
+    full = manifest.first(GraphKind.FULL, FP32)
+    if full is None:
+        raise GraphError(f"{directory} has no fp32 full graph to measure the hand-over against; re-export")
+    with EarlyExitClassifier.from_directory(directory, backend=backend, threads=threads) as casc:
+        if any(np.isnan(casc.segment_flops)):
+            raise GraphError("segment graphs lack 'flops' in the manifest; re-export them")
+        if casc.num_exits == 0:
+            raise GraphError("these segments have no early exit (no segment ends at a coded block)")
+        flops, segs, refs = casc.segment_flops, casc.exit_segments, casc.refs
+        out_cal = cascade_outputs(casc, cal.images, batch)
+        out_ev = cascade_outputs(casc, ev.images, batch)
+        with open_backend(backend, directory / full.file, threads=threads) as full_be:
+            handover = measure_handover(full_be, casc, cal.images[:batch])
+    return flops, segs, refs, out_cal, out_ev, handover
 
 
 def _report(o: ExitOutcomes, th: list[float]) -> dict:
