@@ -37,7 +37,7 @@ def _step(title: str, command: str) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     from .evaluate.run import EvalConfig, evaluate
-    from .export import export_graphs
+    from .export import ExportOptions, export_graphs
     from .runtime.bench.report import write_report
     from .runtime.bench.run import run_bench
     from .runtime.thresholds.calibrate import calibrate_directory
@@ -57,16 +57,18 @@ def run(args: argparse.Namespace) -> dict:
         "--masked --multi-exit --segments all --reject-block all",
     )
     export_graphs(
-        out=export_dir,
-        checkpoint=args.model,
-        classes="all",
-        subsets=[["cat", "dog"]],
-        masked=True,
-        multi_exit=True,
-        segments="all",
-        reject_block="all",
-        overwrite=True,
-        progress=True,
+        ExportOptions(
+            out=export_dir,
+            checkpoint=args.model,
+            classes="all",
+            subsets=[["cat", "dog"]],
+            masked=True,
+            multi_exit=True,
+            segments="all",
+            reject_block="all",
+            overwrite=True,
+            progress=True,
+        )
     )
     timings["export"] = time.perf_counter() - t
 

@@ -149,13 +149,15 @@ def tiny_export(tmp_path_factory):
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("tiny") / "export"
     export.export_graphs(
-        out=out,
-        preset="tiny",
-        classes=["cat", "dog"],
-        masked=True,
-        segments=True,
-        progress=False,
-        verify=False,
+        export.ExportOptions(
+            out=out,
+            preset="tiny",
+            classes=["cat", "dog"],
+            masked=True,
+            segments=True,
+            progress=False,
+            verify=False,
+        )
     )
     return out
 

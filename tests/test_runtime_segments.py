@@ -38,7 +38,9 @@ def all_exits(tmp_path_factory):
     export = pytest.importorskip("codedresnext.export")
     out = tmp_path_factory.mktemp("segments_all") / "export"
     export.export_graphs(
-        out=out, checkpoint=DEMO, segments="all", multi_exit=True, fp16=True, progress=False, verify=False
+        export.ExportOptions(
+            out=out, checkpoint=DEMO, segments="all", multi_exit=True, fp16=True, progress=False, verify=False
+        )
     )
     return out
 
