@@ -93,20 +93,22 @@ def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -
     from goals import add_goals
 
     from codedresnext.runtime.bench.report import write_report
-    from codedresnext.runtime.bench.run import run_bench
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench
 
     report = run_bench(
         out,
-        batches=args.batch,
-        warmup=args.warmup,
-        duration=args.duration,
-        graphs=names,
-        threads=args.threads,
-        rounds=args.rounds,
-        min_iterations=args.min_iterations,
-        progress=not args.quiet,
-        spinning=not args.no_spinning,
-        **extra,
+        BenchOptions(
+            batches=args.batch,
+            warmup=args.warmup,
+            duration=args.duration,
+            graphs=names,
+            threads=args.threads,
+            rounds=args.rounds,
+            min_iterations=args.min_iterations,
+            progress=not args.quiet,
+            spinning=not args.no_spinning,
+            **extra,
+        ),
     )
     report["command"] = " ".join(["python", "benchmarks/bench_graphs.py", *sys.argv[1:]])
     add_goals(report)

@@ -49,7 +49,7 @@ def _median_run(runs: list[dict]) -> dict:
 def main() -> int:
     from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.export.int8 import Int8Options
-    from codedresnext.runtime.bench.run import run_bench, write_report
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench, write_report
 
     shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,15 +90,17 @@ def main() -> int:
         runs = [
             run_bench(
                 d,
-                batches=[args.batch],
-                warmup=args.warmup,
-                duration=args.duration,
-                rounds=args.rounds,
-                graphs=names,
-                threads=args.threads,
-                torch_peer=False,
-                memory=False,
-                progress=not args.quiet,
+                BenchOptions(
+                    batches=[args.batch],
+                    warmup=args.warmup,
+                    duration=args.duration,
+                    rounds=args.rounds,
+                    graphs=names,
+                    threads=args.threads,
+                    torch_peer=False,
+                    memory=False,
+                    progress=not args.quiet,
+                ),
             )
             for _ in range(args.repeats)
         ]

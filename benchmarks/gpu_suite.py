@@ -207,13 +207,13 @@ def _bench_run(
 ) -> None:
     """One `run_bench` into runs[name]: skipped (with the reason), failed (one backend failing must
     not hide the others) or ok with `summary(report)`; the report is written as OUT/STEM.*."""
-    from codedresnext.runtime.bench.run import run_bench, write_report
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench, write_report
 
     if why_not:
         runs[name] = {"status": "skipped", "reason": why_not}
         return
     try:
-        rep = run_bench(export, **kw)
+        rep = run_bench(export, BenchOptions(**kw))
     except Exception as e:
         runs[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
         return
