@@ -24,22 +24,24 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def bench_preset(preset: str, work: Path, args) -> Path:
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.model_config import build_config
 
     cfg = build_config(preset)
     classes = list(cfg.class_names[: args.max_class_graphs])
     out = work / preset
     export_graphs(
-        out=out,
-        preset=preset,
-        classes=classes,
-        subsets=[classes[:2]],
-        masked=True,
-        multi_exit=True,
-        verify=False,
-        overwrite=True,
-        progress=not args.quiet,
+        ExportOptions(
+            out=out,
+            preset=preset,
+            classes=classes,
+            subsets=[classes[:2]],
+            masked=True,
+            multi_exit=True,
+            verify=False,
+            overwrite=True,
+            progress=not args.quiet,
+        )
     )
     names = [
         "full",
@@ -53,22 +55,24 @@ def bench_preset(preset: str, work: Path, args) -> Path:
 
 def bench_trained(work: Path, args) -> Path:
     from codedresnext.checkpoint import read_checkpoint
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.model_config import ModelConfig
     from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     cfg = ModelConfig.from_dict(read_checkpoint(args.checkpoint)["model_config"])
     out = work / "trained"
     export_graphs(
-        out=out,
-        checkpoint=args.checkpoint,
-        classes="all",
-        masked=True,
-        multi_exit=True,
-        segments=True,
-        reject_block=cfg.coded_blocks[0],
-        overwrite=True,
-        progress=not args.quiet,
+        ExportOptions(
+            out=out,
+            checkpoint=args.checkpoint,
+            classes="all",
+            masked=True,
+            multi_exit=True,
+            segments=True,
+            reject_block=cfg.coded_blocks[0],
+            overwrite=True,
+            progress=not args.quiet,
+        )
     )
     calibrate_directory(
         out, args.data, max_accuracy_loss=args.max_accuracy_loss, limit=args.calib_limit, threads=args.threads
@@ -89,20 +93,22 @@ def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -
     from goals import add_goals
 
     from codedresnext.runtime.bench.report import write_report
-    from codedresnext.runtime.bench.run import run_bench
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench
 
     report = run_bench(
         out,
-        batches=args.batch,
-        warmup=args.warmup,
-        duration=args.duration,
-        graphs=names,
-        threads=args.threads,
-        rounds=args.rounds,
-        min_iterations=args.min_iterations,
-        progress=not args.quiet,
-        spinning=not args.no_spinning,
-        **extra,
+        BenchOptions(
+            batches=args.batch,
+            warmup=args.warmup,
+            duration=args.duration,
+            graphs=names,
+            threads=args.threads,
+            rounds=args.rounds,
+            min_iterations=args.min_iterations,
+            progress=not args.quiet,
+            spinning=not args.no_spinning,
+            **extra,
+        ),
     )
     report["command"] = " ".join(["python", "benchmarks/bench_graphs.py", *sys.argv[1:]])
     add_goals(report)

@@ -48,9 +48,9 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def main() -> int:
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.export.int8 import Int8Options
-    from codedresnext.runtime.bench.run import run_bench, write_report
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench, write_report
 
     shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,28 +76,32 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="codedresnext-int8-") as tmp:
         d = (args.work or Path(tmp)) / args.preset
         export_graphs(
-            out=d,
-            preset=args.preset,
-            classes=["cat"],
-            fp16=True,
-            verify=False,
-            overwrite=True,
-            progress=not args.quiet,
-            int8=Int8Options(args.data, images=args.calibration_images, eval_images=args.eval_images),
+            ExportOptions(
+                out=d,
+                preset=args.preset,
+                classes=["cat"],
+                fp16=True,
+                verify=False,
+                overwrite=True,
+                progress=not args.quiet,
+                int8=Int8Options(args.data, images=args.calibration_images, eval_images=args.eval_images),
+            )
         )
         names = [f"{g}{s}" for g in ("full", "class_cat") for s in ("", "_fp16", "_int8", "_int8_cpu")]
         runs = [
             run_bench(
                 d,
-                batches=[args.batch],
-                warmup=args.warmup,
-                duration=args.duration,
-                rounds=args.rounds,
-                graphs=names,
-                threads=args.threads,
-                torch_peer=False,
-                memory=False,
-                progress=not args.quiet,
+                BenchOptions(
+                    batches=[args.batch],
+                    warmup=args.warmup,
+                    duration=args.duration,
+                    rounds=args.rounds,
+                    graphs=names,
+                    threads=args.threads,
+                    torch_peer=False,
+                    memory=False,
+                    progress=not args.quiet,
+                ),
             )
             for _ in range(args.repeats)
         ]

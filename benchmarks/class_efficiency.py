@@ -168,7 +168,7 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.runtime.bench.environment import environment
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         d = args.directory
         if d is None:
             d = Path(tmp) / args.preset
-            export_graphs(out=d, preset=args.preset, classes=[args.cls], verify=False, progress=False)
+            export_graphs(
+                ExportOptions(out=d, preset=args.preset, classes=[args.cls], verify=False, progress=False)
+            )
         res = measure(d, args.cls, batch=args.batch, rounds=args.rounds, calls=args.calls, cores=args.cores)
     res["env"] = environment(args.cores, "ort", "cpu")
     res["command"] = " ".join(["python", "benchmarks/class_efficiency.py", *(argv or sys.argv[1:])])

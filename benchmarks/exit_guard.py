@@ -101,7 +101,7 @@ def _fits(grid, budget: float) -> dict[str, list[float]]:
 def main() -> int:
     from codedresnext._io import write_json, write_text
     from codedresnext.data import load_dataset
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.runtime.api.cascade import EarlyExitClassifier
     from codedresnext.runtime.thresholds.calibrate import heldout_split
     from codedresnext.runtime.thresholds.exit_search import summarise
@@ -117,7 +117,11 @@ def main() -> int:
     ds = load_dataset(args.data, "test")
     labels = np.asarray(ds.labels)
     with tempfile.TemporaryDirectory(prefix="codedresnext-guard-") as tmp:
-        export_graphs(out=Path(tmp) / "export", checkpoint=args.checkpoint, segments="all", progress=False)
+        export_graphs(
+            ExportOptions(
+                out=Path(tmp) / "export", checkpoint=args.checkpoint, segments="all", progress=False
+            )
+        )
         with EarlyExitClassifier.from_directory(Path(tmp) / "export") as casc:
             exits, logits = cascade_outputs(casc, ds.images, 250)
             print(f"ran {casc.num_exits} exits on {len(labels)} images", flush=True)

@@ -207,13 +207,13 @@ def _bench_run(
 ) -> None:
     """One `run_bench` into runs[name]: skipped (with the reason), failed (one backend failing must
     not hide the others) or ok with `summary(report)`; the report is written as OUT/STEM.*."""
-    from codedresnext.runtime.bench.run import run_bench, write_report
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench, write_report
 
     if why_not:
         runs[name] = {"status": "skipped", "reason": why_not}
         return
     try:
-        rep = run_bench(export, **kw)
+        rep = run_bench(export, BenchOptions(**kw))
     except Exception as e:
         runs[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
         return
@@ -232,13 +232,15 @@ def _int8_summary(rep: dict) -> dict:
 
 
 def stage_inference(ctx: Ctx) -> dict:
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.model_config import build_config
 
     s = ctx.sizes
     classes = list(build_config(s.preset).class_names[: s.class_graphs])
     export = ctx.work / "export"
-    export_graphs(out=export, preset=s.preset, classes=classes, masked=True, verify=False, progress=False)
+    export_graphs(
+        ExportOptions(out=export, preset=s.preset, classes=classes, masked=True, verify=False, progress=False)
+    )
     cuda = ctx.device.startswith("cuda")
     common = dict(
         batches=list(s.bench_batches), warmup=s.bench_warmup, duration=s.bench_duration,
@@ -276,7 +278,7 @@ def stage_int8(ctx: Ctx) -> dict:
     """INT8 twins (calibrated on real training images) of the full graph and a few class graphs,
     timed beside fp32 and fp16: TensorRT builds the Q/DQ `int8` graphs as INT8 engines (the edge
     deployment); ONNX Runtime times the `int8-cpu` form on this machine's CPU."""
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.export.int8 import Int8Options
     from codedresnext.model_config import build_config
 
@@ -286,7 +288,9 @@ def stage_int8(ctx: Ctx) -> dict:
     calib = _small_tree(ctx) if ctx.quick else ctx.data
     int8 = Int8Options(calibration=str(calib), images=s.int8_calibration, eval_images=s.int8_eval)
     export_graphs(
-        out=export, preset=s.preset, classes=classes, fp16=True, int8=int8, verify=False, progress=False
+        ExportOptions(
+            out=export, preset=s.preset, classes=classes, fp16=True, int8=int8, verify=False, progress=False
+        )
     )
     cuda = ctx.device.startswith("cuda")
     common = dict(

@@ -49,7 +49,7 @@ def _markdown(res: dict) -> str:
 
 def main() -> int:
     from codedresnext._io import write_json, write_text
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.export.int8 import Int8Options
 
     p = demo_parser(__doc__)
@@ -74,7 +74,12 @@ def main() -> int:
                 opts = Int8Options(**{**vars(opts), "percentile": pct})
             t = time.perf_counter()
             m = export_graphs(
-                out=Path(tmp) / f"{method}{pct or ''}", checkpoint=args.checkpoint, int8=opts, progress=False
+                ExportOptions(
+                    out=Path(tmp) / f"{method}{pct or ''}",
+                    checkpoint=args.checkpoint,
+                    int8=opts,
+                    progress=False,
+                )
             )
             dt = time.perf_counter() - t
             label = method + (f" {pct}" if pct is not None else "")

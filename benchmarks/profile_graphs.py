@@ -165,13 +165,15 @@ def _export(out: Path, preset: str, cls: str, align: int, keep_batch: bool, wide
     """full + class graph of `preset` built with builder.EXPAND_ALIGN = align and the trunk's groups
     widened or not (groups.GROUP_COST_MAX 1: none qualifies); {graph: FLOPs}."""
     from codedresnext.artifact import load_manifest
-    from codedresnext.export import builder, export_graphs, groups
+    from codedresnext.export import ExportOptions, builder, export_graphs, groups
 
     saved = builder.EXPAND_ALIGN, groups.GROUP_COST_MAX
     builder.EXPAND_ALIGN = align
     groups.GROUP_COST_MAX = saved[1] if widen else 1.0
     try:
-        export_graphs(out=out, preset=preset, classes=[cls], verify=False, overwrite=True, progress=False)
+        export_graphs(
+            ExportOptions(out=out, preset=preset, classes=[cls], verify=False, overwrite=True, progress=False)
+        )
     finally:
         builder.EXPAND_ALIGN, groups.GROUP_COST_MAX = saved
     if not keep_batch:

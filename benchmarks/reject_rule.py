@@ -58,7 +58,7 @@ def main() -> int:
     from codedresnext._io import write_json, write_text
     from codedresnext.artifact import FP32, GraphKind, load_manifest
     from codedresnext.data import load_dataset
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.runtime.api.postprocess import reject_score
     from codedresnext.runtime.thresholds.calibrate import heldout_split
     from codedresnext.runtime.thresholds.detector import f1_optimal_threshold
@@ -85,7 +85,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="codedresnext-reject-") as tmp:
         d = Path(tmp) / "export"
         export_graphs(
-            out=d, checkpoint=args.checkpoint, classes="all", reject_block="all", progress=False, verify=False
+            ExportOptions(
+                out=d,
+                checkpoint=args.checkpoint,
+                classes="all",
+                reject_block="all",
+                progress=False,
+                verify=False,
+            )
         )
         m = load_manifest(d)
         probes = m.of_kind(GraphKind.REJECT_PROBE, precision=FP32)

@@ -37,9 +37,9 @@ def _step(title: str, command: str) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     from .evaluate.run import EvalConfig, evaluate
-    from .export import export_graphs
+    from .export import ExportOptions, export_graphs
     from .runtime.bench.report import write_report
-    from .runtime.bench.run import run_bench
+    from .runtime.bench.run import BenchOptions, run_bench
     from .runtime.thresholds.calibrate import calibrate_directory
     from .runtime.thresholds.report import write_calibration_report
 
@@ -57,16 +57,18 @@ def run(args: argparse.Namespace) -> dict:
         "--masked --multi-exit --segments all --reject-block all",
     )
     export_graphs(
-        out=export_dir,
-        checkpoint=args.model,
-        classes="all",
-        subsets=[["cat", "dog"]],
-        masked=True,
-        multi_exit=True,
-        segments="all",
-        reject_block="all",
-        overwrite=True,
-        progress=True,
+        ExportOptions(
+            out=export_dir,
+            checkpoint=args.model,
+            classes="all",
+            subsets=[["cat", "dog"]],
+            masked=True,
+            multi_exit=True,
+            segments="all",
+            reject_block="all",
+            overwrite=True,
+            progress=True,
+        )
     )
     timings["export"] = time.perf_counter() - t
 
@@ -104,12 +106,14 @@ def run(args: argparse.Namespace) -> dict:
     )
     report = run_bench(
         export_dir,
-        batches=[1, 32],
-        duration=args.bench_duration,
-        warmup=0.2,
-        data=str(data),
-        max_class_graphs=3,
-        early_exit_limit=args.bench_limit,
+        BenchOptions(
+            batches=[1, 32],
+            duration=args.bench_duration,
+            warmup=0.2,
+            data=str(data),
+            max_class_graphs=3,
+            early_exit_limit=args.bench_limit,
+        ),
     )
     paths = write_report(report, export_dir / "bench")
     timings["bench"] = time.perf_counter() - t

@@ -136,16 +136,18 @@ def test_json_ready_keeps_finite_values():
 
 def test_real_export_manifest_round_trips(tmp_path):
     pytest.importorskip("torch")
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
 
     m = export_graphs(
-        out=tmp_path / "e",
-        preset="tiny",
-        classes=["cat"],
-        segments=True,
-        reject_block=2,
-        verify=False,
-        progress=False,
+        ExportOptions(
+            out=tmp_path / "e",
+            preset="tiny",
+            classes=["cat"],
+            segments=True,
+            reject_block=2,
+            verify=False,
+            progress=False,
+        )
     )
     on_disk = json.loads((tmp_path / "e" / "manifest.json").read_text())
     assert on_disk["format"] == MANIFEST_FORMAT

@@ -13,7 +13,14 @@ from test_runtime_graphs import make_export
 
 from codedresnext.artifact import Manifest
 from codedresnext.errors import CodedResNeXtError, GraphError
-from codedresnext.runtime.bench.run import add_ratios, markdown, run_bench, select_graphs, write_report
+from codedresnext.runtime.bench.run import (
+    BenchOptions,
+    add_ratios,
+    markdown,
+    run_bench,
+    select_graphs,
+    write_report,
+)
 
 LAT_KEYS = {"min", "mean", "median", "p90", "p95", "p99"}
 
@@ -41,14 +48,16 @@ def test_bench_json_schema_on_synthetic_export(tmp_path):
     d = make_export(tmp_path / "e")
     rep = run_bench(
         d,
-        batches=[1, 4],
-        warmup=0.01,
-        duration=0.05,
-        rounds=2,
-        threads=1,
-        min_iterations=1,
-        memory=False,
-        progress=False,
+        BenchOptions(
+            batches=[1, 4],
+            warmup=0.01,
+            duration=0.05,
+            rounds=2,
+            threads=1,
+            min_iterations=1,
+            memory=False,
+            progress=False,
+        ),
     )
     _check_schema(rep, [1, 4])
     kinds = {g["name"]: g["kind"] for g in rep["graphs"]}
@@ -123,17 +132,19 @@ def test_bench_early_exit_with_real_images(tmp_path, cifar10_tgz):
     calibrate_directory(d, cifar10_tgz, limit=200, threads=1)
     rep = run_bench(
         d,
-        batches=[8],
-        warmup=0.01,
-        duration=0.05,
-        rounds=1,
-        threads=1,
-        graphs=["full"],
-        min_iterations=1,
-        memory=False,
-        data=str(cifar10_tgz),
-        early_exit_limit=200,
-        progress=False,
+        BenchOptions(
+            batches=[8],
+            warmup=0.01,
+            duration=0.05,
+            rounds=1,
+            threads=1,
+            graphs=["full"],
+            min_iterations=1,
+            memory=False,
+            data=str(cifar10_tgz),
+            early_exit_limit=200,
+            progress=False,
+        ),
     )
     ee = rep["early_exit"]
     assert ee["calibrated"] and ee["samples"] == 200
@@ -149,13 +160,15 @@ def tiny_export(tmp_path_factory):
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("tiny") / "export"
     export.export_graphs(
-        out=out,
-        preset="tiny",
-        classes=["cat", "dog"],
-        masked=True,
-        segments=True,
-        progress=False,
-        verify=False,
+        export.ExportOptions(
+            out=out,
+            preset="tiny",
+            classes=["cat", "dog"],
+            masked=True,
+            segments=True,
+            progress=False,
+            verify=False,
+        )
     )
     return out
 
@@ -231,9 +244,20 @@ def test_bench_peer_torch_matches_ort_full(tiny_export, real_images):
 def test_bench_streams_run_sessions_at_once_and_count_every_stream(tiny_export):
     """--streams N: N sessions per graph of threads // N threads, one batch on each per call."""
     rep = run_bench(
-        tiny_export, batches=[1, 4], warmup=0.01, duration=0.05, rounds=1, min_iterations=2,
-        graphs=["full", "class_cat"], threads=2, streams=2, memory=False, progress=False,
-    )  # fmt: skip
+        tiny_export,
+        BenchOptions(
+            batches=[1, 4],
+            warmup=0.01,
+            duration=0.05,
+            rounds=1,
+            min_iterations=2,
+            graphs=["full", "class_cat"],
+            threads=2,
+            streams=2,
+            memory=False,
+            progress=False,
+        ),
+    )
     assert rep["settings"]["streams"] == 2 and rep["settings"]["threads_per_stream"] == 1
     for g in rep["graphs"]:
         assert g["backend_info"]["streams"] == 2 and g["backend_info"]["intra_op_threads"] == 1
@@ -245,9 +269,9 @@ def test_bench_streams_run_sessions_at_once_and_count_every_stream(tiny_export):
     assert any("PyTorch peer skipped: --streams" in n for n in rep["notes"])
     assert "2 streams x 1 thread," in markdown(rep)
     with pytest.raises(CodedResNeXtError, match="--streams 2: .* --backend ort"):
-        run_bench(tiny_export, backend="torch", streams=2, memory=False, progress=False)
+        run_bench(tiny_export, BenchOptions(backend="torch", streams=2, memory=False, progress=False))
     with pytest.raises(CodedResNeXtError, match="--streams 0"):
-        run_bench(tiny_export, streams=0, memory=False, progress=False)
+        run_bench(tiny_export, BenchOptions(streams=0, memory=False, progress=False))
 
 
 def test_stream_runner_calls_every_session_concurrently(tiny_export):

@@ -332,11 +332,11 @@ def test_evaluate_cli_errors_are_clear(tmp_path, ckpt, tree, cifar100_npz):
 def test_onnx_detector_metrics_equal_pytorch_and_thresholds_are_written(tmp_path, ckpt, tree, ood_npz, model):
     from codedresnext.evaluate.graphs import check_same_checkpoint
     from codedresnext.evaluate.run import EvalConfig, compute, evaluate
-    from codedresnext.export.exporter import export_graphs
+    from codedresnext.export.exporter import ExportOptions, export_graphs
     from codedresnext.runtime.thresholds.detector import read_thresholds
 
     export = tmp_path / "export"  # the real exporter: physically pruned class graphs
-    export_graphs(out=export, checkpoint=ckpt, classes="all", verify=False, progress=False)
+    export_graphs(ExportOptions(out=export, checkpoint=ckpt, classes="all", verify=False, progress=False))
     common = dict(
         checkpoint=str(ckpt),
         data=str(tree),
@@ -376,13 +376,15 @@ def test_int8_class_graphs_are_scored_and_get_their_own_thresholds(tmp_path, ckp
     """--precision int8-cpu scores the INT8 twins (close to fp32 ones), writes thresholds fitted on
     their own scores to those twins only, and a precision the export lacks says how to export it."""
     from codedresnext.evaluate.run import EvalConfig, evaluate
-    from codedresnext.export.exporter import export_graphs
+    from codedresnext.export.exporter import ExportOptions, export_graphs
     from codedresnext.export.int8 import Int8Options
     from codedresnext.runtime.thresholds.detector import read_thresholds
 
     export = tmp_path / "export"
     int8 = Int8Options(calibration=str(tree), images=64, eval_images=0)
-    export_graphs(out=export, checkpoint=ckpt, classes="all", int8=int8, verify=False, progress=False)
+    export_graphs(
+        ExportOptions(out=export, checkpoint=ckpt, classes="all", int8=int8, verify=False, progress=False)
+    )
     common = dict(checkpoint=str(ckpt), data=str(tree), graphs=str(export), removal_limit=30, removal_draws=1)
     common.update(progress=False, batch_size=64)
     fp32 = evaluate(EvalConfig(out=str(tmp_path / "fp32"), **common))

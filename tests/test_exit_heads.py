@@ -16,7 +16,7 @@ from codedresnext.artifact import OUTPUT_EXIT_SCORES, load_manifest
 from codedresnext.checkpoint import load_checkpoint, save_checkpoint
 from codedresnext.errors import CheckpointError
 from codedresnext.exit_heads import ExitHeads, fit_exit_heads, head_accuracy, head_scores, pooled
-from codedresnext.export import export_graphs
+from codedresnext.export import ExportOptions, export_graphs
 from codedresnext.model import CodedResNeXt, to_input
 from codedresnext.model_config import build_config
 
@@ -77,7 +77,9 @@ def test_checkpoint_round_trip_and_refused_heads(headed, tmp_path):
 
 def test_exported_exits_are_the_heads_on_real_images(headed, tmp_path, real_images):
     out = tmp_path / "e"
-    export_graphs(out=out, model=headed, segments="all", multi_exit=True, progress=False, verify=True)
+    export_graphs(
+        ExportOptions(out=out, segments="all", multi_exit=True, progress=False, verify=True), model=headed
+    )
     m = load_manifest(out)
     assert all(g.verification.passed for g in m.graphs)  # ONNX == the PyTorch reference (with heads)
     reloaded, _ = load_checkpoint(out / "source.pt")  # the graphs' source carries the heads
@@ -113,7 +115,9 @@ def test_exported_exits_are_the_heads_on_real_images(headed, tmp_path, real_imag
 
 
 def test_without_heads_the_exits_stay_the_codeword_decoder(tmp_path):
-    export_graphs(out=tmp_path / "p", preset="tiny", segments="all", progress=False, verify=False)
+    export_graphs(
+        ExportOptions(out=tmp_path / "p", preset="tiny", segments="all", progress=False, verify=False)
+    )
     ops = {n.name for n in onnx.load(str(tmp_path / "p" / "segment0.onnx")).graph.node}
     assert any(n.endswith("/exit/distance") for n in ops) and not any(n.endswith("/exit/head") for n in ops)
 

@@ -195,7 +195,9 @@ def test_failed_verification_leaves_no_directory(ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(fold, "fold_weights", broken)
     out = tmp_path / "graphs"
     with pytest.raises(CodedResNeXtError, match="verification against PyTorch failed"):
-        exporter.export_graphs(out=out, checkpoint=ckpt, classes=["cat"], progress=False)
+        exporter.export_graphs(
+            exporter.ExportOptions(out=out, checkpoint=ckpt, classes=["cat"], progress=False)
+        )
     assert not out.exists()
     assert os.listdir(tmp_path) == []  # no temp directory either
 

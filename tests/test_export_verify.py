@@ -9,11 +9,11 @@ import pytest
 pytest.importorskip("torch")
 
 from codedresnext.artifact import OUTPUT_EXIT_SCORES, OUTPUT_LOGITS  # noqa: E402
-from codedresnext.export import export_graphs  # noqa: E402
+from codedresnext.export import ExportOptions, export_graphs  # noqa: E402
 from codedresnext.export import reference as reference_mod  # noqa: E402
 from codedresnext.export.verify import UnverifiedOutputError, check_coverage, compare  # noqa: E402
 
-KW = {"preset": "tiny", "segments": True, "image_count": 0, "batch": 2, "progress": False}
+KW = {"preset": "tiny", "segments": True, "verify_images": 0, "verify_batch": 2, "progress": False}
 
 
 def _patch_reference(monkeypatch, edit):
@@ -36,7 +36,7 @@ def test_an_output_the_reference_does_not_compute_fails_the_export(tmp_path, mon
     _patch_reference(monkeypatch, drop_exit_scores)
     out = tmp_path / "e"
     with pytest.raises(UnverifiedOutputError, match=r"'segment0' declares output\(s\) \['exit_scores'\]"):
-        export_graphs(out=out, **KW)
+        export_graphs(ExportOptions(out=out, **KW))
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing written, no temp dir left
 
 
@@ -47,11 +47,11 @@ def test_an_output_the_graph_lacks_fails_the_export(tmp_path, monkeypatch):
 
     _patch_reference(monkeypatch, add_output)
     with pytest.raises(UnverifiedOutputError, match=r"'full' lacks output\(s\) \['extra_scores'\]"):
-        export_graphs(out=tmp_path / "e", **KW)
+        export_graphs(ExportOptions(out=tmp_path / "e", **KW))
 
 
 def test_every_declared_output_is_in_the_manifest_verification(tmp_path):
-    m = export_graphs(out=tmp_path / "e", multi_exit=True, **KW)
+    m = export_graphs(ExportOptions(out=tmp_path / "e", multi_exit=True, **KW))
     for g in m.graphs:
         assert set(g.verification.random.outputs) == set(g.output_names), g.name
         assert g.verification.images.skipped == "none: 0 real images asked for"

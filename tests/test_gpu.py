@@ -113,13 +113,21 @@ def test_training_run_on_device(device, small_tree, tmp_path, session_cache):
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    from codedresnext.export import export_graphs
+    from codedresnext.export import ExportOptions, export_graphs
 
     out = tmp_path_factory.mktemp("gpu_export") / "e"
     export_graphs(
-        out=out, preset="tiny", classes=["cat"], multi_exit=True, segments=True, fp16=True,
-        progress=False, verify=False,
-    )  # fmt: skip
+        ExportOptions(
+            out=out,
+            preset="tiny",
+            classes=["cat"],
+            multi_exit=True,
+            segments=True,
+            fp16=True,
+            progress=False,
+            verify=False,
+        )
+    )
     return out
 
 

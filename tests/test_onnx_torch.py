@@ -38,20 +38,24 @@ def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx_torch")
     cfg = build_config("tiny")
     export.export_graphs(
-        out=root / "float",
-        preset="tiny",
-        classes=["cat", "dog"],
-        subsets=[["cat", "dog"]],
-        masked=True,
-        multi_exit=True,
-        segments=[1, 2],  # three segments: the middle one takes features_in
-        reject_block=cfg.coded_blocks[0],
-        fp16=True,
-        progress=False,
-        verify=False,
+        export.ExportOptions(
+            out=root / "float",
+            preset="tiny",
+            classes=["cat", "dog"],
+            subsets=[["cat", "dog"]],
+            masked=True,
+            multi_exit=True,
+            segments=[1, 2],  # three segments: the middle one takes features_in
+            reject_block=cfg.coded_blocks[0],
+            fp16=True,
+            progress=False,
+            verify=False,
+        )
     )
     export.export_graphs(
-        out=root / "uint8", preset="tiny", classes=["cat"], uint8=True, progress=False, verify=False
+        export.ExportOptions(
+            out=root / "uint8", preset="tiny", classes=["cat"], uint8=True, progress=False, verify=False
+        )
     )
     return root
 

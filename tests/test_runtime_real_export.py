@@ -23,15 +23,17 @@ def tiny(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_rt") / "export"
     export.export_graphs(
-        out=out,
-        preset="tiny",
-        classes=["cat"],
-        masked=True,
-        multi_exit=True,
-        segments=True,
-        reject_block=build_config("tiny").coded_blocks[0],
-        progress=False,
-        verify=False,
+        export.ExportOptions(
+            out=out,
+            preset="tiny",
+            classes=["cat"],
+            masked=True,
+            multi_exit=True,
+            segments=True,
+            reject_block=build_config("tiny").coded_blocks[0],
+            progress=False,
+            verify=False,
+        )
     )
     return out
 

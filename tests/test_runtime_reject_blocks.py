@@ -45,12 +45,18 @@ def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("reject_blocks")
     kw = {"checkpoint": DEMO}
     probe = root / "probe"
-    export.export_graphs(out=probe, classes=["cat"], reject_block="all", segments=[0], progress=False, **kw)
+    export.export_graphs(
+        export.ExportOptions(
+            out=probe, classes=["cat"], reject_block="all", segments=[0], progress=False, **kw
+        )
+    )
     pairs = {}
     for j in BLOCKS:
         pairs[j] = root / f"pair{j}"
         export.export_graphs(
-            out=pairs[j], classes=["cat"], reject_block=j, progress=False, verify=False, **kw
+            export.ExportOptions(
+                out=pairs[j], classes=["cat"], reject_block=j, progress=False, verify=False, **kw
+            )
         )
     return probe, pairs
 

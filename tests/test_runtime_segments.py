@@ -38,7 +38,9 @@ def all_exits(tmp_path_factory):
     export = pytest.importorskip("codedresnext.export")
     out = tmp_path_factory.mktemp("segments_all") / "export"
     export.export_graphs(
-        out=out, checkpoint=DEMO, segments="all", multi_exit=True, fp16=True, progress=False, verify=False
+        export.ExportOptions(
+            out=out, checkpoint=DEMO, segments="all", multi_exit=True, fp16=True, progress=False, verify=False
+        )
     )
     return out
 
@@ -99,7 +101,7 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     keep inf and never exit), and `bench --data` runs the cascade of every segment."""
     import shutil
 
-    from codedresnext.runtime.bench.run import run_bench
+    from codedresnext.runtime.bench.run import BenchOptions, run_bench
     from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     d = tmp_path / "e"
@@ -136,18 +138,20 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     assert np.mean(r16.predictions == r32.predictions) > 0.95
     rep = run_bench(
         d,
-        batches=[16],
-        warmup=0.01,
-        duration=0.05,
-        rounds=1,
-        threads=1,
-        graphs=["full"],
-        min_iterations=1,
-        memory=False,
-        torch_peer=False,
-        data=str(cifar10_tgz),
-        early_exit_limit=200,
-        progress=False,
+        BenchOptions(
+            batches=[16],
+            warmup=0.01,
+            duration=0.05,
+            rounds=1,
+            threads=1,
+            graphs=["full"],
+            min_iterations=1,
+            memory=False,
+            torch_peer=False,
+            data=str(cifar10_tgz),
+            early_exit_limit=200,
+            progress=False,
+        ),
     )
     be = rep["early_exit"]
     assert be["calibrated"] and len(be["exit_fractions"]) == n + 1

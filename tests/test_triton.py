@@ -82,7 +82,11 @@ def test_triton_cli_on_a_real_tiny_export(tmp_path):
     export = pytest.importorskip("codedresnext.export")
     pytest.importorskip("torch")
     out = tmp_path / "export"
-    export.export_graphs(out=out, preset="tiny", classes=["cat"], segments=True, progress=False, verify=False)
+    export.export_graphs(
+        export.ExportOptions(
+            out=out, preset="tiny", classes=["cat"], segments=True, progress=False, verify=False
+        )
+    )
     repo = tmp_path / "repo"
     r = subprocess.run(
         [

@@ -23,7 +23,7 @@ from codedresnext.errors import BackendUnavailable, GraphError
 from codedresnext.runtime import open_backend
 from codedresnext.runtime.backends.trt.engine import TrtBackend, build_directory, build_engine
 from codedresnext.runtime.backends.trt.plan import gpu_compute_capability
-from codedresnext.runtime.bench.run import run_bench
+from codedresnext.runtime.bench.run import BenchOptions, run_bench
 
 VERSIONS = ["10.3.0", "11.1.0"]
 
@@ -195,10 +195,21 @@ def test_bench_trt_passes_the_batch_profile(trt, tmp_path):
         assert prof["min"][0] == 1 and prof["max"][0] == 64
     assert rep["env"]["backend"] == "trt" and rep["env"]["libraries"]["tensorrt"] == trt.version
     rep2 = run_bench(
-        d, backend="trt", batches=[2, 4], graphs=["full"], warmup=0, duration=0.01, rounds=1,
-        min_iterations=1, memory=False, torch_peer=False, progress=False,
-        backend_options={"batch": (1, 2, 8)},
-    )  # fmt: skip
+        d,
+        BenchOptions(
+            backend="trt",
+            batches=[2, 4],
+            graphs=["full"],
+            warmup=0,
+            duration=0.01,
+            rounds=1,
+            min_iterations=1,
+            memory=False,
+            torch_peer=False,
+            progress=False,
+            backend_options={"batch": (1, 2, 8)},
+        ),
+    )
     assert rep2["graphs"][0]["backend_info"]["profile"]["images"]["max"][0] == 8
 
 
@@ -359,9 +370,19 @@ def test_bench_trt_times_each_twin_at_its_precision(trt, tmp_path, real_images):
     d = tmp_path / "e"
     _int8_twins(d, real_images)
     rep = run_bench(
-        d, backend="trt", batches=[1, 8], warmup=0, duration=0.01, rounds=1, min_iterations=1,
-        memory=False, torch_peer=False, progress=False,
-    )  # fmt: skip
+        d,
+        BenchOptions(
+            backend="trt",
+            batches=[1, 8],
+            warmup=0,
+            duration=0.01,
+            rounds=1,
+            min_iterations=1,
+            memory=False,
+            torch_peer=False,
+            progress=False,
+        ),
+    )
     assert [(g["name"], g["precision"]) for g in rep["graphs"]] == [
         ("full", "fp32"), ("full_int8", "int8"), ("class_cat", "fp32"), ("class_cat_int8", "int8"),
     ]  # fmt: skip

@@ -224,7 +224,9 @@ def test_exporter_fp16_graph_parity(tmp_path, real_images):
     export = pytest.importorskip("codedresnext.export")
     pytest.importorskip("torch")
     try:
-        export.export_graphs(out=tmp_path / "e", preset="tiny", fp16=True, progress=False, verify=False)
+        export.export_graphs(
+            export.ExportOptions(out=tmp_path / "e", preset="tiny", fp16=True, progress=False, verify=False)
+        )
     except TypeError as e:  # pragma: no cover - older exporter without fp16
         pytest.skip(f"exporter has no fp16 option: {e}")
     from codedresnext.runtime import open_backend

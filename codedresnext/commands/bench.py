@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
+from ..errors import CodedResNeXtError
+from ..runtime.backends import BACKENDS, DEFAULT_BACKEND, backend_info
 from ..runtime.backends.onnxrt.session import DEFAULT_PROVIDER, PROVIDERS
+from ..runtime.bench.options import BenchOptions
+from ..runtime.bench.report import markdown, write_report
+from ..runtime.bench.run import run_bench
 
 
 def _ints(s: str) -> list[int]:
@@ -74,12 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
-    from ..runtime.backends import backend_info
-
     if not backend_info(args.backend).devices:
         if args.device != "cpu" or args.cuda_graph:
-            from ..errors import CodedResNeXtError
-
             raise CodedResNeXtError(
                 "--device/--cuda-graph are for --backend torch (ONNX Runtime: --provider)"
             )
@@ -88,29 +88,28 @@ def _backend_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.bench.report import markdown, write_report
-    from ..runtime.bench.run import run_bench
-
     report = run_bench(
         args.directory,
-        backend=args.backend,
-        batches=args.batch,
-        warmup=args.warmup,
-        duration=args.duration,
-        graphs=args.graphs.split(",") if args.graphs else None,
-        threads=args.threads,
-        provider=args.provider,
-        torch_peer=not args.no_torch,
-        data=args.data,
-        rounds=args.rounds,
-        max_class_graphs=args.max_class_graphs,
-        early_exit_limit=args.early_exit_limit,
-        min_iterations=args.min_iterations,
-        memory=not args.no_memory,
-        spinning=args.spinning,
-        streams=args.streams,
-        progress=not args.quiet,
-        backend_options=_backend_options(args),
+        BenchOptions(
+            backend=args.backend,
+            batches=args.batch,
+            warmup=args.warmup,
+            duration=args.duration,
+            graphs=args.graphs.split(",") if args.graphs else None,
+            threads=args.threads,
+            provider=args.provider,
+            torch_peer=not args.no_torch,
+            data=args.data,
+            rounds=args.rounds,
+            max_class_graphs=args.max_class_graphs,
+            early_exit_limit=args.early_exit_limit,
+            min_iterations=args.min_iterations,
+            memory=not args.no_memory,
+            spinning=args.spinning,
+            streams=args.streams,
+            progress=not args.quiet,
+            backend_options=_backend_options(args),
+        ),
     )
     paths = write_report(report, args.out or Path(args.directory) / "bench", json_path=args.json)
     print(markdown(report))

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import CodedResNeXtError
+from ..export.exporter import export_graphs
+from ..export.options import ExportOptions, Int8Options
+
 
 def _names(s: str) -> list[str]:
     return [n.strip() for n in s.split(",") if n.strip()]
@@ -130,15 +134,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import CodedResNeXtError
-    from ..export import export_graphs
-
     if (args.checkpoint is None) == (args.preset is None):
         raise CodedResNeXtError("give a checkpoint path or --preset NAME (one of them)")
     int8 = None
     if args.int8:
-        from ..export.int8 import Int8Options
-
         if not args.calibration:
             raise CodedResNeXtError("--int8 needs --calibration DATA (real images to calibrate on)")
         int8 = Int8Options(
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     classes = None
     if args.classes:
         classes = "all" if args.classes == "all" else _names(args.classes)
-    m = export_graphs(
+    options = ExportOptions(
         out=args.out,
         checkpoint=args.checkpoint,
         preset=args.preset,
@@ -167,17 +166,18 @@ def run(args: argparse.Namespace) -> int:
         reject_block=args.reject_block,
         uint8=args.uint8_input,
         fp16=args.fp16,
+        int8=int8,
         opset=args.opset,
+        verify=not args.no_verify,
         tolerance=args.tolerance,
         fp16_tolerance=args.fp16_tolerance,
         images=args.images,
-        verify=not args.no_verify,
-        batch=args.verify_batch,
-        image_count=args.verify_images,
+        verify_batch=args.verify_batch,
+        verify_images=args.verify_images,
         overwrite=args.overwrite,
         progress=not args.quiet,
-        int8=int8,
     )
+    m = export_graphs(options)
     _print_summary(m, args.out)
     return 0
 

@@ -1,10 +1,10 @@
 """Export: torch -> ONNX (full), ONNX -> ONNX (per-class, subset, masked, multi-exit, segments, reject).
 
 Library entry points (torch needed only where marked):
-- `export_graphs(out=DIR, checkpoint=PATH | preset=NAME | model=MODEL, classes="all", subsets=[[a, b]],
-  multi_exit=True, segments=True | [cuts], masked=True, reject_block=J, uint8=True, fp16=True,
-  opset=17, tolerance=1e-4, images=PATH, verify=True)` -> artifact.Manifest; writes DIR/*.onnx,
-  DIR/source.pt and DIR/manifest.json atomically (torch).
+- `export_graphs(ExportOptions(out=DIR, checkpoint=PATH | preset=NAME, classes="all", subsets=[[a, b]],
+  multi_exit=True, segments=True | [cuts], masked=True, reject_block=J, uint8=True, fp16=True, ...),
+  model=MODEL)` -> artifact.Manifest; writes DIR/*.onnx, DIR/source.pt and DIR/manifest.json
+  atomically (torch).
 - `load_full_graph(path)` -> FullGraph; `prune(full, ["cat"])` -> onnx.ModelProto;
   `prune_file(full_onnx, out_file, ["cat", "dog"])`; `derive(full, spec)` for any GraphSpec
   (no torch: numpy + onnx only).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 _LAZY = {
     "export_graphs": "exporter",
+    "ExportOptions": "options",
     "plan_graphs": "plan",
     "load_full_graph": "pruner",
     "prune": "pruner",

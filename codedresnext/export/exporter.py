@@ -15,7 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,18 +26,17 @@ from ..artifact import SOURCE_CHECKPOINT, Manifest, ManifestEntry, normalize_fra
 from ..errors import CodedResNeXtError
 from .builder import build_graph
 from .fold import head_weights
+from .int8 import add_int8_twins, load_int8_data
 from .meta import graph_metadata
 from .ops import check_graph
+from .options import DEFAULT_TOLERANCE, ExportOptions
 from .plan import FULL_NAME, PlannedGraph, plan_graphs
 from .pruner import FullGraph, derive, load_full_graph
 from .record import REL_ERROR_DEFINITION, export_manifest, graph_entry
 from .reject_facts import pair_flops, trunk_floor
 from .verify import VerifyRun, verify_graph
 
-DEFAULT_TOLERANCE = 1e-4
-DEFAULT_FP16_TOLERANCE = 5e-2  # abs on logits/scores for FP16 graphs vs the float32 PyTorch reference
-
-__all__ = ["DEFAULT_TOLERANCE", "REL_ERROR_DEFINITION", "PlannedGraph", "export_graphs", "plan_graphs"]
+__all__ = ["DEFAULT_TOLERANCE", "REL_ERROR_DEFINITION", "ExportOptions", "export_graphs", "plan_graphs"]
 
 
 def default_images_path() -> Path | None:
@@ -207,18 +206,16 @@ def _export_each(
     tmp: Path,
     *,
     runs: dict[str, VerifyRun] | None,
-    tolerance: float,
-    fp16_tolerance: float,
+    options: ExportOptions,
     images_note: str,
-    opset: int,
-    progress: bool,
 ) -> list[ManifestEntry]:
     """Derive, check, write and (runs given) verify each planned graph; raise listing every failure."""
     from tqdm import tqdm
 
+    opset = options.opset
     entries, failures = [], []
     probe_flops: dict[int, dict[str, dict[str, float]]] = {}  # per class; fp16 twins share them
-    for pg in tqdm(plan, desc="export", unit="graph", disable=not progress):
+    for pg in tqdm(plan, desc="export", unit="graph", disable=not options.progress):
         model_proto = full_model if pg.name == FULL_NAME else derive(fg, pg.spec, opset=opset)
         data = model_proto.SerializeToString()
         inferred = check_graph(model_proto, data)
@@ -230,7 +227,7 @@ def _export_each(
                 probe_flops[k] = pair_flops(fg, cfg, k, list(pg.spec.reject_probe), opset)
             entry.reject_probe = replace(entry.reject_probe, pair_flops=probe_flops[k])
         if runs is not None:
-            tol = fp16_tolerance if pg.spec.fp16 else tolerance
+            tol = options.fp16_tolerance if pg.spec.fp16 else options.tolerance
             entry.verification = verify_graph(pg.name, data, pg.spec, runs, tol, images_note)
             if not entry.verification.passed:
                 failures.append(f"{pg.name}: max_abs {entry.verification.max_abs:.3g} > {tol:g}")
@@ -252,102 +249,48 @@ def _real_images(verify: bool, image_count: int, images, size: int) -> tuple[np.
     return load_real_images(images, size, image_count)
 
 
-def export_graphs(
-    *,
-    out: str | os.PathLike,
-    checkpoint: str | os.PathLike | None = None,
-    preset: str | None = None,
-    model=None,
-    seed: int = 0,
-    classes: str | Sequence[str] | None = None,
-    subsets: Sequence[Sequence[str]] = (),
-    multi_exit: bool = False,
-    segments: bool | str | Sequence[int] = False,
-    masked: bool = False,
-    reject_block: int | str | None = None,
-    uint8: bool = False,
-    fp16: bool = False,
-    opset: int = 17,
-    tolerance: float = DEFAULT_TOLERANCE,
-    fp16_tolerance: float = DEFAULT_FP16_TOLERANCE,
-    images: str | os.PathLike | None = None,
-    verify: bool = True,
-    batch: int = 4,
-    image_count: int = 16,
-    overwrite: bool = False,
-    progress: bool = True,
-    int8=None,
-) -> Manifest:
-    """Export and verify graphs into `out`; returns the manifest. See the module docstring.
+def export_graphs(options: ExportOptions, *, model=None) -> Manifest:
+    """Export and verify the graphs `options` asks for into `options.out`; returns the manifest.
 
-    Exactly one of checkpoint / preset (random weights, seeded) / model (an in-memory CodedResNeXt,
-    e.g. in tests) is the source. classes: "all" or class names -> one binary graph per class;
-    subsets: lists of class names -> one graph each; segments: True for the default cuts, "all" for a
-    cut after every coded block, or block indices to cut after; reject_block: block index for
-    early-reject pairs, or "all" for one reject probe per class that gives the pair's distance at
-    every coded block (classes default to all).
-    batch / image_count: fresh random inputs and real images per verification (0 images: skip those).
-    int8: an `int8.Int8Options` (calibration data, method, precisions) adds INT8 twins of every
-    fp32 graph (export/int8.py, export/quantize.py).
-    """
-    out = Path(out)
-    src = _Source(*_resolve_model(checkpoint, preset, seed, model))
+    model: an in-memory CodedResNeXt (e.g. in tests) instead of options.checkpoint / options.preset.
+    See the module docstring for the flow and ExportOptions for the settings."""
+    o = options
+    out = Path(o.out)
+    src = _Source(*_resolve_model(o.checkpoint, o.preset, o.seed, model))
     cfg = src.net.cfg
-    plan = plan_graphs(
-        cfg,
-        classes=classes,
-        subsets=subsets,
-        multi_exit=multi_exit,
-        segments=segments,
-        masked=masked,
-        reject_block=reject_block,
-        uint8=uint8,
-        fp16=fp16,
-    )
-    real, real_desc = _real_images(verify, image_count, images, cfg.input_size)
+    plan = plan_graphs(cfg, o)
+    real, real_desc = _real_images(o.verify, o.verify_images, o.images, cfg.input_size)
     int8_data = None
-    if int8 is not None:  # before anything is written: a bad --calibration fails here
-        from .int8 import load_int8_data
-
-        int8_data = load_int8_data(int8, cfg)
-    tmp = _prepare_out(out, overwrite)
+    if o.int8 is not None:  # before anything is written: a bad --calibration fails here
+        int8_data = load_int8_data(o.int8, cfg)
+    tmp = _prepare_out(out, o.overwrite)
     try:
         with _torch_threads(1):
             _write_source(tmp, src)
-            full_model = _build_full(src, plan[0], opset)
+            full_model = _build_full(src, plan[0], o.opset)
             fg = load_full_graph(full_model)
             fg.weights.update(head_weights(src.net))  # exits only: full.onnx does not carry them
-            runs = _verify_runs(src.net, seed=seed, batch=batch, uint8=uint8, real=real) if verify else None
+            runs = None
+            if o.verify:
+                runs = _verify_runs(src.net, seed=o.seed, batch=o.verify_batch, uint8=o.uint8, real=real)
             entries = _export_each(
-                cfg,
-                plan,
-                full_model,
-                fg,
-                tmp,
-                runs=runs,
-                tolerance=tolerance,
-                fp16_tolerance=fp16_tolerance,
-                images_note=real_desc,
-                opset=opset,
-                progress=progress,
+                cfg, plan, full_model, fg, tmp, runs=runs, options=o, images_note=real_desc
             )
-        verification = {"enabled": verify, "tolerance": tolerance, "fp16_tolerance": fp16_tolerance}
-        verification["random"] = f"{batch} fresh random inputs (seeded), " + (
-            "uint8 frames" if uint8 else "standard normal images"
+        verification = {"enabled": o.verify, "tolerance": o.tolerance, "fp16_tolerance": o.fp16_tolerance}
+        verification["random"] = f"{o.verify_batch} fresh random inputs (seeded), " + (
+            "uint8 frames" if o.uint8 else "standard normal images"
         )
         manifest = _manifest(
             src,
             entries,
             plan,
-            uint8=uint8,
-            opset=opset,
+            uint8=o.uint8,
+            opset=o.opset,
             verification={**verification, "images": real_desc},
-            reject_floor=trunk_floor(fg, cfg, opset) if cfg.coded_blocks else None,
+            reject_floor=trunk_floor(fg, cfg, o.opset) if cfg.coded_blocks else None,
         )
-        if int8 is not None:
-            from .int8 import add_int8_twins
-
-            manifest = add_int8_twins(tmp, manifest, full_model, int8_data, int8, progress=progress)
+        if o.int8 is not None:
+            manifest = add_int8_twins(tmp, manifest, full_model, int8_data, o.int8, progress=o.progress)
         manifest.save(tmp)
         _commit(tmp, out)
         return manifest

@@ -11,7 +11,6 @@ so the figures do not depend on the images the ranges came from.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,21 +19,7 @@ import numpy as np
 
 from ..errors import CodedResNeXtError, DataError
 from . import quantize as Q
-
-DEFAULT_CALIBRATION_IMAGES = 512
-DEFAULT_EVAL_IMAGES = 2000
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    calibration: str | os.PathLike
-    images: int = DEFAULT_CALIBRATION_IMAGES
-    method: str = Q.DEFAULT_METHOD
-    percentile: float = Q.DEFAULT_PERCENTILE  # for method "percentile"
-    precisions: tuple[str, ...] = Q.INT8_PRECISIONS
-    eval_images: int = DEFAULT_EVAL_IMAGES
-    seed: int = 0
-    batch: int = 32
+from .options import Int8Options
 
 
 @dataclass

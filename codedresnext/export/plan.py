@@ -11,6 +11,7 @@ from ..errors import CodedResNeXtError
 from ..model_config import ModelConfig
 from .builder import GraphSpec
 from .layout import class_indices
+from .options import ExportOptions
 from .specs import full_spec, multi_exit_spec, path_spec, reject_probe_spec, reject_specs, segment_specs
 
 FULL_NAME = "full"
@@ -89,22 +90,14 @@ def _reject_probe_plan(cfg: ModelConfig, cls: list[int], kw: dict) -> list[Plann
     return out
 
 
-def plan_graphs(
-    cfg: ModelConfig,
-    *,
-    classes: str | Sequence[str] | None = None,
-    subsets: Sequence[Sequence[str]] = (),
-    multi_exit: bool = False,
-    segments: bool | str | Sequence[int] = False,
-    masked: bool = False,
-    reject_block: int | str | None = None,
-    uint8: bool = False,
-    fp16: bool = False,
-) -> list[PlannedGraph]:
+def plan_graphs(cfg: ModelConfig, options: ExportOptions) -> list[PlannedGraph]:
     """Which graphs an export writes (names are file stems), in a fixed order; full is first.
 
-    reject_block: a coded block index (reject pairs) or "all" (one reject probe per class)."""
-    kw = {"uint8": uint8}
+    options.reject_block: a coded block index (reject pairs) or "all" (one reject probe per class)."""
+    o = options
+    classes, subsets, masked, reject_block = o.classes, o.subsets, o.masked, o.reject_block
+    multi_exit, segments = o.multi_exit, o.segments
+    kw = {"uint8": o.uint8}
     plan = [PlannedGraph(FULL_NAME, full_spec(cfg, **kw))]
     cls = _classes(cfg, classes)
     if (cls or subsets or masked or reject_block is not None) and not cfg.coded_blocks:
@@ -126,7 +119,7 @@ def plan_graphs(
         plan += _reject_probe_plan(cfg, cls, kw)
     elif reject_block is not None:
         plan += _reject_plan(cfg, cls, reject_block, kw)
-    if fp16:
+    if o.fp16:
         plan += [
             replace(p, name=p.name + precision_suffix(FP16), spec=replace(p.spec, fp16=True)) for p in plan
         ]

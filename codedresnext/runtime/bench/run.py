@@ -28,9 +28,10 @@ from ...artifact import (
     load_manifest,
 )
 from ...errors import CodedResNeXtError, GraphError
-from ..backends import DEFAULT_BACKEND, backend_info, open_backend
+from ..backends import backend_info, open_backend
 from .environment import cpu_model, environment
 from .memory import measure_in_subprocess
+from .options import BenchOptions
 from .report import markdown, write_report
 from .timing import Runner, backend_runner, measure
 
@@ -39,6 +40,7 @@ EAGER_PEER = "torch"  # the backend that rebuilds the PyTorch eager reference fr
 # markdown / write_report / cpu_model / environment are re-exported for callers of the pre-split module
 __all__ = [
     "DEFAULT_KINDS",
+    "BenchOptions",
     "add_ratios",
     "cpu_model",
     "environment",
@@ -272,40 +274,14 @@ def _graph_records(runners: list[Runner], timing: dict[str, list[dict]]) -> list
     ]
 
 
-def run_bench(
-    directory: str | os.PathLike,
-    *,
-    backend: str = DEFAULT_BACKEND,
-    batches: list[int] | tuple[int, ...] = (1, 8, 32),
-    warmup: float = 0.2,
-    duration: float = 3.0,
-    graphs: list[str] | None = None,
-    threads: int | None = None,
-    provider: str = "cpu",
-    torch_peer: bool = True,
-    data: str | None = None,
-    rounds: int = 5,
-    max_class_graphs: int = 10,
-    early_exit_limit: int = 1000,
-    min_iterations: int = 10,
-    memory: bool = True,
-    progress: bool = True,
-    spinning: bool = False,
-    streams: int = 1,
-    backend_options: dict | None = None,
-) -> dict:
-    """Benchmark an export directory; returns the report dict (see bench_report.write_report for files).
-
-    spinning: ONNX Runtime intra-op threads busy-wait between ops while a run is in flight (lower
-    latency on cores the process owns; off by default because it steals a shared CPU).
-    streams > 1 (ONNX Runtime only, trtexec's --streams): each graph gets `streams` sessions of
-    threads // streams intra-op threads, called at once, so that no operator is split across
-    cores. backend_options go to every
-    graph's backend (torch: device, cuda_graph; trt: the batch profile, which defaults to
-    (min, max, max) of `batches` so that every benchmarked batch is inside it)."""
+def run_bench(directory: str | os.PathLike, options: BenchOptions | None = None) -> dict:
+    """Benchmark an export directory as `options` says; returns the report dict (see
+    bench_report.write_report for files)."""
+    o = options or BenchOptions()
+    backend, batches, streams, memory = o.backend, o.batches, o.streams, o.memory
     directory = Path(directory)
     manifest = load_manifest(directory)
-    threads = int(threads or os.cpu_count() or 1)
+    threads = int(o.threads or os.cpu_count() or 1)
     info = backend_info(backend)
     if streams < 1 or (streams > 1 and not info.streams):
         raise CodedResNeXtError(
@@ -318,22 +294,36 @@ def run_bench(
     if streams > 1 and memory:
         notes.append("peak memory is one stream's session; the streams hold one each")
     session_threads = max(1, threads // streams)
-    options: dict[str, Any] = {"threads": session_threads, **(backend_options or {})}
+    backend_opts: dict[str, Any] = {"threads": session_threads, **(o.backend_options or {})}
     if info.providers:
-        options.update(provider=provider, spinning=spinning)
+        backend_opts.update(provider=o.provider, spinning=o.spinning)
     if info.batch_profile:
-        options.setdefault("batch", (min(batches), max(batches), max(batches)))
+        backend_opts.setdefault("batch", (min(batches), max(batches), max(batches)))
     full = manifest.first(GraphKind.FULL, precision=None)
-    selected = select_graphs(manifest, graphs, max_class_graphs)
+    selected = select_graphs(manifest, list(o.graphs) if o.graphs else None, o.max_class_graphs)
     runners = _open_runners(
-        directory, selected, full, backend, options, torch_peer=torch_peer, notes=notes, streams=streams
+        directory,
+        selected,
+        full,
+        backend,
+        backend_opts,
+        torch_peer=o.torch_peer,
+        notes=notes,
+        streams=streams,
     )
-    timing_kw = {"warmup": warmup, "duration": duration, "rounds": rounds, "min_iterations": min_iterations}
-    timing = _measure_all(runners, list(batches), memory=memory, notes=notes, progress=progress, **timing_kw)
+    timing_kw = {
+        "warmup": o.warmup,
+        "duration": o.duration,
+        "rounds": o.rounds,
+        "min_iterations": o.min_iterations,
+    }
+    timing = _measure_all(
+        runners, list(batches), memory=memory, notes=notes, progress=o.progress, **timing_kw
+    )
     out_graphs = _graph_records(runners, timing)
     add_ratios(out_graphs)
-    settings = {"batches": list(batches), "warmup_s": warmup, "duration_s": duration, "rounds": rounds}
-    settings.update(min_iterations=min_iterations, interleaved=True, intra_op_spinning=spinning)
+    settings = {"batches": list(batches), "warmup_s": o.warmup, "duration_s": o.duration, "rounds": o.rounds}
+    settings.update(min_iterations=o.min_iterations, interleaved=True, intra_op_spinning=o.spinning)
     settings.update(streams=streams, threads_per_stream=session_threads)
     settings["peak_memory"] = PEAK_MEMORY_NOTE if memory else "not measured"
     report: dict[str, Any] = {
@@ -342,19 +332,19 @@ def run_bench(
         "settings": settings,
         "graphs": out_graphs,
         "ratios": ratios(out_graphs, max(batches)),
-        "env": environment(threads, backend, provider),  # all threads; settings: per stream
+        "env": environment(threads, backend, o.provider),  # all threads; settings: per stream
         "notes": notes,
     }
     _add_adaptive(
         report,
         directory,
         manifest,
-        data,
+        o.data,
         backend=backend,
-        options=options,
+        options=backend_opts,
         batches=batches,
-        duration=duration,
-        limit=early_exit_limit,
+        duration=o.duration,
+        limit=o.early_exit_limit,
         full=full,
     )
     return report
