@@ -148,7 +148,7 @@ def test_fit_exits_cli_writes_a_checkpoint_with_heads(headed, small_tree, tmp_pa
 
 
 def test_training_from_a_checkpoint_drops_its_heads(headed, tmp_path):
-    from codedresnext.train.loop import _init_from
+    from codedresnext.train.run import init_from as _init_from
 
     save_checkpoint(tmp_path / "h.pt", headed)
     m = _init_from(str(tmp_path / "h.pt"), headed.cfg)
