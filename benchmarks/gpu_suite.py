@@ -156,7 +156,8 @@ def _small_tree(ctx: Ctx) -> Path:
 
 def stage_train_e2e(ctx: Ctx) -> dict:
     from codedresnext.data import load_dataset
-    from codedresnext.train import TrainConfig, train
+    from codedresnext.train import TrainConfig
+    from codedresnext.train.loop import train
 
     s = ctx.sizes
     if not ctx.data.is_file():

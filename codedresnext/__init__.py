@@ -1,32 +1,14 @@
 """Coded ResNeXt: train, prune to per-class detectors, export and run on ONNX Runtime / TensorRT.
 
-`import codedresnext` is light: torch-dependent parts load on first use, so a device with only
-onnx, numpy and a runtime can use the pruner and the runtime.
+`import codedresnext` is light (no torch): the model itself is `codedresnext.model` (torch), the
+runtime `codedresnext.runtime`, the export format `codedresnext.artifact`; docs/code-map.md maps the rest.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "create_model": ("codedresnext.model", "create_model"),
-    "CodedResNeXt": ("codedresnext.model", "CodedResNeXt"),
-    "CodedBlock": ("codedresnext.model", "CodedBlock"),
-    "count_parameters": ("codedresnext.model", "count_parameters"),
-    "build_config": ("codedresnext.model_config", "build_config"),
-    "ModelConfig": ("codedresnext.model_config", "ModelConfig"),
-    "list_presets": ("codedresnext.model_config", "list_presets"),
-    "CodingScheme": ("codedresnext.coding", "CodingScheme"),
-}
+from .coding import CodingScheme, paper_scheme
+from .model_config import ModelConfig, build_config, list_presets
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(mod), attr)
-    raise AttributeError(f"module 'codedresnext' has no attribute {name!r}")
-
-
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "CodingScheme", "ModelConfig", "build_config", "list_presets", "paper_scheme"]

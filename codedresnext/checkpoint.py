@@ -12,6 +12,7 @@ import torch
 
 from ._io import atomic_path
 from .errors import CheckpointError, CodedResNeXtError
+from .exit_heads import ExitHeads
 from .model import CodedResNeXt
 from .model_config import ModelConfig
 
@@ -85,8 +86,6 @@ def load_checkpoint(
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the {cfg.name!r} architecture: {e}") from e
     if state.get("exit_heads") is not None:
-        from .exit_heads import ExitHeads
-
         model.exit_heads = ExitHeads.from_state(state["exit_heads"], model, str(path))
     return model, state
 

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ._io import atomic_path, write_text
 from .archives import cache_root, extract_archive
 from .errors import DataError
 
@@ -197,8 +198,6 @@ def _cached_folder(split_dir: Path, size: int | None, max_bytes: int | None = No
         except (OSError, ValueError):
             pass  # unreadable cache entry: decode again and overwrite it
     ds = _decode_folder(split_dir, size, listing, max_bytes)
-    from ._io import atomic_path, write_text
-
     for arr, f in ((ds.images, files[0]), (ds.labels, files[1])):
         with atomic_path(f) as tmp:
             with open(tmp, "wb") as fh:

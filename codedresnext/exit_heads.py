@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .errors import CheckpointError, CodedResNeXtError
+from .model import to_input
 
 DEFAULT_POOL = 2
 L2_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # `auto`: per block, the best held-out log-loss
@@ -36,8 +39,6 @@ class ExitHeads:
 
     def to_state(self) -> dict:
         """Plain containers and tensors (checkpoints load with weights_only=True)."""
-        import torch
-
         return {
             "pool": self.pool,
             "blocks": {
@@ -81,8 +82,6 @@ class ExitHeads:
 
 def pooled(h, pool: int):
     """(B, C, H, W) block output -> (B, C*pool*pool) cell means (torch)."""
-    import torch.nn.functional as F
-
     if h.shape[2] % pool or h.shape[3] % pool:
         raise CodedResNeXtError(
             f"--pool {pool}: {pool}x{pool} cells do not tile a {tuple(h.shape[2:])} block output; "
@@ -93,8 +92,6 @@ def pooled(h, pool: int):
 
 def head_scores(heads: ExitHeads, block: int, h):
     """Softmax scores (B, K) of block `block`'s exit head on its output h (torch, float32)."""
-    import torch
-
     w = torch.from_numpy(heads.weights[block]).to(h.device)
     b = torch.from_numpy(heads.biases[block]).to(h.device)
     return torch.softmax(pooled(h, heads.pool) @ w.T + b, 1)
@@ -104,10 +101,6 @@ def block_features(
     model, images: np.ndarray, pool: int, *, batch: int = 500, progress: Callable | None = None
 ):
     """{coded block: (n, C*pool*pool) float32} pooled outputs of every coded block (eval mode)."""
-    import torch
-
-    from .model import to_input
-
     model.eval()
     out: dict[int, list[np.ndarray]] = {i: [] for i in model.coded_blocks}
     with torch.no_grad():
@@ -130,8 +123,6 @@ def fit_linear(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression with an L2 penalty on standardised features (L-BFGS, float64);
     the standardisation is folded into the returned (weight (K, D), bias (K,))."""
-    import torch
-
     X = torch.from_numpy(x.astype(np.float64))
     mu, sd = X.mean(0), X.std(0) + 1e-6
     Z = (X - mu) / sd
@@ -158,8 +149,6 @@ def choose_l2(x: np.ndarray, y: np.ndarray, classes: int, *, seed: int = 0) -> t
     fitting images: the exits are gated on the heads' confidence, so calibration, not only accuracy,
     decides what they save (unpenalised heads of later blocks fit the training images almost
     perfectly and are overconfident on new ones)."""
-    import torch
-
     idx = np.random.default_rng(seed).permutation(len(y))
     n_val = max(1, int(len(y) * HOLDOUT))
     val, fit = idx[:n_val], idx[n_val:]
@@ -207,8 +196,6 @@ def fit_exit_heads(
 
 def head_accuracy(model, heads: ExitHeads, images: np.ndarray, labels: np.ndarray) -> dict[int, float]:
     """{coded block: top-1 of its exit head} on (images, labels)."""
-    import torch
-
     feats = block_features(model, images, heads.pool)
     out = {}
     for i, x in feats.items():

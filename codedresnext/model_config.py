@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .coding import CodingScheme, paper_scheme
+from .coding_search import generate_scheme  # Algorithm 1 for a user's own K
 from .errors import CodedResNeXtError
 
 CIFAR10_CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
@@ -226,8 +227,6 @@ def _scheme_for(dataset: str, preset_classes: int, k: int, active: int, n: int) 
             return paper_scheme(dataset, f"{active}/{n}").codewords
         except CodedResNeXtError:
             pass
-    from .coding_search import generate_scheme  # Algorithm 1 for a user's own K
-
     return generate_scheme(k, n, active).codewords
 
 

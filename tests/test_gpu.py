@@ -91,7 +91,8 @@ def test_training_run_on_device(device, small_tree, tmp_path, session_cache):
     """The trainer on `device` (bf16 autocast on CUDA), RandAugment on: steps run, loss is finite,
     the checkpoint rebuilds its model."""
     from codedresnext.checkpoint import load_checkpoint
-    from codedresnext.train import TrainConfig, train
+    from codedresnext.train import TrainConfig
+    from codedresnext.train.loop import train
 
     cfg = TrainConfig(
         preset="tiny",

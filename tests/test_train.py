@@ -28,9 +28,9 @@ from codedresnext import data
 from codedresnext.checkpoint import load_checkpoint, read_checkpoint
 from codedresnext.errors import CodedResNeXtError
 from codedresnext.model import create_model
-from codedresnext.train import TrainConfig, train
+from codedresnext.train import TrainConfig
 from codedresnext.train.evaluation import classifier_metrics
-from codedresnext.train.loop import _draw_paths, _path_step, lr_at
+from codedresnext.train.loop import _draw_paths, _path_step, lr_at, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from .._io import write_json
 from ..errors import GraphError
+from ..model_config import ModelConfig
 from .keys import (
     FP32,
     MANIFEST_FORMAT,
@@ -239,8 +240,6 @@ class ModelInfo(Record):
 
     def model_config(self) -> Any:
         """The ModelConfig the graphs were exported from."""
-        from ..model_config import ModelConfig
-
         if self.config is None:
             raise GraphError("the manifest has no model config; re-export with `codedresnext export`")
         return ModelConfig.from_dict(self.config)

@@ -177,7 +177,8 @@ def config_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig
+    from ..train.loop import train
 
     cfg = TrainConfig(**config_kwargs(args))
     res = train(cfg)

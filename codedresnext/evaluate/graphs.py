@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .. import artifact
 from .._io import sha256_file
 from ..errors import GraphError
+from ..runtime import Detector
 from ..runtime.backends import DEFAULT_BACKEND
 
 
@@ -76,13 +78,9 @@ def onnx_class_logits(
     backend: str = DEFAULT_BACKEND,
 ) -> dict[str, np.ndarray]:
     """For every image set (uint8 (M, H, W, 3)): (M, K) logits, column k from class k's graph."""
-    from ..runtime import Detector
-
     out = {name: np.zeros((len(x), len(graphs)), np.float32) for name, x in images.items()}
     items = list(graphs.items())
     if progress:
-        from tqdm import tqdm
-
         items = tqdm(items, desc="class graphs (runtime.Detector)", unit="graph", leave=False)
     for k, (_name, path) in enumerate(items):
         with Detector(path, backend=backend) as det:  # scores only: evaluate fits the thresholds

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from ..data import ArrayDataset
+from ..exit_heads import head_scores
 from ..model import CodedResNeXt, to_input
 
 
@@ -52,8 +54,6 @@ def forward_from(
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
     rng = range(0, n, batch_size)
     if progress:
-        from tqdm import tqdm
-
         return tqdm(rng, desc=desc, unit="batch", leave=False)
     return rng
 
@@ -84,8 +84,6 @@ def run_passes(
     column k = class k's path logit (the masked model, = the pruned class graph's output) when
     `class_paths`.
     """
-    from ..exit_heads import head_scores
-
     model.eval()
     coded = model.coded_blocks
     first = coded[0] if coded else len(model.blocks)

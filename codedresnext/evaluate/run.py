@@ -13,10 +13,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .. import artifact
 from .._io import sha256_file, write_bytes, write_json, write_text
+from ..checkpoint import load_checkpoint
 from ..data import ArrayDataset, load_dataset, load_npz_images
 from ..errors import CodedResNeXtError, DataError
+from ..model import early_decode
+from ..runtime.bench.accuracy import graph_accuracy
+from ..runtime.thresholds.detector import write_thresholds
+from . import plots
+from .binary import detector_metrics, summarise
+from .energy import codeword_agreement, mean_energy_per_class
+from .graphs import check_same_checkpoint, class_graphs, onnx_class_logits
+from .inference import run_passes
+from .removal import removal_curves
+from .report import html_report, markdown
+from .sampling import stratified_subset
 
 
 @dataclass
@@ -66,10 +80,6 @@ def _check_classes(ds: ArrayDataset, names: tuple[str, ...], what: str) -> None:
 
 
 def _load_model(cfg: EvalConfig):
-    import torch
-
-    from ..checkpoint import load_checkpoint
-
     model, _ = load_checkpoint(cfg.checkpoint)
     model.eval().to(memory_format=torch.channels_last)
     n_coded = len(model.coded_blocks)
@@ -85,8 +95,6 @@ def _load_sets(
     cfg: EvalConfig, names: tuple[str, ...]
 ) -> tuple[ArrayDataset, ArrayDataset, ArrayDataset | None]:
     """Stratified test and training subsets (checked against the model's classes), and the OOD set."""
-    from .sampling import stratified_subset
-
     test = load_dataset(cfg.data, "test", download=cfg.download)
     _check_classes(test, names, f"{cfg.data} (test)")
     test = test.subset(stratified_subset(test.labels, cfg.limit, cfg.seed))
@@ -100,11 +108,6 @@ def _load_sets(
 def _full_model_metrics(model, res: dict, test: ArrayDataset, cfg: EvalConfig) -> tuple[dict, list]:
     """Accuracy, early-decoder (and exit-head) accuracy per coded block and the energy study;
     (metrics, mean energies)."""
-    import torch
-
-    from ..model import early_decode
-    from .energy import codeword_agreement, mean_energy_per_class
-
     m: dict = {"accuracy": float(np.mean(res["logits"].argmax(1) == test.labels))}
     if cfg.flip_tta:
         m["accuracy_no_tta"] = float(np.mean(res["logits_plain"].argmax(1) == test.labels))
@@ -132,16 +135,12 @@ def _full_model_metrics(model, res: dict, test: ArrayDataset, cfg: EvalConfig) -
 def _detector_logits(model, cfg: EvalConfig, res: dict, test, train, ood, kw: dict) -> tuple[dict, dict]:
     """{set: (M, K) class-path logits} from the masked PyTorch model, or (--graphs) from the shipped
     class graphs through runtime.Detector, checked against PyTorch on `check_samples` test images."""
-    from .inference import run_passes
-
     if cfg.graphs is None:
         binary = {"test": res["binary"]}
         binary["train"] = run_passes(model, train, full=False, desc="train subset", **kw)["binary"]
         if ood is not None:
             binary["ood"] = run_passes(model, ood, full=False, desc="OOD", **kw)["binary"]
         return binary, {"detector_source": "PyTorch masked model"}
-    from .graphs import check_same_checkpoint, class_graphs, onnx_class_logits
-
     graphs = class_graphs(cfg.graphs, tuple(model.cfg.class_names), precision=cfg.precision)
     check_same_checkpoint(next(iter(graphs.values())), cfg.checkpoint)
     sets = {"train": train.images, "test": test.images}
@@ -160,9 +159,6 @@ def _detector_logits(model, cfg: EvalConfig, res: dict, test, train, ood, kw: di
 def _graph_full_accuracy(cfg: EvalConfig, test: ArrayDataset) -> dict | None:
     """Top-1 of the export's full graph at the detectors' precision vs its fp32 twin, on the whole
     test set: the accuracy a user of that precision gets (the manifest's figure is on a sample)."""
-    from .. import artifact
-    from ..runtime.bench.accuracy import graph_accuracy
-
     if cfg.graphs is None or cfg.precision == artifact.FP32:
         return None
     manifest = artifact.load_manifest(cfg.graphs)
@@ -185,11 +181,6 @@ def _graph_full_accuracy(cfg: EvalConfig, test: ArrayDataset) -> dict | None:
 
 def compute(cfg: EvalConfig) -> tuple[dict, dict]:
     """All metrics (JSON-ready) and the arrays the figures need: full model, detectors, removal."""
-    from .binary import detector_metrics, summarise
-    from .inference import run_passes
-    from .removal import removal_curves
-    from .sampling import stratified_subset
-
     t0 = time.time()
     model = _load_model(cfg)
     names = tuple(model.cfg.class_names)
@@ -248,9 +239,6 @@ def compute(cfg: EvalConfig) -> tuple[dict, dict]:
 
 def write_outputs(out: str | Path, m: dict, arrays: dict) -> dict[str, bytes]:
     """metrics.json, the PNG figures, summary.md and report.html (each written atomically)."""
-    from . import plots
-    from .report import html_report, markdown
-
     out = Path(out)
     b = arrays["binary"]
     pngs = {
@@ -281,8 +269,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     the --graphs export (manifest + graph metadata) so the runtime's detectors use them."""
     m, arrays = compute(cfg)
     if cfg.graphs and cfg.write_thresholds:
-        from ..runtime.thresholds.detector import write_thresholds
-
         thr = {r["class"]: r["threshold"] for r in m["per_class"]}
         src = {
             "criterion": "max F1 on training samples",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..data import ArrayDataset, FolderDataset
-from ..model import CodedResNeXt, early_decode, to_input
+from ..model import CodedResNeXt, coding_loss, early_decode, to_input
 from .pipeline import eval_images
 
 
@@ -32,8 +33,6 @@ def predict_arrays(
     logits, energies = [], []
     batches = eval_images(ds, batch_size, size=size, workers=workers)
     if progress:
-        from tqdm import tqdm
-
         batches = tqdm(batches, total=-(-len(ds) // batch_size), desc="eval", unit="batch", leave=False)
     for imgs in batches:
         x = to_input(imgs.to(device), cfg.mean, cfg.std)
@@ -53,8 +52,6 @@ def predict_arrays(
 
 def classifier_metrics(model: CodedResNeXt, ds: ArrayDataset | FolderDataset, **kw) -> dict:
     """accuracy, cross_entropy, coding_loss[block], early_decoder_accuracy[block] on `ds`."""
-    from ..model import coding_loss
-
     pred = predict_arrays(model, ds, **kw)
     labels = torch.from_numpy(ds.labels)
     logits = torch.from_numpy(pred["logits"])

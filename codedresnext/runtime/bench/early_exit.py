@@ -15,6 +15,7 @@ import numpy as np
 
 from ...artifact import json_ready
 from ..api.cascade import EarlyExitClassifier
+from ..thresholds.calibrate import load_heldout
 
 
 def _predict_all(casc: EarlyExitClassifier, images: np.ndarray, batch: int):
@@ -55,8 +56,6 @@ def bench_early_exit(
     full_flops: float | None,
 ) -> dict:
     """Accuracy, mean FLOPs per sample and throughput of the cascade at its calibrated thresholds."""
-    from ..thresholds.calibrate import load_heldout
-
     ev = load_heldout(data, limit=limit)["evaluation"]
     with EarlyExitClassifier.from_directory(directory, backend=backend, **options) as casc:
         never_thresholds = [float("inf")] * casc.num_exits

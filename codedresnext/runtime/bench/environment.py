@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ... import __version__
+from .gpuinfo import describe  # GPUs, driver, torch/CUDA/cuDNN/TensorRT versions
+
 QPS_NOTE = (
     "throughput_sps counts samples per second; trtexec's 'qps' counts batches (queries) per "
     "second, so samples/s = qps x batch"
@@ -68,8 +71,6 @@ def int8_pays(isa: str) -> bool:
 def environment(threads: int, backend: str, provider: str) -> dict[str, Any]:
     import onnx
 
-    from ... import __version__
-
     env: dict[str, Any] = {
         "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
@@ -94,7 +95,5 @@ def environment(threads: int, backend: str, provider: str) -> dict[str, Any]:
         env["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    from .gpuinfo import describe  # GPUs, driver, torch/CUDA/cuDNN/TensorRT versions
-
     env.update(describe(backend))
     return env

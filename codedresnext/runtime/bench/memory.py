@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..backends import backend_info
+
 
 def _status_kib(field: str) -> int | None:
     try:
@@ -66,8 +68,6 @@ def measure_in_subprocess(
 
 def _child(backend: str, path: str, batch: int, options: dict) -> dict:
     import importlib
-
-    from ..backends import backend_info
 
     info = backend_info(backend)
     importlib.import_module(info.library)  # the library's own load is baseline, not the graph's

@@ -9,6 +9,7 @@ from ..._io import atomic_path, write_json, write_text
 from ...artifact import GraphKind
 from ..backends import BACKENDS, DEFAULT_BACKEND
 from .environment import QPS_NOTE, int8_pays
+from .precision import int8_ratio_lines
 
 
 def _f(v, fmt: str) -> str:
@@ -103,8 +104,6 @@ def _ratio_lines(report: dict) -> list[str]:
             "eager throughput on the full model: "
             f"{r['ort_over_torch_full']['throughput_ratio']:.2f}"
         )
-    from .precision import int8_ratio_lines
-
     lines += int8_ratio_lines(r)
     if r.get("int8"):
         lines += _int8_isa_lines(report)

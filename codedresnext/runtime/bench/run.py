@@ -29,9 +29,11 @@ from ...artifact import (
 )
 from ...errors import CodedResNeXtError, GraphError
 from ..backends import backend_info, open_backend
+from .early_exit import bench_early_exit
 from .environment import cpu_model, environment
 from .memory import measure_in_subprocess
 from .options import BenchOptions
+from .precision import int8_ratios
 from .report import markdown, write_report
 from .timing import Runner, backend_runner, measure
 
@@ -236,8 +238,6 @@ def ratios(graphs: list[dict], batch: int) -> dict[str, Any]:
         out["ort_over_torch_full"] = {
             "throughput_ratio": res(full)["throughput_sps"] / res(peer)["throughput_sps"]
         }
-    from .precision import int8_ratios
-
     out.update(int8_ratios(graphs, batch))
     return out
 
@@ -365,8 +365,6 @@ def _add_adaptive(
 ) -> None:
     """Early exit measured here (with held-out `data`); early reject as `calibrate` measured it."""
     if manifest.has_kind(GraphKind.SEGMENT) and data:
-        from .early_exit import bench_early_exit
-
         report["early_exit"] = bench_early_exit(
             directory,
             data,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...._io import sha256_file, write_bytes, write_json
+from ....artifact import FP32, load_manifest
 from ....errors import GraphError
 from ..base import Backend, TensorSpec, onnx_io_specs, require
 from .plan import (
@@ -231,8 +232,6 @@ def build_directory(
     int8_fp16: bool = False,
 ) -> list[dict]:
     """One engine per manifest graph (or the named ones); records them in DIR/engines/engines.json."""
-    from ....artifact import FP32, load_manifest
-
     directory = Path(directory)
     manifest = load_manifest(directory)
     if graphs:
