@@ -155,65 +155,60 @@ def _block_row(sc, se, oc, oe, pc, pe, max_recall_loss: float, *, dt, a, b, clas
     }
 
 
-def calibrate_reject_blocks(
-    directory: str | os.PathLike,
+def _probe_class(
+    directory: Path,
     manifest: Manifest,
+    g: ManifestEntry,
     cal: Any,
     ev: Any,
+    fit: Any,
     *,
-    max_recall_loss: float = 1.0,
-    batch: int = 64,
-    backend: str = DEFAULT_BACKEND,
-    threads: int | None = None,
-    fit: Any = None,
-    fit_description: str | None = None,
+    max_recall_loss: float,
+    fit_description: str | None,
+    run: tuple[int, str, int | None],
 ) -> dict:
-    """Per class and coded block: reject threshold, negatives stopped, recall loss and compute on
-    negatives; the chosen block. Writes each probe's thresholds (and rules) and the choice into
-    `manifest`. fit: images (with labels and class_names) to fit the learned rule on; None: the
-    codeword distance is the reject score."""
-    directory = Path(directory)
-    probes = manifest.of_kind(GraphKind.REJECT_PROBE, precision=FP32)
-    if not probes:
-        raise GraphError(f"{directory} has no reject probes; export with --reject-block all")
+    """One probed class: per coded block, the reject threshold and its figures on both halves
+    (beside the codeword distance's where a rule is learned); stamps them on the probe's twins.
+    run: (batch, backend, threads) for probe_outputs."""
+    cls = g.classes[0]
+    if cls not in cal.class_names:
+        raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
+    k = list(cal.class_names).index(cls)
+    pairs = g.reject_probe.pair_flops
+    if not pairs:
+        raise GraphError(f"reject probe {g.name} has no pair_flops in the manifest; re-export it")
     floor = manifest.reject_floor
-    per_class: dict[str, dict] = {}
-    for g in probes:
-        cls = g.classes[0]
-        if cls not in cal.class_names:
-            raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
-        k = list(cal.class_names).index(cls)
-        pairs = g.reject_probe.pair_flops
-        if not pairs:
-            raise GraphError(f"reject probe {g.name} has no pair_flops in the manifest; re-export it")
-        class_flops = (floor.class_graph_flops if floor else None) or g.flops
-        oc = probe_outputs(directory, g, cal.images, batch, backend, threads)
-        oe = probe_outputs(directory, g, ev.images, batch, backend, threads)
-        of = probe_outputs(directory, g, fit.images, batch, backend, threads) if fit is not None else None
-        pc, pe = cal.labels == k, ev.labels == k
-        dt, source = _decision_threshold(manifest, cls, oc["logits"], pc)
-        rows, rules = {}, {}
-        for j in g.reject_probe.blocks:
-            a, b = float(pairs[str(j)]["a"]), float(pairs[str(j)]["b"])
-            cost = {"dt": dt, "a": a, "b": b, "class_flops": class_flops}
-            sc, se = oc[str(j)], oe[str(j)]  # the codeword distance
-            if of is not None:
-                rules[str(j)] = fit_class_rule(_energies(of, j, g.name), fit, cls, fit_description)
-                dist_row = _block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost)
-                sc = reject_score(rules[str(j)], _energies(oc, j, g.name))
-                se = reject_score(rules[str(j)], _energies(oe, j, g.name))
-            rows[str(j)] = {
-                **_block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost),
-                "part_a_vs_class_graph": a / class_flops,
-            }
-            if of is not None:
-                rows[str(j)]["distance_rule"] = dist_row
-        for twin in manifest.of_kind(GraphKind.REJECT_PROBE, precision=None):  # every precision
-            if twin.classes == g.classes:
-                twin.reject_probe.reject_thresholds = {j: r["reject_threshold"] for j, r in rows.items()}
-                twin.reject_probe.reject_rules = dict(rules) or None
-        per_class[cls] = {"decision_threshold": dt, "decision_threshold_source": source, "blocks": rows}
-    blocks = [int(j) for j in probes[0].reject_probe.blocks]
+    class_flops = (floor.class_graph_flops if floor else None) or g.flops
+    oc = probe_outputs(directory, g, cal.images, *run)
+    oe = probe_outputs(directory, g, ev.images, *run)
+    of = probe_outputs(directory, g, fit.images, *run) if fit is not None else None
+    pc, pe = cal.labels == k, ev.labels == k
+    dt, source = _decision_threshold(manifest, cls, oc["logits"], pc)
+    rows, rules = {}, {}
+    for j in g.reject_probe.blocks:
+        a, b = float(pairs[str(j)]["a"]), float(pairs[str(j)]["b"])
+        cost = {"dt": dt, "a": a, "b": b, "class_flops": class_flops}
+        sc, se = oc[str(j)], oe[str(j)]  # the codeword distance
+        if of is not None:
+            rules[str(j)] = fit_class_rule(_energies(of, j, g.name), fit, cls, fit_description)
+            dist_row = _block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost)
+            sc = reject_score(rules[str(j)], _energies(oc, j, g.name))
+            se = reject_score(rules[str(j)], _energies(oe, j, g.name))
+        rows[str(j)] = {
+            **_block_row(sc, se, oc, oe, pc, pe, max_recall_loss, **cost),
+            "part_a_vs_class_graph": a / class_flops,
+        }
+        if of is not None:
+            rows[str(j)]["distance_rule"] = dist_row
+    for twin in manifest.of_kind(GraphKind.REJECT_PROBE, precision=None):  # every precision
+        if twin.classes == g.classes:
+            twin.reject_probe.reject_thresholds = {j: r["reject_threshold"] for j, r in rows.items()}
+            twin.reject_probe.reject_rules = dict(rules) or None
+    return {"decision_threshold": dt, "decision_threshold_source": source, "blocks": rows}
+
+
+def _block_table(per_class: dict[str, dict], blocks: list[int], learned: bool) -> list[dict]:
+    """Per coded block, the figures averaged over the probed classes."""
 
     def mean(half: str, key: str, j: int, rule: str | None = None) -> float:
         """Over classes; rule "distance_rule": the distance's figures beside a learned rule."""
@@ -236,10 +231,49 @@ def calibrate_reject_blocks(
         }
         for j in blocks
     ]
-    if fit is not None:  # the codeword distance's figures beside the learned rule's
+    if learned:  # the codeword distance's figures beside the learned rule's
         for row in table:
             for key in ("negatives_stopped", "recall_loss_points"):
                 row[f"distance_{key}"] = mean("evaluation", key, row["block"], "distance_rule")
+    return table
+
+
+def calibrate_reject_blocks(
+    directory: str | os.PathLike,
+    manifest: Manifest,
+    cal: Any,
+    ev: Any,
+    *,
+    max_recall_loss: float = 1.0,
+    batch: int = 64,
+    backend: str = DEFAULT_BACKEND,
+    threads: int | None = None,
+    fit: Any = None,
+    fit_description: str | None = None,
+) -> dict:
+    """Per class and coded block: reject threshold, negatives stopped, recall loss and compute on
+    negatives; the chosen block. Writes each probe's thresholds (and rules) and the choice into
+    `manifest`. fit: images (with labels and class_names) to fit the learned rule on; None: the
+    codeword distance is the reject score."""
+    directory = Path(directory)
+    probes = manifest.of_kind(GraphKind.REJECT_PROBE, precision=FP32)
+    if not probes:
+        raise GraphError(f"{directory} has no reject probes; export with --reject-block all")
+    per_class = {
+        g.classes[0]: _probe_class(
+            directory,
+            manifest,
+            g,
+            cal,
+            ev,
+            fit,
+            max_recall_loss=max_recall_loss,
+            fit_description=fit_description,
+            run=(batch, backend, threads),
+        )
+        for g in probes
+    }
+    table = _block_table(per_class, [int(j) for j in probes[0].reject_probe.blocks], fit is not None)
     chosen = min(table, key=lambda r: r["calibration_negative_compute_vs_class_graph"])["block"]
     manifest.reject_choice = RejectChoice(
         block=chosen,
@@ -247,6 +281,7 @@ def calibrate_reject_blocks(
         "recall loss, over the probed classes",
         export=f"codedresnext export CKPT --reject-block {chosen}",
     )
+    floor = manifest.reject_floor
     return {
         "chosen_block": chosen,
         "rule": rule_description(fit, fit_description),
