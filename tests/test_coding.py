@@ -15,17 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codedresnext.coding import CodingScheme, paper_scheme
-from codedresnext.coding_search import (
-    _balanced_targets,
-    _best_sumsq,
-    _choose_balanced,
-    _greedy_code,
-    _pair_repair,
-    _popcount,
-    _to_matrix,
-    _words,
-    generate_scheme,
-)
+from codedresnext.coding_balance import balanced_targets, best_sumsq, choose_balanced, pair_repair
+from codedresnext.coding_search import _greedy_code, _popcount, _to_matrix, _words, generate_scheme
 from codedresnext.errors import CodedResNeXtError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,10 +180,10 @@ def test_greedy_code_matches_literal_algorithm_1(n, w, h):
 
 
 def test_balanced_targets_nearest_to_current_sums():
-    assert _balanced_targets(np.array([4, 2, 2, 2, 0]), 2, 0)[0].tolist() == [2, 2, 2, 2, 2]
-    got = [t.tolist() for t in _balanced_targets(np.array([3, 3, 2, 2, 1]), 2, 1)]
+    assert balanced_targets(np.array([4, 2, 2, 2, 0]), 2, 0)[0].tolist() == [2, 2, 2, 2, 2]
+    got = [t.tolist() for t in balanced_targets(np.array([3, 3, 2, 2, 1]), 2, 1)]
     assert got == [[3, 2, 2, 2, 2], [2, 3, 2, 2, 2]]  # the +1 goes to one of the largest columns
-    got = [t.tolist() for t in _balanced_targets(np.array([4, 3, 2, 1, 1]), 2, 1)]
+    got = [t.tolist() for t in balanced_targets(np.array([4, 3, 2, 1, 1]), 2, 1)]
     assert got == [[3, 2, 2, 2, 2]]
 
 
@@ -200,8 +191,8 @@ def test_double_swap_repair_restores_balance():
     """H_min 6 code: single swaps move >= 6 column sums; the repair finds the 2-out/2-in fix."""
     k, n, n_act = 150, 20, 8
     mat = _to_matrix(_greedy_code(_words(n, n_act), 6), n)  # (411, 20)
-    target = _best_sumsq(k, n, n_act)
-    idx, ss = _choose_balanced(mat, k, np.random.default_rng(0), 1, 3000)
+    target = best_sumsq(k, n, n_act)
+    idx, ss = choose_balanced(mat, k, np.random.default_rng(0), 1, 3000)
     assert ss == target and len(set(idx.tolist())) == k
     rng = np.random.default_rng(1)
     for _ in range(5):
@@ -211,7 +202,7 @@ def test_double_swap_repair_restores_balance():
         sel[rng.choice(np.flatnonzero(~sel & ~np.isin(np.arange(len(mat)), idx)), 2, replace=False)] = True
         s = mat[sel].sum(0)
         assert int((s * s).sum()) > target
-        fix = _pair_repair(mat, sel, s, k * n_act // n, 0, rng)
+        fix = pair_repair(mat, sel, s, k * n_act // n, 0, rng)
         assert fix is not None
         (a1, a2), (b1, b2) = fix
         assert sel[[a1, a2]].all() and not sel[[b1, b2]].any()
