@@ -103,9 +103,9 @@ def main() -> int:
     from codedresnext.data import load_dataset
     from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.runtime.api.cascade import EarlyExitClassifier
-    from codedresnext.runtime.thresholds.calibrate import heldout_split
     from codedresnext.runtime.thresholds.exit_search import summarise
     from codedresnext.runtime.thresholds.exits import GRID, cascade_outputs
+    from codedresnext.runtime.thresholds.samples import heldout_split
 
     p = demo_parser(__doc__)
     p.add_argument("--splits", type=int, default=20)

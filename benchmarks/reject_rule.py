@@ -60,7 +60,6 @@ def main() -> int:
     from codedresnext.data import load_dataset
     from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.runtime.api.postprocess import reject_score
-    from codedresnext.runtime.thresholds.calibrate import heldout_split
     from codedresnext.runtime.thresholds.detector import f1_optimal_threshold
     from codedresnext.runtime.thresholds.reject_logistic import fit_reject_rule
     from codedresnext.runtime.thresholds.reject_search import (
@@ -68,6 +67,7 @@ def main() -> int:
         calibrate_reject_threshold,
         probe_outputs,
     )
+    from codedresnext.runtime.thresholds.samples import heldout_split
 
     p = demo_parser(__doc__)
     p.add_argument("--splits", type=int, default=20)

@@ -263,7 +263,8 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
     from codedresnext.artifact import FP32, GraphKind, load_manifest
     from codedresnext.runtime import EarlyExitClassifier
     from codedresnext.runtime.bench.accuracy import run_graph
-    from codedresnext.runtime.thresholds.calibrate import calibrate_directory, load_heldout
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
+    from codedresnext.runtime.thresholds.samples import load_heldout
 
     d = tmp_path / "d"
     args = ["export", str(DEMO), "--out", str(d), "--classes", "cat", "--segments", "all"]

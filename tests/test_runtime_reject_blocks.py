@@ -97,7 +97,8 @@ def test_probe_distances_and_flops_are_the_pairs(exports, real_images):
 def test_calibration_picks_a_block_the_shipped_detector_reproduces(exports, cifar10_tgz, tmp_path):
     import shutil
 
-    from codedresnext.runtime.thresholds.calibrate import calibrate_directory, load_heldout
+    from codedresnext.runtime.thresholds.calibrate import calibrate_directory
+    from codedresnext.runtime.thresholds.samples import load_heldout
 
     probe, pairs = exports
     d = tmp_path / "probe"

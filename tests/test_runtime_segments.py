@@ -163,6 +163,6 @@ def _refuse(name):
 
 
 def load_heldout_eval(data, n):
-    from codedresnext.runtime.thresholds.calibrate import load_heldout
+    from codedresnext.runtime.thresholds.samples import load_heldout
 
     return load_heldout(data, limit=n)["evaluation"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...artifact import json_ready
 from ..api.cascade import EarlyExitClassifier
-from ..thresholds.calibrate import load_heldout
+from ..thresholds.samples import load_heldout
 
 
 def _predict_all(casc: EarlyExitClassifier, images: np.ndarray, batch: int):

@@ -1,9 +1,5 @@
-"""Threshold calibration on held-out data (numpy only): early-exit confidences and early reject.
-
-Held-out split: the data's *test* split, shuffled with a fixed seed and halved; the first half
-("calibration") picks thresholds, the second ("evaluation") reports accuracy and compute. The
-training split never sets a threshold (its confidences are optimistic); it only fits the learned
-reject rule's weights (load_fit_sample), whose thresholds then come from the calibration half.
+"""Threshold calibration on held-out data (numpy only): early-exit confidences and early reject,
+on the held-out halves and fitting sample of samples.py.
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ from ..api.postprocess import exit_confidence
 from ..backends import DEFAULT_BACKEND
 from .detector import f1_optimal_threshold
 from .reject_search import calibrate_reject_threshold
+from .samples import load_fit_sample, load_heldout, no_fit
 
 
 def cascade_outcome(
@@ -128,11 +125,6 @@ def _part_a_energies(det: Any, images: np.ndarray, batch: int, cls: str) -> np.n
     )
 
 
-def _no_fit(why: str) -> dict:
-    """load_fit_sample's answer when the reject score is the codeword distance."""
-    return {"dataset": None, "description": None, "why": why}
-
-
 def evaluate_reject(
     det: Any, images: np.ndarray, positive: np.ndarray, batch: int, class_flops: float | None = None
 ) -> dict:
@@ -158,63 +150,6 @@ def evaluate_reject(
         "class_graph_flops": class_flops,
         "negative_compute_vs_class_graph": mean_neg / class_flops if mean_neg and class_flops else None,
         "negative_compute_vs_pair": mean_neg / (fa + fb) if mean_neg and fa and fb else None,
-    }
-
-
-def heldout_split(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    return perm[: n // 2], perm[n // 2 :]
-
-
-def load_heldout(data: str | os.PathLike, *, limit: int | None = None, seed: int = 0) -> dict:
-    """Test split of `data` (.npz sample, folder or archive) halved into calibration/evaluation."""
-    from ...data import load_dataset, load_npz_images
-
-    p = Path(data)
-    ds = load_npz_images(p) if p.suffix == ".npz" else load_dataset(data, "test")
-    cal, ev = heldout_split(len(ds), seed=seed)
-    if limit:
-        cal, ev = cal[:limit], ev[:limit]
-    return {
-        "calibration": ds.subset(cal),
-        "evaluation": ds.subset(ev),
-        "description": f"test split of {p.name}, permutation(seed={seed}) halves: calibration "
-        f"{len(cal)}, evaluation {len(ev)} images",
-    }
-
-
-def load_fit_sample(data: str | os.PathLike, n: int, *, rule: str = "auto", seed: int = 0) -> dict:
-    """Images the learned reject rule is fitted on: a seeded random sample of DATA's TRAINING
-    split (never the test halves the thresholds are set and reported on).
-
-    rule "distance": none; "learned": DataError when DATA has no training split; "auto": learned
-    when it has one, else the distance (the reason is returned and reported)."""
-    from ...data import load_dataset
-    from .reject_search import REJECT_RULES
-
-    if rule not in (*REJECT_RULES, "auto"):
-        raise DataError(f"reject rule must be auto, {' or '.join(REJECT_RULES)}, not {rule!r}")
-    if rule == "distance":
-        return _no_fit("--reject-rule distance")
-    if n < 1:
-        raise DataError(f"--reject-fit-images must be positive, not {n}")
-    p = Path(data)
-    try:
-        if p.suffix == ".npz":
-            raise DataError(f"{p.name} is a test-only sample (.npz) with no training split")
-        ds = load_dataset(data, "train")
-    except DataError as e:
-        if rule == "learned":
-            raise DataError(
-                f"--reject-rule learned fits on the training split of --data: {e}. Pass data with a "
-                "training split (a CIFAR root, an ImageFolder tree or its archive) or --reject-rule distance"
-            ) from e
-        return _no_fit(f"no training split to fit on ({e})")
-    idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
-    return {
-        "dataset": ds.subset(idx),
-        "description": f"training split of {p.name}: {len(idx)} images, random sample (seed {seed})",
-        "why": None,
     }
 
 
@@ -256,7 +191,7 @@ def calibrate_directory(
     fit = None
     if has_reject:  # before the exits' minutes of work: a bad --reject-rule fails at once
         if reject_rule == "auto" and not _outputs_energies(manifest):
-            fit = _no_fit(
+            fit = no_fit(
                 "the reject graphs output no energies (exported by an older version): re-export them "
                 "for the learned rule"
             )
@@ -353,7 +288,7 @@ def calibrate_rejects(
     `manifest`. fit: load_fit_sample's images for the learned rule (None: the distance)."""
     from .reject_search import calibrate_reject_blocks, rule_description
 
-    fit = fit or _no_fit("no fitting images given")
+    fit = fit or no_fit("no fitting images given")
     out = {}
     opts = {"backend": backend, "threads": threads, "batch": batch}
     rule = {**rule_description(fit["dataset"], fit["description"]), "why_not_learned": fit["why"]}
