@@ -71,6 +71,7 @@ def main() -> int:
     p.add_argument("--eval-images", type=int, default=200, help="test images for the recorded agreement")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--work", type=Path, default=None, help="where the export goes (default: a temp dir)")
+    p.add_argument("--stem", default="int8", help="file name of the results: STEM.json, STEM.md")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="codedresnext-int8-") as tmp:
@@ -116,7 +117,7 @@ def main() -> int:
             g.name: g.accuracy for g in m.graphs if g.precision.startswith("int8")
         }
         report["command"] = " ".join(["python", "benchmarks/bench_int8.py", *sys.argv[1:]])
-        paths = write_report(report, args.out, stem="int8")
+        paths = write_report(report, args.out, stem=args.stem)
     print(paths["markdown"].read_text())
     return 0
 
