@@ -1,8 +1,9 @@
 """`make demo`: the shipped demo model end to end - export, evaluate on the shipped graphs,
 calibrate early exits and early reject at every coded block, benchmark on ONNX Runtime, print a summary table.
 
-Runs offline on SHARED/datasets/cifar10-jpeg.tar.gz, or online with `--data cifar10 --download`
-(torchvision). Library calls only; every step is also a `codedresnext` command (printed as it runs).
+Runs offline on SHARED/datasets/cifar10-jpeg.tar.gz (or --data); without it, torchvision's CIFAR-10
+is downloaded once into the cache, and the console says so (`resolve_data`). Library calls only;
+every step is also a `codedresnext` command (printed as it runs).
 From a source checkout the defaults are the repository's models/demo/model.pt and ../shared; an
 installed package takes them from --model / --shared or CODEDRESNEXT_DEMO_MODEL / CODEDRESNEXT_SHARED.
 """
@@ -16,10 +17,33 @@ import time
 from pathlib import Path
 
 from ._paths import checkout_root, shared_root
+from .archives import cache_root
 from .artifact import MANIFEST_NAME, GraphKind
 from .errors import CodedResNeXtError
 
 MODEL_ENV = "CODEDRESNEXT_DEMO_MODEL"
+LOCAL_ARCHIVE = "cifar10-jpeg.tar.gz"  # under SHARED/datasets
+TORCHVISION_NAMES = ("cifar10", "cifar100")
+
+
+def resolve_data(data: str | None, shared: str | None) -> tuple[str, bool, str | None]:
+    """What the demo reads: (dataset, whether torchvision may download it, a notice for the console).
+
+    Offline first: --data, else SHARED/datasets/cifar10-jpeg.tar.gz. A fresh clone has no ../shared,
+    so without either the demo takes torchvision's CIFAR-10, downloaded once into the cache; the
+    notice says where it looked, what is fetched and where, and how to stay offline."""
+    if data is not None:
+        return data, data in TORCHVISION_NAMES, None
+    local = Path(shared) / "datasets" / LOCAL_ARCHIVE if shared else None
+    if local is not None and local.is_file():
+        return str(local), False, None
+    looked = str(local) if local is not None else "(no --shared, CODEDRESNEXT_SHARED unset)"
+    notice = (
+        f"demo: no offline CIFAR-10 at {looked}; using torchvision's CIFAR-10 instead, downloaded once "
+        f"(about 170 MB, needs internet) into {cache_root() / 'torchvision'}. To stay offline, pass "
+        f"--data PATH (make demo DATA=PATH) or --shared DIR with datasets/{LOCAL_ARCHIVE} in it."
+    )
+    return "cifar10", True, notice
 
 
 def default_model() -> Path | None:
@@ -219,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data",
         default=None,
-        help="dataset (default: SHARED/datasets/cifar10-jpeg.tar.gz, else torchvision cifar10)",
+        help="dataset (default: SHARED/datasets/cifar10-jpeg.tar.gz, else torchvision's CIFAR-10, "
+        "downloaded once into the cache)",
     )
     p.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR-10")
     p.add_argument("--out", default="runs/demo-output")
@@ -247,11 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.data is None:  # without an offline data folder: torchvision's CIFAR-10
-        local = Path(args.shared) / "datasets" / "cifar10-jpeg.tar.gz" if args.shared else None
-        args.data = str(local) if local and local.is_file() else "cifar10"
-    if args.data in ("cifar10", "cifar100"):
-        args.download = True  # torchvision's copy; downloaded once into the cache
+    args.data, download, notice = resolve_data(args.data, args.shared)
+    args.download = args.download or download
+    if notice:
+        print(notice, flush=True)
     try:
         run(args)
     except CodedResNeXtError as e:
