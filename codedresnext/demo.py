@@ -253,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         "--calibration-limit",
         type=int,
         default=None,
-        help="early exits: images per held-out half (default: all 5,000; at 2,000 the 2-fold cv guard "
-        "of the day kept an earlier demo model's exits shut: small folds over-fit)",
+        help="early exits: images per held-out half (default: all 5,000; the guard's cross-validation "
+        "folds over-fit when they are small)",
     )
     p.add_argument("--bench-limit", type=int, default=2000, help="images the early-exit benchmark runs")
     p.add_argument(
