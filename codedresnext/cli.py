@@ -25,6 +25,7 @@ COMMANDS = (
     "bench",
     "predict",
     "triton",
+    "serve",
 )
 
 

@@ -21,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the TensorRT plans (platform tensorrt_plan) instead of ONNX",
     )
     p.add_argument("--gpu", action="store_true", help="instance_group KIND_GPU for ONNX models")
+    p.add_argument(
+        "--python",
+        action="store_true",
+        help="also write Python-backend models a CPU Triton runs (`codedresnext serve`): <graph>_py per "
+        "detector (score + decision at its threshold) and cascade_py (the early-exit cascade)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per Python-model instance")
     p.set_defaults(func=run)
 
 
@@ -47,5 +54,18 @@ def run(args: argparse.Namespace) -> int:
         gpu=args.gpu,
         engine_profiles=profiles,
     )
+    if args.python:
+        from ..deploy.triton_model import write_python_models
+
+        out += write_python_models(
+            args.directory,
+            args.out,
+            graphs=args.graphs.split(",") if args.graphs else None,
+            max_batch_size=args.max_batch_size,
+            preferred_batch=tuple(int(b) for b in args.preferred_batch.split(",")),
+            queue_delay_us=args.queue_delay_us,
+            instances=args.instances,
+            threads=args.threads,
+        )
     print(f"wrote {len(out)} models to {args.out}")
     return 0

@@ -22,6 +22,7 @@ from ..runtime.backends import TensorSpec, onnx_io_specs
 TRITON_DTYPES = {
     "float32": "TYPE_FP32",
     "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
     "uint8": "TYPE_UINT8",
     "int8": "TYPE_INT8",
     "int32": "TYPE_INT32",
@@ -36,6 +37,31 @@ def _model_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
+def tensors_pbtxt(name: str, specs: list[TensorSpec]) -> str:
+    """config.pbtxt tensor entries; dims drop the (dynamic) batch dimension Triton batches over."""
+    items = []
+    for s in specs:
+        if s.shape and s.shape[0] is not None:
+            raise GraphError(
+                f"{name}: tensor {s.name!r} has a fixed batch {s.shape[0]}; re-export with a "
+                "dynamic batch dimension for Triton batching"
+            )
+        dims = ", ".join(str(d if d is not None else -1) for d in s.shape[1:])
+        dt = TRITON_DTYPES.get(np.dtype(s.dtype).name)
+        if dt is None:
+            raise GraphError(f"{name}: no Triton type for {s.dtype} ({s.name})")
+        items.append(f'  {{\n    name: "{s.name}"\n    data_type: {dt}\n    dims: [ {dims} ]\n  }}')
+    return ",\n".join(items)
+
+
+def batching_pbtxt(max_batch_size: int, preferred_batch: list[int], queue_delay_us: int) -> str:
+    prefs = ", ".join(str(b) for b in preferred_batch if b <= max_batch_size)
+    return (
+        f"dynamic_batching {{\n  preferred_batch_size: [ {prefs} ]\n"
+        f"  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
+    )
+
+
 def config_pbtxt(
     name: str,
     platform: str,
@@ -48,28 +74,11 @@ def config_pbtxt(
     instances: int,
     kind: str = "KIND_CPU",
 ) -> str:
-    def tensors(specs: list[TensorSpec]) -> str:
-        items = []
-        for s in specs:
-            if s.shape and s.shape[0] is not None:
-                raise GraphError(
-                    f"{name}: tensor {s.name!r} has a fixed batch {s.shape[0]}; re-export with a "
-                    "dynamic batch dimension for Triton batching"
-                )
-            dims = ", ".join(str(d if d is not None else -1) for d in s.shape[1:])
-            dt = TRITON_DTYPES.get(np.dtype(s.dtype).name)
-            if dt is None:
-                raise GraphError(f"{name}: no Triton type for {s.dtype} ({s.name})")
-            items.append(f'  {{\n    name: "{s.name}"\n    data_type: {dt}\n    dims: [ {dims} ]\n  }}')
-        return ",\n".join(items)
-
-    prefs = ", ".join(str(b) for b in preferred_batch if b <= max_batch_size)
     return (
         f'name: "{name}"\nplatform: "{platform}"\nmax_batch_size: {max_batch_size}\n'
-        f"input [\n{tensors(inputs)}\n]\noutput [\n{tensors(outputs)}\n]\n"
-        f"dynamic_batching {{\n  preferred_batch_size: [ {prefs} ]\n"
-        f"  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
-        f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]\n"
+        f"input [\n{tensors_pbtxt(name, inputs)}\n]\noutput [\n{tensors_pbtxt(name, outputs)}\n]\n"
+        + batching_pbtxt(max_batch_size, preferred_batch, queue_delay_us)
+        + f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]\n"
     )
 
 
@@ -187,6 +196,8 @@ def parse_config(text: str) -> dict:
     out["name"] = m and m.group(1)
     m = re.search(r'^platform:\s*"([^"]+)"', text, re.M)
     out["platform"] = m and m.group(1)
+    m = re.search(r'^backend:\s*"([^"]+)"', text, re.M)
+    out["backend"] = m and m.group(1)
     m = re.search(r"^max_batch_size:\s*(\d+)", text, re.M)
     out["max_batch_size"] = int(m.group(1)) if m else None
     out["dynamic_batching"] = bool(re.search(r"^dynamic_batching\s*\{", text, re.M))

@@ -1,0 +1,48 @@
+"""codedresnext serve: run a real Triton server on a repository written by `codedresnext triton`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a Triton model repository (tritonserver on 127.0.0.1)")
+    p.add_argument("directory", help="model repository (`codedresnext triton --python --out DIR`)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the models")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ..deploy.serve import TritonServer
+    from ..errors import CodedResNeXtError
+
+    for port in (args.http_port, args.grpc_port):
+        if not 1 <= port <= 65535:
+            raise CodedResNeXtError(f"port {port} is not in 1..65535; pass --http-port / --grpc-port")
+    if args.http_port == args.grpc_port:
+        raise CodedResNeXtError(f"--http-port and --grpc-port are both {args.http_port}; give two ports")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with TritonServer(
+        args.directory, http_port=args.http_port, grpc_port=args.grpc_port, ready_timeout_s=args.ready_timeout
+    ) as srv:
+        for name, why in srv.skipped.items():
+            print(f"skipped {name}: {why}")
+        print(f"models: {', '.join(srv.models)}")
+        print(f"HTTP  http://{srv.http_url}  (KServe v2: /v2/models/<model>/infer)")
+        print(f"gRPC  {srv.grpc_url}")
+        print("ready; Ctrl-C or SIGTERM stops the server", flush=True)
+        try:
+            while not stop.wait(0.5):
+                if srv.process is None or srv.process.poll() is not None:
+                    print(f"tritonserver exited:\n{srv.log_tail()}")
+                    return 1
+        except KeyboardInterrupt:
+            pass
+        print("stopping", flush=True)
+    return 0
