@@ -35,7 +35,7 @@ def test_requirements_pin_exactly_the_declared_dependencies():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    declared = {_name(r) for r in project["dependencies"] + extras["train"] + extras["dev"]}
+    declared = {_name(r) for r in project["dependencies"] + extras["train"] + extras["dev"] + extras["serve"]}
     assert set(_pins()) == declared
     assert all("==" in line for line in _pins().values())  # constraints: exact tested versions
     assert isinstance(project["license"], str)  # SPDX expression (PEP 639), not a table
