@@ -26,6 +26,8 @@ COMMANDS = (
     "predict",
     "triton",
     "serve",
+    "bundle",
+    "deepstream",
 )
 
 
