@@ -335,7 +335,7 @@ class ITimingCache:
 
 class IBuilderConfig:
     def __init__(self) -> None:
-        self.flags: set[Any] = set()
+        self.flags: set[Any] = {_BuilderFlag.TF32}  # TensorRT's default: "Enabled by default" (NvInfer.h)
         self.pools: dict[MemoryPoolType, int] = {}
         self.profiles: list[IOptimizationProfile] = []
         self.timing_cache: ITimingCache | None = None
@@ -351,6 +351,11 @@ class IBuilderConfig:
         check("IBuilderConfig.set_flag", flag=(flag, _BuilderFlag))
         _state().record("IBuilderConfig.set_flag", flag=flag.name)
         self.flags.add(flag)
+
+    def clear_flag(self, flag: Any) -> None:
+        check("IBuilderConfig.clear_flag", flag=(flag, _BuilderFlag))
+        _state().record("IBuilderConfig.clear_flag", flag=flag.name)
+        self.flags.discard(flag)
 
     def get_flag(self, flag: Any) -> bool:
         check("IBuilderConfig.get_flag", flag=(flag, _BuilderFlag))
@@ -373,7 +378,9 @@ class IBuilderConfig:
         try:
             d = json.loads(blob)
         except ValueError:
-            return ITimingCache([])  # TensorRT logs a warning and starts empty
+            return (
+                None  # createTimingCache returns nullptr on a blob it cannot read (pyCore.cpp passes it on)
+            )
         cache = ITimingCache(d.get("entries", []))
         cache.version = d.get("trt")
         return cache
@@ -677,11 +684,13 @@ class DeviceArray:
 
 # -- installation -----------------------------------------------------------------------------------
 def _flag_enums(major: int) -> tuple[type, type]:
+    # values of NvInfer.h's BuilderFlag: NVIDIA/TensorRT main (TensorRT 11.1) and release/10.16
     if major >= 11:  # weak typing removed: no FP16/BF16/INT8/FP8; STRONGLY_TYPED = 0, deprecated
-        builder = {"DEBUG": 1, "GPU_FALLBACK": 2, "REFIT": 3, "DISABLE_TIMING_CACHE": 4, "TF32": 5}
+        builder = {"DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6}
         network = {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2}
     else:
-        builder = {"FP16": 0, "BF16": 1, "INT8": 2, "DEBUG": 3, "GPU_FALLBACK": 4, "REFIT": 5, "TF32": 7}
+        builder = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5}
+        builder.update({"TF32": 6, "BF16": 17})
         network = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2}
         network["PREFER_AOT_PYTHON_PLUGINS"] = 3
     return _Enum("BuilderFlag", builder), _Enum("NetworkDefinitionCreationFlag", network)

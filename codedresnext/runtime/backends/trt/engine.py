@@ -11,6 +11,7 @@ Runtime (`compare_with_onnxrt`).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def build_engine(
         "compute_capability": sm,
         "tensorrt": trt.__version__,
         "profile": {"min": batch[0], "opt": batch[1], "max": batch[2]},
+        # TF32 is on by default (NvInfer.h BuilderFlag.kTF32): fp32 engines clear it (strict FP32)
+        "tf32": precision != "fp32",
     }
     if out.is_file() and not rebuild:
         return out, {**info, "cached": True}
@@ -88,6 +91,8 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     for name in plan.builder_flags:  # only on TensorRT 10 (weakly typed)
         config.set_flag(getattr(trt.BuilderFlag, name))
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     shapes = profile_shapes(
         [(t.name, tuple(d if d >= 0 else None for d in t.shape)) for t in inputs],
@@ -101,18 +106,34 @@ def build_engine(
     if config.add_optimization_profile(profile) < 0:
         raise GraphError(f"TensorRT rejected the optimisation profile {shapes} for {onnx_path}")
     timing_path = cache_dir / f"timing-sm{sm.replace('.', '')}-trt{trt.__version__}.cache"
-    blob = timing_path.read_bytes() if timing_path.is_file() else b""
-    timing = config.create_timing_cache(blob)
-    if not config.set_timing_cache(timing, False):  # a cache from another TensorRT/GPU: start afresh
-        timing = config.create_timing_cache(b"")
-        config.set_timing_cache(timing, False)
+    timing = _timing_cache(config, timing_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise GraphError(f"TensorRT failed to build {onnx_path} ({precision}); see the log above")
     write_bytes(out, bytes(serialized))
-    write_bytes(timing_path, bytes(timing.serialize()))
+    if timing is not None:
+        write_bytes(timing_path, bytes(timing.serialize()))
     write_json(out.with_suffix(".json"), {**info, "graph": str(onnx_path)})
     return out, {**info, "cached": False}
+
+
+def _timing_cache(config: Any, path: Path) -> Any:
+    """The timing cache at `path` set on `config`; a blob this TensorRT cannot read (create_timing_cache
+    returns None) or a mismatched one (another TensorRT / GPU) is replaced by an empty cache, with a
+    warning; None if TensorRT cannot even create an empty one (the build then runs without)."""
+    blob = path.read_bytes() if path.is_file() else b""
+    timing = config.create_timing_cache(blob)
+    if timing is not None and config.set_timing_cache(timing, False):
+        return timing
+    if blob:
+        why = "unreadable" if timing is None else "from another TensorRT version or GPU"
+        warnings.warn(
+            f"timing cache {path} is {why}; building without it (a fresh one is saved)", stacklevel=3
+        )
+    timing = config.create_timing_cache(b"")
+    if timing is not None and not config.set_timing_cache(timing, False):
+        return None
+    return timing
 
 
 class TrtBackend(Backend):
