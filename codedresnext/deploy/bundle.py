@@ -71,9 +71,12 @@ def write_bundle(
 
 def trt_calibration_cache(path: Path) -> str:
     """ONNX Runtime calibration ranges -> TensorRT's calibration cache text (symmetric int8 scales)."""
-    from ..export.quantize import load_ranges
+    from onnxruntime.quantization.calibrate import load_tensors_data  # the exporter's cache format
 
-    ranges = load_ranges(path)
+    try:
+        ranges = load_tensors_data(path)
+    except (ValueError, KeyError) as e:
+        raise GraphError(f"{path} is not an ONNX Runtime calibration cache: {e}") from e
     lines = [TRT_CACHE_HEADER]
     for name in sorted(ranges.data):
         lo, hi = (float(v) for v in ranges[name].range_value)
