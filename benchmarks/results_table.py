@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from codedresnext.runtime.bench.report import batch1_latency
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
@@ -146,6 +148,18 @@ def _bench(d: dict) -> str:
         v = _get(r, "int8", kind)
         if v:
             out.append(f"INT8 {kind} {v['ratio_vs_fp32_full']:.2f}x the fp32 full graph ({v['precision']})")
+    b1 = batch1_latency(d)
+    if b1:
+        full = [v for v in b1.values() if v["kind"] == "full"]
+        cls = sorted((v for v in b1.values() if v["kind"] == "class"), key=lambda v: v["median"])
+        casc = b1.get("cascade")
+        parts = [f"full {full[0]['median']:.2f}/{full[0]['p99']:.2f}"] if full else []
+        if cls:
+            mid = cls[len(cls) // 2]
+            parts.append(f"class {mid['median']:.2f}/{mid['p99']:.2f}")
+        if casc:
+            parts.append(f"cascade {casc['median']:.2f}/{casc['p99']:.2f}")
+        out.append("batch-1 ms median/p99: " + ", ".join(parts))
     ee = d.get("early_exit")
     if ee and ee.get("compute_saved") is not None:
         out.append(f"early exit {_pct(ee['compute_saved'])} saved at {ee['accuracy_loss_points']:.2f} pt")
@@ -229,9 +243,32 @@ def _profile_graphs_list(d: dict) -> str:
     return f"wall ms per call (batch 32): {walls}"
 
 
+def _edge_latency(d: dict) -> str:
+    prof = ", ".join(f"{g} {100 * p['overhead_share_median']:.1f}%" for g, p in d["profile"].items())
+    lat = {(c["graph"], c["threads"]): c["median_ms"] for c in d["latency"] if c["optimization"] == "all"}
+    threads = ", ".join(f"{g} {lat[(g, 1)]:.2f} vs {lat[(g, 2)]:.2f} ms" for g in d["profile"])
+    return f"batch-1 per-node overhead share {prof}; 1 vs 2 threads: {threads}"
+
+
+def _serve(d: dict) -> str:
+    cells = {(c["model"], c["batch"], c["clients"], c["where"]): c for c in d["cells"]}
+    out = []
+    for where in ("in-process", "http", "grpc"):
+        one = cells.get(("class_cat_py", 1, 1, where))
+        many = cells.get(("class_cat_py", 8, 8, where))
+        if one and many:
+            out.append(
+                f"{where} p50 {one['p50_ms']:.1f} ms (b1, 1 client), "
+                f"{many['samples_per_s']:.0f} samples/s (b8, 8 clients)"
+            )
+    return "class_cat served vs in-process: " + "; ".join(out)
+
+
 def _figures(stem: str, d: dict) -> str:
     kinds: list[tuple[Callable[[dict], bool], Callable[[dict], str]]] = [
         (lambda d: "graphs" in d and "env" in d, _bench),
+        (lambda d: d.get("benchmark") == "edge_latency", _edge_latency),
+        (lambda d: d.get("benchmark") == "serve", _serve),
         (lambda d: "modes" in d and "flop_ratio" in d, _class_efficiency),
         (lambda d: d.get("benchmark") == "coding_generator", _coding_generator),
         (lambda d: "class_graphs" in d and "runs" in d, _export_time),

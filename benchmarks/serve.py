@@ -121,10 +121,13 @@ def run(args: argparse.Namespace) -> dict:
     )
     data = load_dataset(Path(args.data), "test")
     x8 = load_manifest(export).preprocessing.normalize(data.images[:8])
-    result = {"environment": environment(args.threads, "ort", "CPUExecutionProvider"), "cells": []}
-    result["environment"]["server"] = (
-        "nvidia-pytriton 0.7.0 tritonserver, Python backend, 1 instance per model"
-    )
+    result = {
+        "benchmark": "serve",
+        "command": " ".join(["python", *sys.argv]),
+        "env": environment(args.threads, "ort", "CPUExecutionProvider"),
+        "cells": [],
+    }
+    result["env"]["server"] = "nvidia-pytriton 0.7.0 tritonserver, Python backend, 1 instance per model"
     result["settings"] = dict(vars(args))
     exits = in_process_call(export, "cascade_py", args.threads)(x8).exit_index
     result["cascade_exit_index_of_the_8_images"] = exits.tolist()
@@ -143,12 +146,12 @@ def run(args: argparse.Namespace) -> dict:
                         cell.update(model=model, batch=batch, clients=clients, where=where)
                         result["cells"].append(cell)
                         print(json.dumps(cell), file=sys.stderr, flush=True)
-    result["environment"]["load_average_at_end"] = list(os.getloadavg())
+    result["env"]["load_average_at_end"] = list(os.getloadavg())
     return result
 
 
 def markdown(res: dict) -> str:
-    env = res["environment"]
+    env = res["env"]
     lines = [
         "# Served (Triton) vs in-process",
         "",

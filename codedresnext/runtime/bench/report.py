@@ -160,8 +160,35 @@ def _early_reject_lines(r: dict) -> list[str]:
     return lines
 
 
+def batch1_latency(report: dict) -> dict[str, dict]:
+    """Batch-1 latency (median, p99 ms) of the fp32 full graph, each fp32 class graph and the
+    cascade (its per-image latency over real images), where the report has them: the edge figure."""
+    out: dict[str, dict] = {}
+    for g in report.get("graphs", []):
+        if g.get("kind") not in ("full", "class") or (g.get("precision") or "fp32") != "fp32":
+            continue
+        r = next((r for r in g["results"] if r["batch"] == 1), None)
+        if r is not None:
+            out[g["name"]] = {"kind": g["kind"], **{k: r["latency_ms"][k] for k in ("median", "p99")}}
+    ee = report.get("early_exit") or {}
+    for key, name in (("batch1_latency_ms", "cascade"), ("no_exit_batch1_latency_ms", "cascade (no exit)")):
+        if ee.get(key):
+            out[name] = {"kind": "cascade", "median": ee[key]["median"], "p99": ee[key]["p99"]}
+    return out
+
+
+def _batch1_lines(report: dict) -> list[str]:
+    rows = batch1_latency(report)
+    if not rows:
+        return []
+    lines = ["", "## Batch-1 latency (one image per call: the edge figure)", ""]
+    lines += ["| graph | kind | median ms | p99 ms |", "|---|---|---:|---:|"]
+    lines += [f"| {n} | {v['kind']} | {v['median']:.3f} | {v['p99']:.3f} |" for n, v in rows.items()]
+    return lines
+
+
 def markdown(report: dict) -> str:
-    lines = _header(report) + _graph_table(report) + _ratio_lines(report)
+    lines = _header(report) + _graph_table(report) + _batch1_lines(report) + _ratio_lines(report)
     if "early_exit" in report:
         lines += _early_exit_lines(report["early_exit"])
     if "early_reject" in report:
