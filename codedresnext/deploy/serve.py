@@ -164,6 +164,8 @@ class TritonServer:
         found, self.skipped = loadable_models(self.repository, self.binary.backends)
         self.models = [m for m in found if models is None or m in models]
         if not self.models:
+            for d in self.binary.cleanup:  # the private backend folder made for this server
+                shutil.rmtree(d, ignore_errors=True)
             raise ServerError(
                 f"no model in {self.repository} that this server can load (skipped: {self.skipped}); "
                 "write Python-backend models with `codedresnext triton --python`"
