@@ -63,12 +63,13 @@ def export_dir(tmp_path_factory, real_images):
 @pytest.fixture(scope="module")
 def server(export_dir, tmp_path_factory):
     try:
-        find_server()
+        find_server().close()
     except ServerError as e:
         pytest.skip(str(e))
     repo = tmp_path_factory.mktemp("repo")
     write_python_models(export_dir, repo, max_batch_size=64, preferred_batch=(4, 16), queue_delay_us=2000)
     srv = TritonServer(repo, ready_timeout_s=90)
+    home = list(srv.binary.cleanup)
     try:
         srv.start()
         pgid = srv.process.pid
@@ -76,6 +77,7 @@ def server(export_dir, tmp_path_factory):
     finally:
         srv.stop()
     assert _group_gone(pgid), "tritonserver or a backend stub outlived stop()"
+    assert not any(p.exists() for p in [srv.log_path, *home])  # nothing left in /tmp
 
 
 def _infer(client, mod, model: str, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

@@ -50,6 +50,12 @@ class ServerBinary:
     libs: Path | None = None
     cleanup: list[Path] = field(default_factory=list)
 
+    def close(self) -> None:
+        """Remove the private backend folder made for this binary (the wheel's server)."""
+        for d in self.cleanup:
+            shutil.rmtree(d, ignore_errors=True)
+        self.cleanup = []
+
 
 def _pytriton_dir() -> Path | None:
     spec = importlib.util.find_spec("pytriton")
@@ -164,8 +170,7 @@ class TritonServer:
         found, self.skipped = loadable_models(self.repository, self.binary.backends)
         self.models = [m for m in found if models is None or m in models]
         if not self.models:
-            for d in self.binary.cleanup:  # the private backend folder made for this server
-                shutil.rmtree(d, ignore_errors=True)
+            self.binary.close()
             raise ServerError(
                 f"no model in {self.repository} that this server can load (skipped: {self.skipped}); "
                 "write Python-backend models with `codedresnext triton --python`"
@@ -259,13 +264,11 @@ class TritonServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)  # stubs left behind by a server that died
             p.wait()
-        for d in self.binary.cleanup:
-            shutil.rmtree(d, ignore_errors=True)
-        self.binary.cleanup = []
+        self.binary.close()
+        self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self.log_path.unlink(missing_ok=True)
