@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from export_helpers import make_model, preprocess, run, torch_logits
 
-from codedresnext.export import specs
+from codedresnext.export import kinds
 from codedresnext.export.counting import count_params
 from codedresnext.export.pruner import load_full_graph, prune
 
@@ -26,7 +26,7 @@ def model_and_full():
     torch.set_num_threads(1)
     model = make_model("cifar10", seed=11)
     cfg = model.cfg
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
     return model, load_full_graph(build_graph(cfg, fold_weights(model), spec, metadata=meta))
 

@@ -8,7 +8,7 @@ import pytest
 from export_helpers import make_model, preprocess, run, torch_logits
 
 from codedresnext.artifact import read_metadata
-from codedresnext.export import builder, specs
+from codedresnext.export import builder, kinds
 from codedresnext.export.counting import count_flops, count_params
 from codedresnext.export.layout import analytic_params, block_layout, keep_branches
 from codedresnext.export.meta import graph_metadata
@@ -31,7 +31,7 @@ def full(tiny):
     from codedresnext.export.fold import fold_weights
 
     cfg = tiny.cfg
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
     return builder.build_graph(cfg, fold_weights(tiny), spec, metadata=meta)
 
@@ -153,7 +153,7 @@ def test_subset_union_of_paths_in_chosen_order(tiny, fg, inputs):
 
 
 def test_masked_graph_computes_everything_and_matches(tiny, fg, full, inputs):
-    g = derive(fg, specs.path_spec(tiny.cfg, [2], masked=True))
+    g = derive(fg, kinds.path_spec(tiny.cfg, [2], masked=True))
     _check(g)
     assert any(n.op_type == "Mul" and n.name.endswith("/masked") for n in g.graph.node)
     assert count_flops(g)["macs"] == count_flops(full)["macs"] - tiny.cfg.num_classes * 256 + 256
@@ -166,7 +166,7 @@ def test_multi_exit_matches_pytorch_early_decoders(tiny, fg, inputs):
 
     from codedresnext.model import early_decode
 
-    g = derive(fg, specs.multi_exit_spec(tiny.cfg))
+    g = derive(fg, kinds.multi_exit_spec(tiny.cfg))
     _check(g)
     x = inputs["real"]
     out = run(g, {"images": x})
@@ -183,7 +183,7 @@ def test_multi_exit_matches_pytorch_early_decoders(tiny, fg, inputs):
 
 @pytest.mark.parametrize("cuts", [None, [0, 3], [2]])
 def test_chained_segments_equal_full_graph(tiny, fg, full, inputs, cuts):
-    segs = specs.segment_specs(tiny.cfg, cuts)
+    segs = kinds.segment_specs(tiny.cfg, cuts)
     assert len(segs) == (3 if cuts is None else len(cuts) + 1)  # default: after blocks 2 and 3
     x = inputs["random"]
     feats = x
@@ -206,7 +206,7 @@ def test_segment_exit_scores_match_pytorch(tiny, fg, inputs):
 
     from codedresnext.model import early_decode
 
-    seg0 = derive(fg, specs.segment_specs(tiny.cfg)[0])
+    seg0 = derive(fg, kinds.segment_specs(tiny.cfg)[0])
     x = inputs["real"]
     out = run(seg0, {"images": x})
     with torch.no_grad():
@@ -221,7 +221,7 @@ def test_reject_pair_equals_class_graph(tiny, fg, inputs):
     from codedresnext.model import early_decode
 
     k, j = 4, 1
-    a_spec, b_spec = specs.reject_specs(tiny.cfg, k, j)
+    a_spec, b_spec = kinds.reject_specs(tiny.cfg, k, j)
     a, b = derive(fg, a_spec), derive(fg, b_spec)
     _check(a)
     _check(b)
@@ -235,18 +235,18 @@ def test_reject_pair_equals_class_graph(tiny, fg, inputs):
         dist = early_decode(e, tiny.blocks[1].codewords[k : k + 1]).numpy()
     np.testing.assert_allclose(oa["reject_distance"], dist, rtol=0, atol=TOL)
     with pytest.raises(Exception, match="coded block"):
-        specs.reject_specs(tiny.cfg, k, 0)  # block 0 is plain
+        kinds.reject_specs(tiny.cfg, k, 0)  # block 0 is plain
 
 
 def test_uint8_graph_equals_preprocessing_plus_float_graph(tiny, fg, full, real_images):
-    g = derive(fg, specs.path_spec(tiny.cfg, [3], uint8=True))
+    g = derive(fg, kinds.path_spec(tiny.cfg, [3], uint8=True))
     _check(g)
     frames = real_images.images[:16]
     assert g.graph.input[0].name == "frames"
     got = run(g, {"frames": frames})["logits"]
     want = run(prune(fg, [3]), {"images": preprocess(frames, tiny.cfg)})["logits"]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
-    gf = derive(fg, specs.full_spec(tiny.cfg, uint8=True))
+    gf = derive(fg, kinds.full_spec(tiny.cfg, uint8=True))
     np.testing.assert_allclose(
         run(gf, {"frames": frames})["logits"],
         run(full, {"images": preprocess(frames, tiny.cfg)})["logits"],
@@ -260,8 +260,8 @@ def test_fp16_graph_parity(tiny, fg, full, inputs):
 
     x = inputs["real"]
     for spec, ref in (
-        (specs.full_spec(tiny.cfg, fp16=True), run(full, {"images": x})["logits"]),
-        (specs.path_spec(tiny.cfg, [6], fp16=True), torch_logits(tiny, x, [6])),
+        (kinds.full_spec(tiny.cfg, fp16=True), run(full, {"images": x})["logits"]),
+        (kinds.path_spec(tiny.cfg, [6], fp16=True), torch_logits(tiny, x, [6])),
     ):
         g = derive(fg, spec)
         _check(g)
@@ -279,9 +279,9 @@ def test_fp16_graph_parity(tiny, fg, full, inputs):
 def test_allowlist_covers_only_trt_ops(fg, tiny):
     used = set()
     for sp in (
-        specs.multi_exit_spec(tiny.cfg, uint8=True, fp16=True),
-        *specs.reject_specs(tiny.cfg, 0, 1),
-        specs.path_spec(tiny.cfg, [0], masked=True),
+        kinds.multi_exit_spec(tiny.cfg, uint8=True, fp16=True),
+        *kinds.reject_specs(tiny.cfg, 0, 1),
+        kinds.path_spec(tiny.cfg, [0], masked=True),
     ):
         used |= {n.op_type for n in derive(fg, sp).graph.node}
     assert used <= TRT_ALLOWED_OPS
@@ -302,12 +302,12 @@ def test_batch_dimension_survives_shape_inference(fg, tiny):
 
     cfg = tiny.cfg
     for sp in (
-        specs.multi_exit_spec(cfg, uint8=True, fp16=True),
-        *specs.reject_specs(cfg, 0, 1),
-        specs.reject_probe_spec(cfg, 2),
-        specs.path_spec(cfg, [0], masked=True),
-        specs.path_spec(cfg, [3, 1]),
-        *specs.segment_specs(cfg, "all"),
+        kinds.multi_exit_spec(cfg, uint8=True, fp16=True),
+        *kinds.reject_specs(cfg, 0, 1),
+        kinds.reject_probe_spec(cfg, 2),
+        kinds.path_spec(cfg, [0], masked=True),
+        kinds.path_spec(cfg, [3, 1]),
+        *kinds.segment_specs(cfg, "all"),
     ):
         inferred = shape_inference.infer_shapes(derive(fg, sp))
         typed = {v.name for v in [*inferred.graph.value_info, *inferred.graph.output]}
@@ -347,7 +347,7 @@ def test_graphs_are_deterministic(tiny, fg):
     from codedresnext.export.fold import fold_weights
 
     cfg = tiny.cfg
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
     a = builder.build_graph(cfg, fold_weights(tiny), spec, metadata=meta).SerializeToString()
     b = builder.build_graph(cfg, fold_weights(tiny), spec, metadata=meta).SerializeToString()
@@ -405,7 +405,7 @@ def test_expand_inputs_are_channel_aligned_and_exact(real_images, monkeypatch):
     )
     torch.manual_seed(3)
     model = randomize_bn(CodedResNeXt(cfg), 3)
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
     full = builder.build_graph(cfg, fold_weights(model), spec, metadata=meta)
     cls = prune(load_full_graph(full), ["cat"])  # the pruner reads the padded weights back
@@ -443,7 +443,7 @@ def test_expand_inputs_are_channel_aligned_and_exact(real_images, monkeypatch):
         )
     assert count_params(full) == sum(p.numel() for p in model.parameters())
     assert count_params(cls) == analytic_params(cfg, keep_branches(layout, [3]), 1)
-    half = derive(load_full_graph(full), specs.path_spec(cfg, [3], fp16=True))  # Pad on float16 h
+    half = derive(load_full_graph(full), kinds.path_spec(cfg, [3], fp16=True))  # Pad on float16 h
     _check(half)
     ref = run(cls, {"images": x})["logits"]
     err = np.abs(run(half, {"images": x})["logits"] - ref).max()

@@ -15,7 +15,7 @@ import pytest
 from export_helpers import preprocess, randomize_bn, run, torch_logits
 
 from codedresnext.errors import GraphError
-from codedresnext.export import groups, specs
+from codedresnext.export import groups, kinds
 from codedresnext.export import quantize as Q
 from codedresnext.export.counting import count_flops, count_params
 from codedresnext.export.layout import block_layout
@@ -29,7 +29,7 @@ def _build(model):
     from codedresnext.export.meta import graph_metadata
 
     cfg = model.cfg
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
     return build_graph(cfg, fold_weights(model), spec, metadata=meta)
 
@@ -155,7 +155,7 @@ def test_pruner_reads_the_model_widths(relaid, real_images):
     fg = load_full_graph(full)
     assert fg.weights["block0/conv.weight"].shape == (n * d, d, 3, 3)
     assert fg.weights["block0/reduce.weight"].shape[0] == n * d
-    again, first = _inits(derive(fg, specs.full_spec(model.cfg))), _inits(full)  # widened again, identically
+    again, first = _inits(derive(fg, kinds.full_spec(model.cfg))), _inits(full)  # widened again, identically
     assert again.keys() == first.keys()
     for k in first:
         np.testing.assert_array_equal(again[k], first[k], err_msg=k)

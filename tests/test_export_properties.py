@@ -52,7 +52,7 @@ def configs(draw):
 def test_pruned_equals_masked_reference_on_random_configs(cfg, seed):
     import torch
 
-    from codedresnext.export import specs
+    from codedresnext.export import kinds
     from codedresnext.export.builder import build_graph
     from codedresnext.export.counting import count_params
     from codedresnext.export.fold import fold_weights
@@ -63,7 +63,7 @@ def test_pruned_equals_masked_reference_on_random_configs(cfg, seed):
 
     torch.manual_seed(seed)
     model = randomize_bn(CodedResNeXt(cfg), seed)
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="", untrained=True, opset=17)
     full = build_graph(cfg, fold_weights(model), spec, metadata=meta)
     fg = load_full_graph(full)

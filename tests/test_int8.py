@@ -324,7 +324,7 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     import torch
     from export_helpers import preprocess, randomize_bn, run
 
-    from codedresnext.export import builder, names, specs
+    from codedresnext.export import builder, kinds, names
     from codedresnext.export.fold import fold_weights
     from codedresnext.export.meta import graph_metadata
     from codedresnext.export.pruner import load_full_graph, prune
@@ -337,7 +337,7 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     )
     torch.manual_seed(5)
     model = randomize_bn(CodedResNeXt(cfg), 5)
-    spec = specs.full_spec(cfg)
+    spec = kinds.full_spec(cfg)
     meta = graph_metadata(cfg, spec, checkpoint_sha256="0" * 64, untrained=True, opset=17)
     full = builder.build_graph(cfg, fold_weights(model), spec, metadata=meta)
     fg = load_full_graph(full)

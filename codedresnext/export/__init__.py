@@ -8,7 +8,8 @@ Library entry points (torch needed only where marked):
 - `load_full_graph(path)` -> FullGraph; `prune(full, ["cat"])` -> onnx.ModelProto;
   `prune_file(full_onnx, out_file, ["cat", "dog"])`; `derive(full, spec)` for any GraphSpec
   (no torch: numpy + onnx only).
-- `specs.*` GraphSpec factories, `counting.count_params / count_flops`, `ops.check_graph`.
+- `kinds.*` graph kinds (the KINDS registry) and their GraphSpec factories,
+  `counting.count_params / count_flops`, `ops.check_graph`.
 Submodules import lazily so that `from codedresnext.export import prune` never imports torch.
 """
 
@@ -23,7 +24,7 @@ _LAZY = {
     "prune_file": "pruner",
     "derive": "pruner",
     "FullGraph": "pruner",
-    "GraphSpec": "builder",
+    "GraphSpec": "kinds",
     "build_graph": "builder",
     "count_params": "counting",
     "count_flops": "counting",

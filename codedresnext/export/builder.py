@@ -23,7 +23,6 @@ fp32 graphs the shared trunk's narrow groups are re-laid with zero channels (gro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -36,40 +35,18 @@ from ..artifact import (
     OUTPUT_EXIT_SCORES,
     OUTPUT_FEATURES,
     OUTPUT_LOGITS,
-    OUTPUT_REJECT_DISTANCE,
-    OUTPUT_REJECT_ENERGIES,
-    GraphKind,
     exit_energies_name,
     exit_scores_name,
     features_input_name,
-    reject_distance_name,
-    reject_energies_name,
 )
 from ..errors import CodedResNeXtError
 from ..model_config import ModelConfig
 from . import groups, names
+from .kinds import EXITS_EVERY, EXITS_LAST, GraphKindDef, GraphSpec, kind_of
 from .layout import BlockGeom, block_layout
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 EXPAND_ALIGN = 4  # expand input channels padded to a multiple of this (see _expand)
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """What one graph computes. `keep[i]` = kept branches of block i (None = all)."""
-
-    kind: GraphKind
-    keep: tuple[tuple[int, ...] | None, ...]
-    rows: tuple[int, ...] = ()  # classifier rows (classes) in output order
-    masked: bool = False  # keep applied as a constant 0/1 Mul; nothing sliced (the paper's way)
-    start: int = 0  # first block; > 0 means the input is "features"
-    stop: int | None = None  # one past the last block; None = all blocks + head
-    exits: bool = False  # multi-exit: exit{j}_scores / exit{j}_energies for every coded block
-    segment_exit: bool = False  # "exit_scores" of the last block in range (if coded)
-    reject: tuple[int, int] | None = None  # (block, class): all branches for "reject_distance"
-    reject_probe: tuple[int, ...] = ()  # blocks: all branches there -> reject_distance_block{i} (rows[0])
-    uint8: bool = False  # "frames" uint8 NHWC input with preprocessing inside
-    fp16: bool = False  # FP16 compute, float32 inputs/outputs
 
 
 class _Graph:
@@ -205,83 +182,52 @@ def _exit_scores(g: _Graph, W: Mapping[str, np.ndarray], b: BlockGeom, x: str, e
     return g.op("Softmax", [z], f"{p}/softmax", out, axis=1)
 
 
-def _block(
-    g: _Graph,
-    cfg: ModelConfig,
-    b: BlockGeom,
-    W: Mapping[str, np.ndarray],
-    x: str,
-    keep: tuple[int, ...] | None,
-    spec: GraphSpec,
-    outputs: list[tuple[str, tuple]],
-) -> tuple[str, str | None]:
-    """Emit block b on input x; returns (output, normalised energies (B, nk) float32 or None)."""
-    i, d, N = b.index, b.width, b.branches
-    p = f"block{i}"
-    reject = (spec.reject is not None and spec.reject[0] == i) or i in spec.reject_probe
-    kept = tuple(range(N)) if keep is None else keep
-    computed = tuple(range(N)) if (spec.masked or reject or keep is None) else kept
-    ch = _channels(computed, d)
-    nc = len(computed)
-    parts = (names.w(i, "reduce"), names.b(i, "reduce"), names.w(i, "conv"), names.b(i, "conv"))
+def _trunk(
+    g: _Graph, cfg: ModelConfig, b: BlockGeom, W: Mapping[str, np.ndarray], x: str, computed: tuple[int, ...]
+) -> tuple[str, str, np.ndarray]:
+    """Block b's reduce -> grouped 3x3 -> Relu on the `computed` branches and its shortcut:
+    (h, shortcut, expand weight of h's channels). fp32 re-lays the shared trunk's groups (groups.py)."""
+    i, p = b.index, f"block{b.index}"
+    ch = _channels(computed, b.width)
+    wr, br, wc, bc = parts = (
+        names.w(i, "reduce"),
+        names.b(i, "reduce"),
+        names.w(i, "conv"),
+        names.b(i, "conv"),
+    )
     t = {k: W[k][ch] for k in parts}
     t[names.w(i, "expand")] = W[names.w(i, "expand")][:, ch]
-    # fp32: the shared trunk's branches m per group, zero channels in each (groups.py)
-    layout = groups.model_layout(b) if spec.fp16 else groups.layouts(cfg)[i]
+    layout = groups.model_layout(b) if g.fp16 else groups.layouts(cfg)[i]
     if layout != groups.model_layout(b):
         t = groups.block_tensors(t, b, groups.model_layout(b), layout)
-    h = g.conv(
-        x,
-        f"{p}/reduce",
-        t[names.w(i, "reduce")],
-        t[names.b(i, "reduce")],
-        wname=names.w(i, "reduce"),
-        bname=names.b(i, "reduce"),
-    )
+    h = g.conv(x, f"{p}/reduce", t[wr], t[br], wname=wr, bname=br)
     h = g.op("Relu", [h], f"{p}/reduce_relu")
-    h = g.conv(
-        h,
-        f"{p}/conv",
-        t[names.w(i, "conv")],
-        t[names.b(i, "conv")],
-        wname=names.w(i, "conv"),
-        bname=names.b(i, "conv"),
-        stride=b.stride,
-        group=nc // layout[0],
-    )
+    group = len(computed) // layout[0]
+    h = g.conv(h, f"{p}/conv", t[wc], t[bc], wname=wc, bname=bc, stride=b.stride, group=group)
     h = g.op("Relu", [h], f"{p}/conv_relu")  # (B, nc*d, H', W') in the model's layout
+    sc = x
     if b.projection:
-        sc = g.conv(
-            x,
-            f"{p}/shortcut",
-            W[names.w(i, "shortcut")],
-            W[names.b(i, "shortcut")],
-            wname=names.w(i, "shortcut"),
-            bname=names.b(i, "shortcut"),
-            stride=b.stride,
-        )
-    else:
-        sc = x
-    if not b.coded:
-        y = _expand(g, W, i, h, t[names.w(i, "expand")])
-        s = g.op("Add", [y, sc], f"{p}/residual")
-        return g.op("Relu", [s], f"{p}/out"), None
-    if spec.masked and keep is not None:
-        mask = np.zeros((1, N * d, 1, 1), g.act)
-        mask[0, _channels(kept, d)] = 1
-        h = g.op("Mul", [h, g.const(f"{p}/keep_mask", mask)], f"{p}/masked")
-    # energies in float32: (B, nc)
+        ws, bs = names.w(i, "shortcut"), names.b(i, "shortcut")
+        sc = g.conv(x, f"{p}/shortcut", W[ws], W[bs], wname=ws, bname=bs, stride=b.stride)
+    return h, sc, t[names.w(i, "expand")]
+
+
+def _mask(g: _Graph, b: BlockGeom, h: str, kept: tuple[int, ...]) -> str:
+    """Masked kinds: zero the branches outside `kept` with a constant 0/1 Mul (nothing sliced)."""
+    mask = np.zeros((1, b.branches * b.width, 1, 1), g.act)
+    mask[0, _channels(kept, b.width)] = 1
+    return g.op("Mul", [h, g.const(f"block{b.index}/keep_mask", mask)], f"block{b.index}/masked")
+
+
+def _energies(
+    g: _Graph, cfg: ModelConfig, b: BlockGeom, W: Mapping[str, np.ndarray], h: str, computed: tuple[int, ...]
+) -> str:
+    """(B, nc) raw branch energies in float32 (Gram conv, h * Gram(h), reductions); also defines the
+    constants `_normalise` reads (the FULL branch count N and eps)."""
+    i, d, nc, p = b.index, b.width, len(computed), f"block{b.index}"
     hf = g.to_f32(h, f"{p}/h_f32")
-    gh = g.conv(
-        hf,
-        f"{p}/gram_conv",
-        W[names.gram(i)][ch],
-        None,
-        wname=names.gram(i),
-        bname=None,
-        group=nc,
-        dtype=np.float32,
-    )
+    gw = W[names.gram(i)][_channels(computed, d)]
+    gh = g.conv(hf, f"{p}/gram_conv", gw, None, wname=names.gram(i), bname=None, group=nc, dtype=np.float32)
     prod = g.op("Mul", [hf, gh], f"{p}/h_gram_h")
     s = g.op("ReduceSum", [prod, g.shared("const/axes_hw", _i64(2, 3))], f"{p}/sum_hw", keepdims=0)
     # 0 (not -1) keeps the symbolic batch dimension through shape inference: with an unknown batch
@@ -291,49 +237,137 @@ def _block(
     e = g.op("Relu", [e], f"{p}/clamp")
     scale = np.array(b.c_out * b.size_out * b.size_out, np.float32)
     e = g.op("Div", [e, g.const(f"{p}/energy_scale", scale)], f"{p}/energy")  # (B, nc) raw energies
-    n_full = g.const(f"{p}/branches", np.array(N, np.float32))  # always the FULL N
-    eps = g.shared("const/energy_eps", np.array(cfg.energy_eps, np.float32))
+    g.const(f"{p}/branches", np.array(b.branches, np.float32))  # always the FULL N
+    g.shared("const/energy_eps", np.array(cfg.energy_eps, np.float32))
+    return e
 
-    def normalise(e: str, tag: str, energies: bool = True) -> tuple[str, str | None]:
-        tot = g.op("ReduceSum", [e, g.shared("const/axes_1", _i64(1))], f"{p}/{tag}sum", keepdims=1)
-        n2 = g.op("Div", [tot, n_full], f"{p}/{tag}mean")
-        n2 = g.op("Add", [n2, eps], f"{p}/{tag}norm2")  # (B, 1)
-        if not energies:  # nothing reads them (no exit here): emit no dead node
-            return n2, None
-        return n2, g.op("Div", [e, n2], f"{p}/{tag}energies")  # (B, n) sums to N when n = N
 
-    if reject:
-        _, en_all = normalise(e, "all_")
-        pair = spec.reject is not None and spec.reject[0] == i
-        k = spec.reject[1] if pair else spec.rows[0]
-        out_name = OUTPUT_REJECT_DISTANCE if pair else reject_distance_name(i)
-        dist = _decoder(g, en_all, b.codewords[k : k + 1], b, f"{p}/reject")
-        g.op("Identity", [dist], f"{p}/reject_out", out_name)
-        outputs.append((out_name, (1,)))
-        en_name = OUTPUT_REJECT_ENERGIES if pair else reject_energies_name(i)
-        g.op("Identity", [en_all], f"{p}/reject_energies_out", en_name)
-        outputs.append((en_name, (N,)))
-        if kept != computed:  # continue on the class path only
-            pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
-            e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)
-            chpos = g.const(f"{p}/kept_channels", _channels(kept, d))
-            h = g.op("Gather", [h, chpos], f"{p}/kept_h", axis=1)
+def _normalise(g: _Graph, b: BlockGeom, e: str, tag: str, energies: bool = True) -> tuple[str, str | None]:
+    """(n2 = mean energy over the FULL N + eps (B, 1), normalised energies or None if nothing reads them)."""
+    p = f"block{b.index}"
+    tot = g.op("ReduceSum", [e, g.shared("const/axes_1", _i64(1))], f"{p}/{tag}sum", keepdims=1)
+    n2 = g.op("Div", [tot, f"{p}/branches"], f"{p}/{tag}mean")
+    n2 = g.op("Add", [n2, "const/energy_eps"], f"{p}/{tag}norm2")  # (B, 1)
+    if not energies:  # nothing reads them (no exit here): emit no dead node
+        return n2, None
+    return n2, g.op("Div", [e, n2], f"{p}/{tag}energies")  # (B, n) sums to N when n = N
+
+
+def _probe(
+    g: _Graph,
+    b: BlockGeom,
+    e: str,
+    h: str,
+    spec: GraphSpec,
+    kd: GraphKindDef,
+    kept: tuple[int, ...],
+    outputs: list,
+) -> tuple[str, str]:
+    """Reject kinds at a probed block (all branches computed): output the reject distance of class
+    rows[0] and the normalised energies, then continue on the class path's (e, h) only."""
+    p, d, k = f"block{b.index}", b.width, spec.rows[0]
+    _, en_all = _normalise(g, b, e, "all_")
+    dist_name, en_name = kd.probe_names(spec, b.index)
+    dist = _decoder(g, en_all, b.codewords[k : k + 1], b, f"{p}/reject")
+    g.op("Identity", [dist], f"{p}/reject_out", dist_name)
+    outputs.append((dist_name, (1,)))
+    g.op("Identity", [en_all], f"{p}/reject_energies_out", en_name)
+    outputs.append((en_name, (b.branches,)))
+    if len(kept) != b.branches:  # continue on the class path only
+        pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
+        e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)
+        h = g.op("Gather", [h, g.const(f"{p}/kept_channels", _channels(kept, d))], f"{p}/kept_h", axis=1)
+    return e, h
+
+
+def _block(
+    g: _Graph,
+    cfg: ModelConfig,
+    b: BlockGeom,
+    W: Mapping[str, np.ndarray],
+    x: str,
+    spec: GraphSpec,
+    outputs: list[tuple[str, tuple]],
+) -> tuple[str, str | None]:
+    """Emit block b on input x; returns (output, normalised energies (B, nk) float32 or None)."""
+    kd, i, N, p = kind_of(spec), b.index, b.branches, f"block{b.index}"
+    keep, probe = spec.keep[i], i in spec.probe
+    kept = tuple(range(N)) if keep is None else keep
+    computed = tuple(range(N)) if (kd.masked or probe or keep is None) else kept
+    h, sc, we = _trunk(g, cfg, b, W, x, computed)
+    if not b.coded:
+        s = g.op("Add", [_expand(g, W, i, h, we), sc], f"{p}/residual")
+        return g.op("Relu", [s], f"{p}/out"), None
+    if kd.masked and keep is not None:
+        h = _mask(g, b, h, kept)
+    e = _energies(g, cfg, b, W, h, computed)
+    if probe:
+        e, h = _probe(g, b, e, h, spec, kd, kept, outputs)
         computed = kept
-    last = (len(spec.keep) if spec.stop is None else spec.stop) - 1
-    n2, en = normalise(e, "", energies=spec.exits or (spec.segment_exit and i == last))
+    exit_here = kd.exits == EXITS_EVERY or (kd.exits == EXITS_LAST and i == spec.last_block)
+    n2, en = _normalise(g, b, e, "", energies=exit_here)
     # normalise the expand conv's INPUT (nk*d channels) rather than its output (c_out channels):
     # the expand is linear and bias-free before BN, so Conv(h / s) + b == Conv(h) / s + b, the
     # divide touches fewer elements, the BN bias folds into the Conv and Conv + Add + Relu fuse
     sq = g.op("Sqrt", [n2], f"{p}/norm")
     sq = g.op("Unsqueeze", [sq, g.shared("const/axes_23", _i64(2, 3))], f"{p}/norm4")  # (B, 1, 1, 1)
     hs = g.op("Div", [h, g.to_act(sq, f"{p}/norm_act")], f"{p}/normalised")
-    y = _expand(g, W, i, hs, W[names.w(i, "expand")][:, _channels(computed, d)])
+    y = _expand(g, W, i, hs, W[names.w(i, "expand")][:, _channels(computed, b.width)])
     s = g.op("Add", [y, sc], f"{p}/residual")
     return g.op("Relu", [s], f"{p}/out"), en
 
 
 def _value_info(name: str, elem: int, shape: Sequence[int]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, ["batch", *shape])
+
+
+def _stem(g: _Graph, cfg: ModelConfig, weights: Mapping[str, np.ndarray], uint8: bool, inputs: list) -> str:
+    """The image input (uint8 frames with preprocessing inside, or normalised float images) and the stem."""
+    S = cfg.input_size
+    if uint8:
+        inputs.append(helper.make_tensor_value_info(INPUT_UINT8, TensorProto.UINT8, ["batch", S, S, 3]))
+        x = g.cast(INPUT_UINT8, F32, "pre/cast")
+        x = g.op("Transpose", [x], "pre/nchw", perm=[0, 3, 1, 2])
+        std, mean = np.asarray(cfg.std, np.float64), np.asarray(cfg.mean, np.float64)
+        scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(1, 3, 1, 1)
+        offset = (-mean / std).astype(np.float32).reshape(1, 3, 1, 1)
+        x = g.op("Mul", [x, g.const("pre/scale", scale)], "pre/scale_mul")
+        x = g.op("Add", [x, g.const("pre/offset", offset)], "pre/normalised")
+    else:
+        inputs.append(_value_info(INPUT_FLOAT, F32, (3, S, S)))
+        x = INPUT_FLOAT
+    x = g.to_act(x, "pre/to_act")
+    stride = 2 if cfg.stem == "imagenet" else 1
+    x = g.conv(
+        x,
+        "stem/conv",
+        weights[names.STEM_W],
+        weights[names.STEM_B],
+        wname=names.STEM_W,
+        bname=names.STEM_B,
+        stride=stride,
+    )
+    x = g.op("Relu", [x], "stem/relu")
+    if cfg.stem == "imagenet":
+        x = g.op("MaxPool", [x], "stem/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+    return x
+
+
+def _end(
+    g: _Graph, weights: Mapping[str, np.ndarray], spec: GraphSpec, last: BlockGeom, x: str, outputs: list
+) -> None:
+    """The classifier head ("logits", first output) or, for a graph that stops early, "features"."""
+    if spec.stop is None:
+        pooled = g.op("GlobalAveragePool", [x], "head/pool")
+        f = g.op("Flatten", [pooled], "head/flatten", axis=1)
+        f = g.to_f32(f, "head/f32")
+        fc = weights[names.FC_W][list(spec.rows)].astype(np.float32)
+        g.op("Gemm", [f, g.const(names.FC_W, fc)], "head/fc", OUTPUT_LOGITS, transB=1)
+        outputs.insert(0, (OUTPUT_LOGITS, (len(spec.rows),)))
+    else:
+        xf = g.to_f32(x, "features_f32")
+        g.op("Identity", [xf], "features_out", OUTPUT_FEATURES)
+        outputs.append((OUTPUT_FEATURES, (last.c_out, last.size_out, last.size_out)))
 
 
 def build_graph(
@@ -352,65 +386,30 @@ def build_graph(
     stop = len(layout) if spec.stop is None else spec.stop
     if not 0 <= spec.start < stop <= len(layout) or len(spec.keep) != len(layout):
         raise CodedResNeXtError(f"invalid block range {spec.start}..{stop} for {len(layout)} blocks")
-    head = spec.stop is None
+    kd = kind_of(spec)
     coded_index = {bi: j for j, bi in enumerate(cfg.coded_blocks)}
     g = _Graph(spec.fp16)
     inputs: list[onnx.ValueInfoProto] = []
     outputs: list[tuple[str, tuple]] = []
     if spec.start == 0:
-        S = cfg.input_size
-        if spec.uint8:
-            inputs.append(helper.make_tensor_value_info(INPUT_UINT8, TensorProto.UINT8, ["batch", S, S, 3]))
-            x = g.cast(INPUT_UINT8, F32, "pre/cast")
-            x = g.op("Transpose", [x], "pre/nchw", perm=[0, 3, 1, 2])
-            std, mean = np.asarray(cfg.std, np.float64), np.asarray(cfg.mean, np.float64)
-            scale = (1.0 / (255.0 * std)).astype(np.float32).reshape(1, 3, 1, 1)
-            offset = (-mean / std).astype(np.float32).reshape(1, 3, 1, 1)
-            x = g.op("Mul", [x, g.const("pre/scale", scale)], "pre/scale_mul")
-            x = g.op("Add", [x, g.const("pre/offset", offset)], "pre/normalised")
-        else:
-            inputs.append(_value_info(INPUT_FLOAT, F32, (3, S, S)))
-            x = INPUT_FLOAT
-        x = g.to_act(x, "pre/to_act")
-        x = g.conv(
-            x,
-            "stem/conv",
-            weights[names.STEM_W],
-            weights[names.STEM_B],
-            wname=names.STEM_W,
-            bname=names.STEM_B,
-            stride=2 if cfg.stem == "imagenet" else 1,
-        )
-        x = g.op("Relu", [x], "stem/relu")
-        if cfg.stem == "imagenet":
-            x = g.op("MaxPool", [x], "stem/maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
+        x = _stem(g, cfg, weights, spec.uint8, inputs)
     else:
         b0 = layout[spec.start]
-        in_name = features_input_name(head=head)  # SSA: a name is input or output, not both
+        in_name = features_input_name(head=spec.stop is None)  # SSA: a name is input or output, not both
         inputs.append(_value_info(in_name, F32, (b0.c_in, b0.size_in, b0.size_in)))
         x = g.to_act(in_name, "features_act")
     en = None
     for b in layout[spec.start : stop]:
-        x, en = _block(g, cfg, b, weights, x, spec.keep[b.index], spec, outputs)
-        if spec.exits and en is not None:
+        x, en = _block(g, cfg, b, weights, x, spec, outputs)
+        if kd.exits == EXITS_EVERY and en is not None:
             j = coded_index[b.index]
             _exit_scores(g, weights, b, x, en, exit_scores_name(j))
             g.op("Identity", [en], f"block{b.index}/exit_energies", exit_energies_name(j))
             outputs += [(exit_scores_name(j), (cfg.num_classes,)), (exit_energies_name(j), (b.branches,))]
     last = layout[stop - 1]
-    if head:
-        pooled = g.op("GlobalAveragePool", [x], "head/pool")
-        f = g.op("Flatten", [pooled], "head/flatten", axis=1)
-        f = g.to_f32(f, "head/f32")
-        fc = weights[names.FC_W][list(spec.rows)].astype(np.float32)
-        g.op("Gemm", [f, g.const(names.FC_W, fc)], "head/fc", OUTPUT_LOGITS, transB=1)
-        outputs.insert(0, (OUTPUT_LOGITS, (len(spec.rows),)))
-    else:
-        xf = g.to_f32(x, "features_f32")
-        g.op("Identity", [xf], "features_out", OUTPUT_FEATURES)
-        outputs.append((OUTPUT_FEATURES, (last.c_out, last.size_out, last.size_out)))
-    if spec.segment_exit and en is not None:
-        if spec.keep[last.index] is not None and not spec.masked:
+    _end(g, weights, spec, last, x, outputs)
+    if kd.exits == EXITS_LAST and en is not None:
+        if spec.keep[last.index] is not None and not kd.masked:
             raise CodedResNeXtError("segment exits need all branches of their last block")
         _exit_scores(g, weights, last, x, en, OUTPUT_EXIT_SCORES)
         outputs.append((OUTPUT_EXIT_SCORES, (cfg.num_classes,)))

@@ -224,7 +224,7 @@ def _export_each(
         if entry.reject_probe is not None:  # what a pair cut at each probed block would cost
             k = pg.spec.rows[0]
             if k not in probe_flops:
-                probe_flops[k] = pair_flops(fg, cfg, k, list(pg.spec.reject_probe), opset)
+                probe_flops[k] = pair_flops(fg, cfg, k, list(pg.spec.probe), opset)
             entry.reject_probe = replace(entry.reject_probe, pair_flops=probe_flops[k])
         if runs is not None:
             tol = options.fp16_tolerance if pg.spec.fp16 else options.tolerance

@@ -24,7 +24,7 @@ from ..artifact import (
     exit_scores_name,
 )
 from ..model_config import ModelConfig
-from .builder import GraphSpec
+from .kinds import EXITS_EVERY, EXITS_LAST, GraphSpec, kind_of
 
 
 def preprocessing(cfg: ModelConfig, uint8: bool) -> dict:
@@ -34,17 +34,17 @@ def preprocessing(cfg: ModelConfig, uint8: bool) -> dict:
 
 def exits_info(cfg: ModelConfig, spec: GraphSpec) -> list[dict]:
     """Which coded blocks report an early decoder in this graph, and under which output names."""
-    n = len(spec.keep)
-    stop = n if spec.stop is None else spec.stop
+    stop = spec.last_block + 1
+    exits = kind_of(spec).exits
     out = []
     for j, bi in enumerate(cfg.coded_blocks):
         if not spec.start <= bi < stop:
             continue
-        if spec.exits:
+        if exits == EXITS_EVERY:
             out.append(
                 {"exit": j, "block": bi, "scores": exit_scores_name(j), "energies": exit_energies_name(j)}
             )
-        elif spec.segment_exit and bi == stop - 1:
+        elif exits == EXITS_LAST and bi == stop - 1:
             out.append({"exit": j, "block": bi, "scores": OUTPUT_EXIT_SCORES})
     return out
 
@@ -65,13 +65,10 @@ def graph_metadata(
         "stop_block": len(spec.keep) if spec.stop is None else spec.stop,
         "head": spec.stop is None,
         "keep": [None if k is None else list(k) for k in spec.keep],
-        "masked": spec.masked,
-        "reject": None if spec.reject is None else {"block": spec.reject[0], "class": spec.reject[1]},
+        **kind_of(spec).facts(spec),
         "precision": FP16 if spec.fp16 else FP32,
         "opset": opset,
     }
-    if spec.reject_probe:
-        graph["reject_probe"] = list(spec.reject_probe)
     meta = {
         META_FORMAT: META_FORMAT_VERSION,
         META_MODEL_CONFIG: cfg.to_dict(),

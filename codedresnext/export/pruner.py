@@ -35,10 +35,10 @@ from ..artifact import (
 from ..errors import CodedResNeXtError, GraphError
 from ..model_config import ModelConfig
 from . import groups, names
-from .builder import GraphSpec, build_graph
+from .builder import build_graph
+from .kinds import GraphSpec, path_spec
 from .layout import class_indices
 from .meta import graph_metadata
-from .specs import path_spec
 
 
 @dataclass

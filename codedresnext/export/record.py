@@ -29,6 +29,7 @@ from .counting import (
     count_initializer_elements,
     count_params,
 )
+from .kinds import kind_of
 from .layout import analytic_params
 from .meta import exits_info
 from .plan import PlannedGraph, reject_pairs, segment_order
@@ -60,7 +61,7 @@ def graph_entry(cfg: ModelConfig, pg: PlannedGraph, model, data: bytes, inferred
     spec = pg.spec
     ins, outs = io_specs(model)
     fl = count_flops(model, inferred)
-    computed = spec.keep if not (spec.masked or spec.reject or spec.reject_probe) else None
+    computed = kind_of(spec).computed_keep(spec)
     full_depth = computed is not None and spec.start == 0 and spec.stop is None
     return ManifestEntry(
         name=pg.name,
@@ -77,7 +78,7 @@ def graph_entry(cfg: ModelConfig, pg: PlannedGraph, model, data: bytes, inferred
         outputs=outs,
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
-        blocks=[spec.start, (spec.stop or len(spec.keep)) - 1],
+        blocks=[spec.start, spec.last_block],
         exits=[ExitInfo(**e) for e in exits_info(cfg, spec)],
         segment=pg.segment,
         reject=pg.reject,

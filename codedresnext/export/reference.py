@@ -2,14 +2,16 @@
 
 Runs the model's own blocks (`CodedBlock.forward(h, keep)`, the code `model(x, keep_classes=...)`
 uses), so pruned graphs are checked against the masked reference. The output of the blocks before
-the first coded block does not depend on the kept classes and is cached across graphs.
+the first coded block does not depend on the kept classes and is cached across graphs. What a
+graph outputs besides logits / features comes from its kind (kinds/): reject distances at the
+probed blocks, exit scores at every coded block or at the last block.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .builder import GraphSpec
+from .kinds import EXITS_EVERY, EXITS_LAST, GraphSpec, kind_of
 
 
 class Reference:
@@ -35,12 +37,8 @@ class Reference:
             OUTPUT_EXIT_SCORES,
             OUTPUT_FEATURES,
             OUTPUT_LOGITS,
-            OUTPUT_REJECT_DISTANCE,
-            OUTPUT_REJECT_ENERGIES,
             exit_energies_name,
             exit_scores_name,
-            reject_distance_name,
-            reject_energies_name,
         )
         from ..model import early_decode
 
@@ -48,6 +46,7 @@ class Reference:
         n = len(m.blocks)
         stop = n if spec.stop is None else spec.stop
         coded_index = {bi: j for j, bi in enumerate(m.coded_blocks)}
+        kd = kind_of(spec)
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             i0 = len(self.prefix) - 1
@@ -63,18 +62,14 @@ class Reference:
                 if spec.keep[i] is not None:
                     keep = torch.zeros(blk.branches)
                     keep[list(spec.keep[i])] = 1
-                if spec.reject is not None and spec.reject[0] == i:
-                    _, e_all = blk(h, None)
-                    k = spec.reject[1]
-                    out[OUTPUT_REJECT_DISTANCE] = early_decode(e_all, blk.codewords[k : k + 1])
-                    out[OUTPUT_REJECT_ENERGIES] = e_all
-                if i in spec.reject_probe:
+                if i in spec.probe:  # all branches: the reject distance of class rows[0]
                     _, e_all = blk(h, None)
                     k = spec.rows[0]
-                    out[reject_distance_name(i)] = early_decode(e_all, blk.codewords[k : k + 1])
-                    out[reject_energies_name(i)] = e_all
+                    dist_name, en_name = kd.probe_names(spec, i)
+                    out[dist_name] = early_decode(e_all, blk.codewords[k : k + 1])
+                    out[en_name] = e_all
                 h, e = blk(h, keep)
-                if spec.exits and e is not None and i >= spec.start:
+                if kd.exits == EXITS_EVERY and e is not None and i >= spec.start:
                     j = coded_index[i]
                     out[exit_scores_name(j)] = exit_scores(m, i, h, e)
                     out[exit_energies_name(j)] = e
@@ -82,7 +77,7 @@ class Reference:
                 out[OUTPUT_LOGITS] = m.fc(h.mean((2, 3)))[:, list(spec.rows)]
             else:
                 out[OUTPUT_FEATURES] = h
-            if spec.segment_exit and e is not None:
+            if kd.exits == EXITS_LAST and e is not None:
                 out[OUTPUT_EXIT_SCORES] = exit_scores(m, stop - 1, h, e)
         return feed.numpy(), {k: v.float().numpy() for k, v in out.items()}
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from ..artifact import GraphKind, RejectFloor
 from ..model_config import ModelConfig
-from .builder import GraphSpec
 from .counting import count_flops
+from .kinds import GraphSpec, path_spec, reject_specs
 from .layout import block_layout
 from .pruner import FullGraph, derive
-from .specs import path_spec, reject_specs
 
 FLOOR_DEFINITION = (
     "FLOPs of the stem and the uncoded blocks before the first coded block (shared by every class, "
