@@ -37,6 +37,23 @@ class GraphKind(str, enum.Enum):
     __str__ = str.__str__
     __format__ = str.__format__
 
+    # Traits the runtime asks a kind (instead of comparing kind strings); each kind's export side
+    # (what it cuts and outputs) is export/kinds/<kind>.py (docs/graph-kinds.md).
+    @property
+    def is_detector(self) -> bool:
+        """Per-class binary graphs with decision thresholds (one logit per kept class)."""
+        return self in _DETECTORS
+
+    @property
+    def is_head(self) -> bool:
+        """Full-network graphs that carry every weight: the pruner can start from them."""
+        return self in _HEADS
+
+    @property
+    def standalone(self) -> bool:
+        """Runs alone on images to logits; segments and reject parts need the cascade / reject APIs."""
+        return self not in _PARTS
+
     @classmethod
     def parse(cls, value: str, where: str = "kind") -> GraphKind:
         try:
@@ -47,9 +64,13 @@ class GraphKind(str, enum.Enum):
             ) from None
 
 
+_DETECTORS = frozenset({GraphKind.CLASS, GraphKind.SUBSET})
+_HEADS = frozenset({GraphKind.FULL, GraphKind.MULTI_EXIT})
+_PARTS = frozenset({GraphKind.SEGMENT, GraphKind.REJECT})
+
 KINDS = tuple(k.value for k in GraphKind)
-DETECTOR_KINDS = (GraphKind.CLASS, GraphKind.SUBSET)  # graphs with per-class decision thresholds
-HEAD_KINDS = (GraphKind.FULL, GraphKind.MULTI_EXIT)  # full-network graphs the pruner can start from
+DETECTOR_KINDS = tuple(k for k in GraphKind if k.is_detector)  # graphs with per-class decision thresholds
+HEAD_KINDS = tuple(k for k in GraphKind if k.is_head)  # full-network graphs the pruner can start from
 
 # Precisions of a graph's compute. "int8" is explicit quantization (Q/DQ, symmetric, the form
 # TensorRT builds from); names starting with "int8-" are other int8 forms (e.g. "int8-cpu").

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...artifact import DETECTOR_KINDS, OUTPUT_LOGITS, GraphKind
+from ...artifact import OUTPUT_LOGITS
 from ...errors import DataError, GraphError
 from ..backends import DEFAULT_BACKEND, require
 from .detector import GraphModel, SubsetDetector
 from .graphs import resolve_graph
 from .postprocess import softmax
-
-NOT_PREDICTABLE = (GraphKind.SEGMENT, GraphKind.REJECT)  # need the cascade / reject APIs
 
 
 def load_images(paths: list[str | os.PathLike], size: int) -> np.ndarray:
@@ -42,14 +40,14 @@ def predict_files(
 ) -> list[str]:
     """One line per image: top classes (full / multi-exit / masked graphs) or per-class decisions."""
     ref = resolve_graph(directory, graph) if directory else resolve_graph(graph)
-    if ref.kind in NOT_PREDICTABLE:
+    if not ref.kind.standalone:  # segments / reject parts need the cascade / reject APIs
         raise GraphError(
             f"{ref.name} is a {ref.kind} graph; use the Python API (EarlyExitClassifier / "
             "RejectDetector) or pick a full, class or subset graph"
         )
     size = ref.preprocessing.size if ref.preprocessing else 32
     x = load_images(paths, size)
-    if ref.kind in DETECTOR_KINDS:
+    if ref.kind.is_detector:
         return _detector_lines(paths, x, ref.path, backend)
     with GraphModel(ref, backend) as model:
         probs = softmax(model.run(x)[OUTPUT_LOGITS])
