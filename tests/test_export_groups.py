@@ -15,7 +15,7 @@ import pytest
 from export_helpers import preprocess, randomize_bn, run, torch_logits
 
 from codedresnext.errors import GraphError
-from codedresnext.export import groups, kinds
+from codedresnext.export import groups, int8_surgery, kinds
 from codedresnext.export import quantize as Q
 from codedresnext.export.counting import count_flops, count_params
 from codedresnext.export.layout import block_layout
@@ -172,7 +172,7 @@ def test_int8_graphs_and_ranges_are_as_without_widening(relaid, real_images):
     model, full, unwidened, _ = relaid
     n, d = model.cfg.stages[0].branches, model.cfg.stages[0].width
     # INT8 graphs put the groups back to what an unwidened graph gets (d + the fewest aligning zeros)
-    qa, qb = Q.without_alignment(full), Q.without_alignment(unwidened)
+    qa, qb = int8_surgery.without_alignment(full), int8_surgery.without_alignment(unwidened)
     a, b = _inits(qa), _inits(qb)
     assert a.keys() == b.keys()
     for k in a:

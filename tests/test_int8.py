@@ -16,6 +16,7 @@ from onnx import numpy_helper
 from codedresnext.artifact import Preprocessing, precision_suffix
 from codedresnext.cli import main
 from codedresnext.errors import GraphError
+from codedresnext.export import int8_checks, int8_surgery
 from codedresnext.export import quantize as Q
 from codedresnext.export.ops import TRT_ALLOWED_OPS
 
@@ -93,7 +94,7 @@ def test_int8_graphs_are_trt_explicit_quantization(int8_export):
                 assert producer[n.input[0]].op_type == "DequantizeLinear"
             if n.op_type == "Conv" and n.name.endswith("/gram_conv"):
                 assert n.input[1] in inits and inits[n.input[1]].dtype == np.float32  # energies stay float
-        assert Q.check_quantized(model, "int8")["zero_point_dtypes"] == ["int8"]
+        assert int8_checks.check_quantized(model, "int8")["zero_point_dtypes"] == ["int8"]
 
 
 def test_exported_int8_full_graph_quantize_zero_points_are_int8_zeros(int8_export):
@@ -111,8 +112,8 @@ def test_cpu_form_is_rejected_by_the_trt_check(int8_export):
     """The check can fail: uint8 activations and int32 bias are not TensorRT's form."""
     model = onnx.load(str(int8_export / "full_int8_cpu.onnx"))
     with pytest.raises(GraphError, match="zero point|int32"):
-        Q.check_quantized(model, "int8")
-    assert Q.check_quantized(model, "int8-cpu")["quantized_convs"] > 0
+        int8_checks.check_quantized(model, "int8")
+    assert int8_checks.check_quantized(model, "int8-cpu")["quantized_convs"] > 0
 
 
 @pytest.mark.parametrize("precision, max_abs, mean_abs", [("int8-cpu", 1e-5, 1e-6), ("int8", 0.08, 0.015)])
@@ -174,7 +175,7 @@ def test_pruned_weights_use_full_graph_scales(int8_export):
     cls = onnx.load(str(int8_export / "class_cat.onnx"))
     ranges = Q.load_ranges(int8_export / Q.CALIBRATION_FILE)
     shipped = onnx.load(str(int8_export / "class_cat_int8_cpu.onnx"))
-    again = Q.quantize(cls, ranges, "int8-cpu", full=Q.full_weights(full))
+    again = Q.quantize(cls, ranges, "int8-cpu", full=int8_surgery.full_weights(full))
     assert again.SerializeToString() == shipped.SerializeToString()  # a device can redo it, bit for bit
     plain = Q.quantize(cls, ranges, "int8-cpu")
     scale = {t.name: numpy_helper.to_array(t) for t in plain.graph.initializer}
@@ -316,7 +317,7 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
 def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images):
     """Branch widths 3, 6, 5: the builder zero-pads the expand input of blocks whose kept channel
     count is not aligned (builder._expand), so block 1 (60 channels in the full graph) is padded
-    only in the class graph (30). The twins drop that padding (quantize.without_alignment), still
+    only in the class graph (30). The twins drop that padding (int8_surgery.without_alignment), still
     quantize from the full graph's ranges, pass the TensorRT check where they should, and pruned
     INT8 == masked INT8 (int8-cpu: integer kernels)."""
     import dataclasses
@@ -347,7 +348,7 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     x = preprocess(real_images.images[:48], cfg)
     # the INT8 twins drop the fp32 channel alignment: the same function without the zero columns
     for g in (full, cls):
-        bare = Q.without_alignment(g)
+        bare = int8_surgery.without_alignment(g)
         assert pads(g) and not pads(bare)
         # uncoded block 0 (10 groups of 3): each group gets a zero output channel, 30 -> 40 aligned
         w = {t.name: t.dims for t in bare.graph.initializer}
@@ -358,14 +359,14 @@ def test_int8_twins_where_full_and_class_graphs_pad_different_blocks(real_images
     t = next(t for t in broken.graph.initializer if t.name == names.w(0, "expand"))
     t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + 1, t.name))
     with pytest.raises(GraphError, match="not zero"):
-        Q.without_alignment(broken)
+        int8_surgery.without_alignment(broken)
     ranges = Q.calibrate(full, [x[:24], x[24:]])
-    fw = Q.full_weights(full)
+    fw = int8_surgery.full_weights(full)
     for precision in Q.INT8_PRECISIONS:
         qc, qm = (Q.quantize(g, ranges, precision, full=fw) for g in (cls, masked))
         assert not pads(qc) and not pads(qm)
         if precision == "int8":
-            Q.check_quantized(qc, precision)
+            int8_checks.check_quantized(qc, precision)
         c, k = run(qc, {"images": x})["logits"], run(qm, {"images": x})["logits"]
         tol = 1e-5 if precision == "int8-cpu" else 0.08
         assert np.abs(c - k).max() <= tol, (precision, np.abs(c - k).max())

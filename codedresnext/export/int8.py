@@ -19,6 +19,8 @@ import numpy as np
 
 from ..errors import CodedResNeXtError, DataError
 from . import quantize as Q
+from .int8_checks import check_quantized
+from .int8_surgery import full_weights
 from .options import Int8Options
 
 
@@ -97,7 +99,7 @@ def _twin(tmp: Path, entry, ranges, full: dict, precision: str, method: str):
 
     model = onnx.load(str(tmp / entry.file))
     q = Q.quantize(model, ranges, precision, full=full)
-    summary = Q.check_quantized(q, precision)
+    summary = check_quantized(q, precision)
     data = q.SerializeToString()
     check_graph(q, data)
     sfx = precision_suffix(precision)
@@ -148,7 +150,7 @@ def add_int8_twins(tmp: Path, manifest, full_model, data: Int8Data, opts: Int8Op
     ranges = Q.calibrate(full_model, batches, method=opts.method, percentile=opts.percentile)
     calibration_s = time.perf_counter() - t0
     Q.save_ranges(ranges, tmp / Q.CALIBRATION_FILE)
-    full = Q.full_weights(full_model)
+    full = full_weights(full_model)
     twins = []
     for g in tqdm([g for g in manifest.graphs if g.precision == FP32], desc="int8", disable=not progress):
         twins += [_twin(tmp, g, ranges, full, p, opts.method) for p in opts.precisions]

@@ -23,8 +23,9 @@ Entropy calibrators on the full graph's tensors) and inserts QuantizeLinear/Dequ
              convolution (activation + weight) and on the residual (shortcut) input of every
              residual Add, float bias, outputs of weighted ops not quantized: TensorRT's placement
              rules. ONNX Runtime's quantizer also puts a Q/DQ on the Add's conv-branch input; it is
-             removed (`_drop_branch_qdq`): one per-tensor scale over a conv output with per-channel
-             BN offsets cost most of this form's accuracy loss (benchmarks/results/int8_calibration.md).
+             removed (`int8_surgery.drop_branch_qdq`): one per-tensor scale over a conv output with
+             per-channel BN offsets cost most of this form's accuracy loss
+             (benchmarks/results/int8_calibration.md).
   `int8-cpu` the fast ONNX Runtime CPU form: uint8 asymmetric activations (a ReLU output uses all
              256 levels, the ReLU folds into the zero point), int32 bias and quantized conv outputs,
              so ONNX Runtime fuses every DQ-Conv-Q into QLinearConv (U8S8 kernels), with 7-bit
@@ -59,7 +60,8 @@ import numpy as np
 
 from ..artifact import INPUT_FEATURES_MIDDLE, META_GRAPH, OUTPUT_FEATURES
 from ..errors import CodedResNeXtError, GraphError
-from . import groups, names
+from . import groups
+from .int8_surgery import drop_branch_qdq, weight_overrides, without_alignment
 
 PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
@@ -219,126 +221,6 @@ def ranges_for(ranges, model):
 # -- quantize one graph -----------------------------------------------------------------------------------
 
 
-def without_alignment(model):
-    """A copy of `model` without the Pads that align the expand convs' input channels for fp32
-    (builder._expand); the same function.
-
-    The padding is for ONNX Runtime's fp32 NCHWc convolutions. In a Q/DQ graph the Pad runs on
-    float values between a DequantizeLinear and a QuantizeLinear that nothing can fuse (profiled:
-    benchmarks/results/profile_graphs_int8_cpu.md).
-    The integer 1x1 convolutions still run faster on an aligned channel count, so where h comes
-    straight from the grouped 3x3 conv (uncoded blocks) each group gets zero output channels instead
-    (`_widen_groups`: a few more output rows of that conv, no copy); elsewhere (the normalised h of a
-    coded block) the Pad and the weight's zero columns are dropped. The fp32 trunk's groups re-laid
-    for NCHWc (groups.py) are first put back in the model's layout: the integer kernels do not use
-    NCHWc, so the INT8 graph is what it would be without that re-laying.
-    """
-    import copy
-
-    from onnx import numpy_helper
-
-    from .builder import EXPAND_ALIGN
-
-    widened = groups.model_layouts(model)  # the fp32 trunk's zero channels go (groups.py) ...
-    model = copy.deepcopy(groups.relaid(model, groups.model_layout))
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    readers: dict[str, list] = {}
-    for n in graph.node:
-        for t in n.input:
-            readers.setdefault(t, []).append(n)
-    for b, _ in widened:  # ... and the block gets what an unwidened graph's expand Pad turns into below
-        if b.branches * b.width % EXPAND_ALIGN:
-            name = names.w(b.index, "expand")
-            w = _widen_groups(
-                f"block{b.index}/conv_relu", numpy_helper.to_array(inits[name]), inits, producer, readers
-            )
-            inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), name))
-    for pad in [n for n in graph.node if n.op_type == "Pad" and names.expand_align_block(n.name) is not None]:
-        convs = readers.get(pad.output[0], [])
-        widths = numpy_helper.to_array(inits[pad.input[1]]) if pad.input[1] in inits else None
-        if len(convs) != 1 or convs[0].op_type != "Conv" or widths is None or convs[0].input[1] not in inits:
-            raise GraphError(f"{pad.name}: not an expand conv's channel alignment (builder._expand)")
-        conv, extra = convs[0], int(widths[5])
-        w = numpy_helper.to_array(inits[conv.input[1]])
-        keep = w.shape[1] - extra
-        if np.any(w[:, keep:]):
-            raise GraphError(f"{pad.name}: the weight columns it pads for are not zero")
-        w = _widen_groups(pad.input[0], w[:, :keep], inits, producer, readers)
-        inits[conv.input[1]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), conv.input[1]))
-        conv.input[0] = pad.input[0]
-        graph.node.remove(pad)
-    used = {t for n in graph.node for t in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
-    return model
-
-
-def _widen_groups(h: str, expand_w: np.ndarray, inits: dict, producer: dict, readers: dict) -> np.ndarray:
-    """If h = Relu(grouped Conv) feeds only the expand conv, give each of that conv's G groups q zero
-    output channels (zero weight rows and bias: Relu(0) = 0) so that G * (d + q) is aligned, and
-    return the expand weight with zero columns at those channels; else return `expand_w` as is."""
-    from onnx import numpy_helper
-
-    from .builder import EXPAND_ALIGN
-
-    relu = producer.get(h)
-    conv = producer.get(relu.input[0]) if relu is not None and relu.op_type == "Relu" else None
-    if conv is None or conv.op_type != "Conv" or len(conv.input) < 3 or conv.input[2] not in inits:
-        return expand_w
-    if len(readers.get(h, [])) != 1 or len(readers.get(relu.input[0], [])) != 1:
-        return expand_w
-    n = next((a.i for a in conv.attribute if a.name == "group"), 1)
-    w, b = (numpy_helper.to_array(inits[conv.input[k]]) for k in (1, 2))
-    d = w.shape[0] // n
-    if n * d != expand_w.shape[1]:
-        return expand_w
-    q = next(q for q in range(1, EXPAND_ALIGN + 1) if n * (d + q) % EXPAND_ALIGN == 0)
-
-    for k, a in ((1, groups.widen(w, 0, n, d, (1, d + q))), (2, groups.widen(b, 0, n, d, (1, d + q)))):
-        inits[conv.input[k]].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a), conv.input[k]))
-    return groups.widen(expand_w, 1, n, d, (1, d + q))
-
-
-def full_weights(full_model) -> dict[str, np.ndarray]:
-    """The full graph's convolution weights, by name (for `weight_overrides`), unpadded."""
-    from onnx import numpy_helper
-
-    full_model = without_alignment(full_model)
-    convs = {n.input[1] for n in full_model.graph.node if n.op_type == "Conv"}
-    return {t.name: numpy_helper.to_array(t) for t in full_model.graph.initializer if t.name in convs}
-
-
-def weight_overrides(model, full: dict[str, np.ndarray]) -> dict[str, list[dict]]:
-    """Per-channel weight ranges of the full graph, for weights a derived graph sliced on the input axis.
-
-    A pruned coded block keeps all output channels of its expand conv but only the kept branches'
-    input columns, so its per-output-channel max |w| (hence its int8 scales) would differ from the
-    full graph's. The full graph's ranges make the pruned weight's int8 values those of the full
-    weight's kept columns: the pruned graph then equals the masked graph in int8 too. Weights
-    sliced on the output axis (reduce, 3x3) keep their rows' ranges anyway.
-    """
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    out: dict[str, list[dict]] = {}
-    for n in model.graph.node:
-        w = n.input[1] if n.op_type == "Conv" and len(n.input) > 1 else None
-        if w is None or w not in full or w not in inits:
-            continue
-        fw, shape = full[w], tuple(inits[w].dims)
-        # unchanged weights keep their own ranges; equal shapes alone do not say so (a graph could
-        # slice a weight to as many columns as another's)
-        if shape[0] != fw.shape[0] or (
-            shape == fw.shape and np.array_equal(numpy_helper.to_array(inits[w]), fw)
-        ):
-            continue
-        m = np.abs(fw.reshape(fw.shape[0], -1)).max(1)
-        out[w] = [{"axis": 0, "rmin": float(-v), "rmax": float(v)} for v in m]
-    return out
-
-
 def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | None = None):
     """The `precision` twin of one fp32 graph, quantized with `ranges` (the full graph's, aliased);
     `full`: full_weights(full graph), so that pruned weights get the full graph's weight scales."""
@@ -387,37 +269,10 @@ def quantize(model, ranges, precision: str, *, full: dict[str, np.ndarray] | Non
             log.setLevel(level)
         q = onnx.load(str(out))
     if not r.branch_qdq:
-        _drop_branch_qdq(q)
+        q = drop_branch_qdq(q)
     _set_precision(q, precision)
     q.graph.name = f"{model.graph.name}_{precision}"
     return q
-
-
-def _drop_branch_qdq(model) -> None:
-    """Residual Adds: remove the Q/DQ pair on input 0 (the conv branch, builder's `Add(y, shortcut)`)
-    where that pair feeds nothing else; the shortcut input keeps its Q/DQ."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for t in n.input:
-            uses[t] = uses.get(t, 0) + 1
-    drop = []
-    for n in model.graph.node:
-        if n.op_type != "Add" or not n.name.endswith("/residual"):
-            continue
-        dq = producer.get(n.input[0])
-        if dq is None or dq.op_type != "DequantizeLinear" or uses[dq.output[0]] != 1:
-            continue
-        q = producer.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear" or uses[q.output[0]] != 1:
-            continue
-        n.input[0] = q.input[0]
-        drop += [dq, q]
-    for n in drop:
-        model.graph.node.remove(n)
-    used = {t for n in model.graph.node for t in n.input}
-    for t in [t for t in model.graph.initializer if t.name not in used]:
-        model.graph.initializer.remove(t)
 
 
 def _set_precision(model, precision: str) -> None:
@@ -426,69 +281,3 @@ def _set_precision(model, precision: str) -> None:
             g = json.loads(p.value)
             g["precision"] = precision
             p.value = json.dumps(g, sort_keys=True)
-
-
-# -- checks ----------------------------------------------------------------------------------------------
-
-
-def _inits(model) -> dict:
-    from onnx import numpy_helper
-
-    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-
-
-def check_quantized(model, precision: str) -> dict:
-    """Raise GraphError unless `model` is a well-formed `precision` twin; return a summary.
-
-    int8 (TensorRT): every Q/DQ zero point is an int8 zero; every main-path Conv reads a DQ'd
-    activation and a per-channel (axis 0, one scale per output channel) DQ'd int8 weight; the
-    shortcut input of every residual Add is DQ'd; no int32 (bias) DQ; only allowlisted ops.
-    int8-cpu: allowlisted ops, int8 symmetric per-channel weights.
-    """
-    from .ops import check_ops
-
-    check_ops(model)
-    inits = _inits(model)
-    producer = {o: n for n in model.graph.node for o in n.output}
-    q = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    if not q:
-        raise GraphError(f"{precision} graph has no QuantizeLinear/DequantizeLinear nodes")
-    zero_dtypes = set()
-    for n in q:
-        if len(n.input) < 3 or n.input[2] not in inits:
-            raise GraphError(f"{n.name}: zero point missing (TensorRT needs an explicit int8 zero point)")
-        zp = inits[n.input[2]]
-        zero_dtypes.add(zp.dtype.name)
-        weight = n.op_type == "DequantizeLinear" and n.input[0] in inits
-        if zp.dtype == np.int32:
-            if precision == PRECISION_TRT:
-                raise GraphError(f"{n.name}: int32 (bias) DequantizeLinear; TensorRT takes float bias")
-            continue
-        if (precision == PRECISION_TRT or weight) and (zp.dtype != np.int8 or np.any(zp != 0)):
-            raise GraphError(f"{n.name}: zero point {zp.dtype} {zp.ravel()[:4]} is not a symmetric int8 zero")
-    convs = 0
-    for n in model.graph.node:
-        if n.op_type != "Conv" or n.name.endswith("/gram_conv"):
-            continue
-        convs += 1
-        dq_x, dq_w = producer.get(n.input[0]), producer.get(n.input[1])
-        if dq_x is None or dq_x.op_type != "DequantizeLinear":
-            raise GraphError(f"{n.name}: activation input is not dequantized (no Q/DQ)")
-        if dq_w is None or dq_w.op_type != "DequantizeLinear" or dq_w.input[0] not in inits:
-            raise GraphError(f"{n.name}: weight is not an int8 initializer behind a DequantizeLinear")
-        w, scale = inits[dq_w.input[0]], inits[dq_w.input[1]]
-        axis = next((a.i for a in dq_w.attribute if a.name == "axis"), 1)
-        if w.dtype != np.int8 or scale.shape != (w.shape[0],) or axis != 0:
-            raise GraphError(f"{n.name}: weight scales are not per output channel (axis 0) int8")
-    if precision == PRECISION_TRT:
-        for n in model.graph.node:
-            if n.op_type == "Add" and n.name.endswith("/residual"):
-                sc = producer.get(n.input[1])
-                if sc is None or sc.op_type != "DequantizeLinear":
-                    raise GraphError(f"{n.name}: the residual (shortcut) input must be Q/DQ'd for TensorRT")
-    return {
-        "quantize_linear": sum(n.op_type == "QuantizeLinear" for n in q),
-        "dequantize_linear": sum(n.op_type == "DequantizeLinear" for n in q),
-        "quantized_convs": convs,
-        "zero_point_dtypes": sorted(zero_dtypes),
-    }

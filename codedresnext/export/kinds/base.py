@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ...artifact import (
     GraphKind,
@@ -22,7 +22,9 @@ from ...artifact import (
     reject_energies_name,
 )
 from ...model_config import ModelConfig
-from ..options import ExportOptions
+
+if TYPE_CHECKING:  # options imports the INT8 modules, which import the builder, which imports kinds
+    from ..options import ExportOptions
 
 EXITS_NONE, EXITS_EVERY, EXITS_LAST = "none", "every", "last"
 
