@@ -22,11 +22,11 @@ fp32 graphs the shared trunk's narrow groups are re-laid with zero channels (gro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from .. import __version__
 from ..artifact import (
@@ -42,87 +42,14 @@ from ..artifact import (
 from ..errors import CodedResNeXtError
 from ..model_config import ModelConfig
 from . import groups, names
+from .emit import F32, Graph, channels, i64, value_info
 from .kinds import EXITS_EVERY, EXITS_LAST, GraphKindDef, GraphSpec, kind_of
 from .layout import BlockGeom, block_layout
 
-F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 EXPAND_ALIGN = 4  # expand input channels padded to a multiple of this (see _expand)
 
 
-class _Graph:
-    """Collects nodes and initializers with unique, stable names."""
-
-    def __init__(self, fp16: bool) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, onnx.TensorProto] = {}
-        self.act = np.float16 if fp16 else np.float32
-        self.fp16 = fp16
-
-    def const(self, name: str, arr: np.ndarray) -> str:
-        if name in self.inits:
-            raise CodedResNeXtError(f"internal: initializer {name} defined twice")
-        self.inits[name] = numpy_helper.from_array(np.ascontiguousarray(arr), name)
-        return name
-
-    def shared(self, name: str, arr: np.ndarray) -> str:
-        if name not in self.inits:
-            self.const(name, arr)
-        return name
-
-    def op(self, op: str, inputs: Sequence[str], name: str, out: str | None = None, **attrs) -> str:
-        self.nodes.append(helper.make_node(op, list(inputs), [out or name], name=name, **attrs))
-        return out or name
-
-    def cast(self, x: str, to: int, name: str) -> str:
-        return self.op("Cast", [x], name, to=to)
-
-    def to_f32(self, x: str, name: str) -> str:
-        return self.cast(x, F32, name) if self.fp16 else x
-
-    def to_act(self, x: str, name: str) -> str:
-        return self.cast(x, F16, name) if self.fp16 else x
-
-    def conv(
-        self,
-        x: str,
-        name: str,
-        weight: np.ndarray,
-        bias: np.ndarray | None,
-        *,
-        wname: str,
-        bname: str | None,
-        stride: int = 1,
-        group: int = 1,
-        dtype=None,
-        out: str | None = None,
-    ) -> str:
-        dtype = dtype or self.act
-        k = weight.shape[-1]
-        ins = [x, self.const(wname, weight.astype(dtype))]
-        if bias is not None:
-            ins.append(self.const(bname, bias.astype(dtype)))
-        return self.op(
-            "Conv",
-            ins,
-            name,
-            out,
-            kernel_shape=[k, k],
-            strides=[stride, stride],
-            pads=[k // 2] * 4,
-            group=group,
-            dilations=[1, 1],
-        )
-
-
-def _channels(branches: Sequence[int], width: int) -> np.ndarray:
-    return np.concatenate([np.arange(n * width, (n + 1) * width) for n in branches]).astype(np.int64)
-
-
-def _i64(*v: int) -> np.ndarray:
-    return np.array(v, dtype=np.int64)
-
-
-def _expand(g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, we: np.ndarray) -> str:
+def _expand(g: Graph, W: Mapping[str, np.ndarray], i: int, h: str, we: np.ndarray) -> str:
     """Block i's expand conv on h with weight `we` (the full weight's columns of h's channels, as
     sliced by the caller: the pruner's weights may carry padding), channel-aligned.
 
@@ -135,31 +62,31 @@ def _expand(g: _Graph, W: Mapping[str, np.ndarray], i: int, h: str, we: np.ndarr
     """
     pad = -we.shape[1] % EXPAND_ALIGN
     if pad:
-        pads = g.const(names.expand_align(i) + "_pads", _i64(0, 0, 0, 0, 0, pad, 0, 0))
+        pads = g.const(names.expand_align(i) + "_pads", i64(0, 0, 0, 0, 0, pad, 0, 0))
         h = g.op("Pad", [h, pads], names.expand_align(i))
         we = np.concatenate([we, np.zeros((we.shape[0], pad, *we.shape[2:]), we.dtype)], axis=1)
     bias = W[names.b(i, "expand")].reshape(-1)
     return g.conv(h, f"block{i}/expand", we, bias, wname=names.w(i, "expand"), bname=names.b(i, "expand"))
 
 
-def _decoder(g: _Graph, en: str, words: np.ndarray, b: BlockGeom, prefix: str) -> str:
+def _decoder(g: Graph, en: str, words: np.ndarray, b: BlockGeom, prefix: str) -> str:
     """(B, N) normalised energies -> (B, K') distances ||v - w_k||, v = en * N_act / N."""
     v = g.op(
         "Mul", [en, g.const(f"{prefix}/rescale", np.array(b.active / b.branches, np.float32))], f"{prefix}/v"
     )
-    v3 = g.op("Unsqueeze", [v, g.shared("const/axes_1", _i64(1))], f"{prefix}/v3")  # (B, 1, N)
+    v3 = g.op("Unsqueeze", [v, g.shared("const/axes_1", i64(1))], f"{prefix}/v3")  # (B, 1, N)
     diff = g.op("Sub", [v3, g.const(f"{prefix}/codewords", words.astype(np.float32))], f"{prefix}/diff")
     sq = g.op("Mul", [diff, diff], f"{prefix}/sq")
-    ss = g.op("ReduceSum", [sq, g.shared("const/axes_2", _i64(2))], f"{prefix}/sum", keepdims=0)
+    ss = g.op("ReduceSum", [sq, g.shared("const/axes_2", i64(2))], f"{prefix}/sum", keepdims=0)
     return g.op("Sqrt", [ss], f"{prefix}/distance")  # (B, K')
 
 
-def _scores(g: _Graph, dist: str, prefix: str, out: str) -> str:
+def _scores(g: Graph, dist: str, prefix: str, out: str) -> str:
     neg = g.op("Neg", [dist], f"{prefix}/neg")
     return g.op("Softmax", [neg], f"{prefix}/softmax", out, axis=1)
 
 
-def _exit_scores(g: _Graph, W: Mapping[str, np.ndarray], b: BlockGeom, x: str, en: str, out: str) -> str:
+def _exit_scores(g: Graph, W: Mapping[str, np.ndarray], b: BlockGeom, x: str, en: str, out: str) -> str:
     """Block b's exit scores (B, K): its fitted head on the block output x (B, C, H', W') when the
     weights carry one (exit_heads.py: AveragePool to pool x pool cells -> Flatten -> Gemm ->
     Softmax, float32), else the codeword decoder on the normalised energies (docs/method.md section 6)."""
@@ -183,12 +110,12 @@ def _exit_scores(g: _Graph, W: Mapping[str, np.ndarray], b: BlockGeom, x: str, e
 
 
 def _trunk(
-    g: _Graph, cfg: ModelConfig, b: BlockGeom, W: Mapping[str, np.ndarray], x: str, computed: tuple[int, ...]
+    g: Graph, cfg: ModelConfig, b: BlockGeom, W: Mapping[str, np.ndarray], x: str, computed: tuple[int, ...]
 ) -> tuple[str, str, np.ndarray]:
     """Block b's reduce -> grouped 3x3 -> Relu on the `computed` branches and its shortcut:
     (h, shortcut, expand weight of h's channels). fp32 re-lays the shared trunk's groups (groups.py)."""
     i, p = b.index, f"block{b.index}"
-    ch = _channels(computed, b.width)
+    ch = channels(computed, b.width)
     wr, br, wc, bc = parts = (
         names.w(i, "reduce"),
         names.b(i, "reduce"),
@@ -212,28 +139,28 @@ def _trunk(
     return h, sc, t[names.w(i, "expand")]
 
 
-def _mask(g: _Graph, b: BlockGeom, h: str, kept: tuple[int, ...]) -> str:
+def _mask(g: Graph, b: BlockGeom, h: str, kept: tuple[int, ...]) -> str:
     """Masked kinds: zero the branches outside `kept` with a constant 0/1 Mul (nothing sliced)."""
     mask = np.zeros((1, b.branches * b.width, 1, 1), g.act)
-    mask[0, _channels(kept, b.width)] = 1
+    mask[0, channels(kept, b.width)] = 1
     return g.op("Mul", [h, g.const(f"block{b.index}/keep_mask", mask)], f"block{b.index}/masked")
 
 
 def _energies(
-    g: _Graph, cfg: ModelConfig, b: BlockGeom, W: Mapping[str, np.ndarray], h: str, computed: tuple[int, ...]
+    g: Graph, cfg: ModelConfig, b: BlockGeom, W: Mapping[str, np.ndarray], h: str, computed: tuple[int, ...]
 ) -> str:
     """(B, nc) raw branch energies in float32 (Gram conv, h * Gram(h), reductions); also defines the
     constants `_normalise` reads (the FULL branch count N and eps)."""
     i, d, nc, p = b.index, b.width, len(computed), f"block{b.index}"
     hf = g.to_f32(h, f"{p}/h_f32")
-    gw = W[names.gram(i)][_channels(computed, d)]
+    gw = W[names.gram(i)][channels(computed, d)]
     gh = g.conv(hf, f"{p}/gram_conv", gw, None, wname=names.gram(i), bname=None, group=nc, dtype=np.float32)
     prod = g.op("Mul", [hf, gh], f"{p}/h_gram_h")
-    s = g.op("ReduceSum", [prod, g.shared("const/axes_hw", _i64(2, 3))], f"{p}/sum_hw", keepdims=0)
+    s = g.op("ReduceSum", [prod, g.shared("const/axes_hw", i64(2, 3))], f"{p}/sum_hw", keepdims=0)
     # 0 (not -1) keeps the symbolic batch dimension through shape inference: with an unknown batch
     # ONNX Runtime cannot prove the residual Add's inputs equal and leaves Conv + Add + Relu unfused
-    s = g.op("Reshape", [s, g.const(f"{p}/branch_shape", _i64(0, nc, d))], f"{p}/per_branch")
-    e = g.op("ReduceSum", [s, g.shared("const/axes_2", _i64(2))], f"{p}/sum_d", keepdims=0)
+    s = g.op("Reshape", [s, g.const(f"{p}/branch_shape", i64(0, nc, d))], f"{p}/per_branch")
+    e = g.op("ReduceSum", [s, g.shared("const/axes_2", i64(2))], f"{p}/sum_d", keepdims=0)
     e = g.op("Relu", [e], f"{p}/clamp")
     scale = np.array(b.c_out * b.size_out * b.size_out, np.float32)
     e = g.op("Div", [e, g.const(f"{p}/energy_scale", scale)], f"{p}/energy")  # (B, nc) raw energies
@@ -242,10 +169,10 @@ def _energies(
     return e
 
 
-def _normalise(g: _Graph, b: BlockGeom, e: str, tag: str, energies: bool = True) -> tuple[str, str | None]:
+def _normalise(g: Graph, b: BlockGeom, e: str, tag: str, energies: bool = True) -> tuple[str, str | None]:
     """(n2 = mean energy over the FULL N + eps (B, 1), normalised energies or None if nothing reads them)."""
     p = f"block{b.index}"
-    tot = g.op("ReduceSum", [e, g.shared("const/axes_1", _i64(1))], f"{p}/{tag}sum", keepdims=1)
+    tot = g.op("ReduceSum", [e, g.shared("const/axes_1", i64(1))], f"{p}/{tag}sum", keepdims=1)
     n2 = g.op("Div", [tot, f"{p}/branches"], f"{p}/{tag}mean")
     n2 = g.op("Add", [n2, "const/energy_eps"], f"{p}/{tag}norm2")  # (B, 1)
     if not energies:  # nothing reads them (no exit here): emit no dead node
@@ -254,7 +181,7 @@ def _normalise(g: _Graph, b: BlockGeom, e: str, tag: str, energies: bool = True)
 
 
 def _probe(
-    g: _Graph,
+    g: Graph,
     b: BlockGeom,
     e: str,
     h: str,
@@ -276,12 +203,12 @@ def _probe(
     if len(kept) != b.branches:  # continue on the class path only
         pos = g.const(f"{p}/kept_branches", np.array(kept, np.int64))
         e = g.op("Gather", [e, pos], f"{p}/kept_energy", axis=1)
-        h = g.op("Gather", [h, g.const(f"{p}/kept_channels", _channels(kept, d))], f"{p}/kept_h", axis=1)
+        h = g.op("Gather", [h, g.const(f"{p}/kept_channels", channels(kept, d))], f"{p}/kept_h", axis=1)
     return e, h
 
 
 def _block(
-    g: _Graph,
+    g: Graph,
     cfg: ModelConfig,
     b: BlockGeom,
     W: Mapping[str, np.ndarray],
@@ -310,18 +237,14 @@ def _block(
     # the expand is linear and bias-free before BN, so Conv(h / s) + b == Conv(h) / s + b, the
     # divide touches fewer elements, the BN bias folds into the Conv and Conv + Add + Relu fuse
     sq = g.op("Sqrt", [n2], f"{p}/norm")
-    sq = g.op("Unsqueeze", [sq, g.shared("const/axes_23", _i64(2, 3))], f"{p}/norm4")  # (B, 1, 1, 1)
+    sq = g.op("Unsqueeze", [sq, g.shared("const/axes_23", i64(2, 3))], f"{p}/norm4")  # (B, 1, 1, 1)
     hs = g.op("Div", [h, g.to_act(sq, f"{p}/norm_act")], f"{p}/normalised")
-    y = _expand(g, W, i, hs, W[names.w(i, "expand")][:, _channels(computed, b.width)])
+    y = _expand(g, W, i, hs, W[names.w(i, "expand")][:, channels(computed, b.width)])
     s = g.op("Add", [y, sc], f"{p}/residual")
     return g.op("Relu", [s], f"{p}/out"), en
 
 
-def _value_info(name: str, elem: int, shape: Sequence[int]) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, elem, ["batch", *shape])
-
-
-def _stem(g: _Graph, cfg: ModelConfig, weights: Mapping[str, np.ndarray], uint8: bool, inputs: list) -> str:
+def _stem(g: Graph, cfg: ModelConfig, weights: Mapping[str, np.ndarray], uint8: bool, inputs: list) -> str:
     """The image input (uint8 frames with preprocessing inside, or normalised float images) and the stem."""
     S = cfg.input_size
     if uint8:
@@ -334,7 +257,7 @@ def _stem(g: _Graph, cfg: ModelConfig, weights: Mapping[str, np.ndarray], uint8:
         x = g.op("Mul", [x, g.const("pre/scale", scale)], "pre/scale_mul")
         x = g.op("Add", [x, g.const("pre/offset", offset)], "pre/normalised")
     else:
-        inputs.append(_value_info(INPUT_FLOAT, F32, (3, S, S)))
+        inputs.append(value_info(INPUT_FLOAT, F32, (3, S, S)))
         x = INPUT_FLOAT
     x = g.to_act(x, "pre/to_act")
     stride = 2 if cfg.stem == "imagenet" else 1
@@ -354,7 +277,7 @@ def _stem(g: _Graph, cfg: ModelConfig, weights: Mapping[str, np.ndarray], uint8:
 
 
 def _end(
-    g: _Graph, weights: Mapping[str, np.ndarray], spec: GraphSpec, last: BlockGeom, x: str, outputs: list
+    g: Graph, weights: Mapping[str, np.ndarray], spec: GraphSpec, last: BlockGeom, x: str, outputs: list
 ) -> None:
     """The classifier head ("logits", first output) or, for a graph that stops early, "features"."""
     if spec.stop is None:
@@ -388,7 +311,7 @@ def build_graph(
         raise CodedResNeXtError(f"invalid block range {spec.start}..{stop} for {len(layout)} blocks")
     kd = kind_of(spec)
     coded_index = {bi: j for j, bi in enumerate(cfg.coded_blocks)}
-    g = _Graph(spec.fp16)
+    g = Graph(spec.fp16)
     inputs: list[onnx.ValueInfoProto] = []
     outputs: list[tuple[str, tuple]] = []
     if spec.start == 0:
@@ -396,7 +319,7 @@ def build_graph(
     else:
         b0 = layout[spec.start]
         in_name = features_input_name(head=spec.stop is None)  # SSA: a name is input or output, not both
-        inputs.append(_value_info(in_name, F32, (b0.c_in, b0.size_in, b0.size_in)))
+        inputs.append(value_info(in_name, F32, (b0.c_in, b0.size_in, b0.size_in)))
         x = g.to_act(in_name, "features_act")
     en = None
     for b in layout[spec.start : stop]:
@@ -417,7 +340,7 @@ def build_graph(
         g.nodes,
         graph_name,
         inputs,
-        [_value_info(n, F32, s) for n, s in outputs],
+        [value_info(n, F32, s) for n, s in outputs],
         initializer=list(g.inits.values()),
     )
     opsets = [helper.make_opsetid("", opset)]
