@@ -192,7 +192,9 @@ def test_int8_graphs_and_ranges_are_as_without_widening(relaid, real_images):
 def test_a_graph_of_other_widths_is_refused(wide):
     from onnx import numpy_helper
 
-    full = groups.relaid(wide[1], lambda b: (1, b.width + 2))  # d + 2 per group: not what the builder writes
+    full = int8_surgery.relaid(
+        wide[1], lambda b: (1, b.width + 2)
+    )  # d + 2 per group: not what the builder writes
     n, d = wide[0].cfg.stages[0].branches, wide[0].cfg.stages[0].width
     assert numpy_helper.to_array(_inits_proto(full)["block0/conv.weight"]).shape[0] == n * (d + 2)
     with pytest.raises(GraphError, match="not written by codedresnext export"):

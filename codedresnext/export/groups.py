@@ -17,12 +17,10 @@ A stage's layout is the one of fewest multiply-adds (1x1 convs x w / (m d), 3x3 
 (m d^2)), fewer groups on a tie, taken only if it costs at most GROUP_COST_MAX times the stage's
 own multiply-adds; only uncoded stages (widening coded stages slowed the full graph), only fp32.
 The layouts that were tried and their timings: benchmarks/results/profile_graphs.md, History. FP16
-and INT8 graphs do not use these kernels (quantize.py puts the groups back).
+and INT8 graphs do not use these kernels (int8_surgery.relaid puts the groups back).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
@@ -111,7 +109,7 @@ def _conv_narrow(a: np.ndarray, n: int, d: int, layout: Layout) -> np.ndarray:
 
 
 # (weight name, axis) of a block's tensors that carry its branches' channels
-_GROUPED = (
+GROUPED = (
     ("reduce.weight", 0),
     ("reduce.bias", 0),
     ("conv.weight", 0),
@@ -127,7 +125,7 @@ def block_tensors(
     expand weight may carry trailing alignment columns (builder._expand), which are dropped."""
     out = {}
     n, d, i = b.branches, b.width, b.index
-    for part, axis in _GROUPED:
+    for part, axis in GROUPED:
         key = f"block{i}/{part}"
         a = arrays[key]
         if part == "expand.weight":
@@ -186,28 +184,3 @@ def model_layouts(model) -> list[tuple[BlockGeom, Layout]]:
         return []
     cfg = ModelConfig.from_dict(meta[META_MODEL_CONFIG])
     return stored_layouts(cfg, {t.name: t for t in model.graph.initializer})
-
-
-def relaid(model, to: Callable[[BlockGeom], Layout]):
-    """A copy of an ONNX graph whose re-laid blocks are stored in layout `to(block)` instead (their
-    3x3 conv's group count follows); the graph itself when none is re-laid."""
-    import copy
-
-    from onnx import numpy_helper
-
-    layouts = model_layouts(model)
-    if not layouts:
-        return model
-    model = copy.deepcopy(model)
-    inits = {t.name: t for t in model.graph.initializer}
-    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
-    for b, layout in layouts:
-        keys = [f"block{b.index}/{part}" for part, _ in _GROUPED]
-        arrays = {k: numpy_helper.to_array(inits[k]) for k in keys}
-        new = to(b)
-        for k, a in block_tensors(arrays, b, layout, new).items():
-            inits[k].CopyFrom(numpy_helper.from_array(a, k))
-        for attr in convs[f"block{b.index}/conv"].attribute:
-            if attr.name == "group":
-                attr.i = b.branches // new[0]
-    return model

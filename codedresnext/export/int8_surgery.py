@@ -1,12 +1,15 @@
-"""The ONNX surgery of the INT8 twins, with onnx-graphsurgeon: drop the fp32 channel alignment
-(`without_alignment`), the full graph's weight ranges for sliced weights (`weight_overrides`) and
-the Q/DQ pair on residual Adds' conv branch (`drop_branch_qdq`). quantize.py says why each is done.
+"""The ONNX surgery of the INT8 twins, with onnx-graphsurgeon: the fp32 trunk's re-laid groups put
+back (`relaid`), the fp32 channel alignment dropped (`without_alignment`), the full graph's weight
+ranges for sliced weights (`weight_overrides`) and the Q/DQ pair on residual Adds' conv branch
+removed (`drop_branch_qdq`). quantize.py says why each is done.
 
 Every rewrite leaves the graph's node order, initializer order, metadata and value_info as they
 were (`export_like`), so the twins are byte-identical for the same fp32 graph and ranges.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -16,6 +19,7 @@ from onnx import numpy_helper
 from ..errors import GraphError
 from . import groups, names
 from .builder import EXPAND_ALIGN
+from .layout import BlockGeom
 
 _MODEL_FIELDS = ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string")
 
@@ -39,6 +43,23 @@ def export_like(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def relaid(model, to: Callable[[BlockGeom], groups.Layout]):
+    """A copy of an ONNX graph whose re-laid blocks (groups.py) are stored in layout `to(block)`
+    instead (their 3x3 conv's group count follows); the graph itself when none is re-laid."""
+    layouts = groups.model_layouts(model)
+    if not layouts:
+        return model
+    graph = gs.import_onnx(model)
+    tensors, nodes = graph.tensors(), {n.name: n for n in graph.nodes}
+    for b, layout in layouts:
+        keys = [f"block{b.index}/{part}" for part, _ in groups.GROUPED]
+        new = to(b)
+        for k, a in groups.block_tensors({k: tensors[k].values for k in keys}, b, layout, new).items():
+            tensors[k].values = a
+        nodes[f"block{b.index}/conv"].attrs["group"] = b.branches // new[0]
+    return export_like(graph, model)
+
+
 def without_alignment(model):
     """A copy of `model` without the Pads that align the expand convs' input channels for fp32
     (builder._expand); the same function.
@@ -54,7 +75,7 @@ def without_alignment(model):
     NCHWc, so the INT8 graph is what it would be without that re-laying.
     """
     widened = groups.model_layouts(model)  # the fp32 trunk's zero channels go (groups.py) ...
-    model = groups.relaid(model, groups.model_layout)
+    model = relaid(model, groups.model_layout)
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
     for b, _ in widened:  # ... and the block gets what an unwidened graph's expand Pad turns into below

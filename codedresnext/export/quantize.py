@@ -61,7 +61,7 @@ import numpy as np
 from ..artifact import INPUT_FEATURES_MIDDLE, META_GRAPH, OUTPUT_FEATURES
 from ..errors import CodedResNeXtError, GraphError
 from . import groups
-from .int8_surgery import drop_branch_qdq, weight_overrides, without_alignment
+from .int8_surgery import drop_branch_qdq, relaid, weight_overrides, without_alignment
 
 PRECISION_TRT = "int8"
 PRECISION_CPU = "int8-cpu"
@@ -139,7 +139,7 @@ def calibrate(
     batches = list(batches)
     if not batches:
         raise CodedResNeXtError("no calibration images")
-    full_model = groups.relaid(full_model, groups.model_layout)  # ranges of the model's own channels
+    full_model = relaid(full_model, groups.model_layout)  # ranges of the model's own channels
     input_name = full_model.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="codedresnext-calib-") as tmp:
         src = Path(tmp) / "full.onnx"
