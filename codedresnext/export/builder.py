@@ -44,9 +44,7 @@ from ..model_config import ModelConfig
 from . import groups, names
 from .emit import F32, Graph, channels, i64, value_info
 from .kinds import EXITS_EVERY, EXITS_LAST, GraphKindDef, GraphSpec, kind_of
-from .layout import BlockGeom, block_layout
-
-EXPAND_ALIGN = 4  # expand input channels padded to a multiple of this (see _expand)
+from .layout import EXPAND_ALIGN, BlockGeom, block_layout
 
 
 def _expand(g: Graph, W: Mapping[str, np.ndarray], i: int, h: str, we: np.ndarray) -> str:

@@ -18,8 +18,7 @@ from onnx import numpy_helper
 
 from ..errors import GraphError
 from . import groups, names
-from .builder import EXPAND_ALIGN
-from .layout import BlockGeom
+from .layout import EXPAND_ALIGN, BlockGeom
 
 _MODEL_FIELDS = ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string")
 

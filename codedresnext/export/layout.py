@@ -14,6 +14,8 @@ import numpy as np
 from ..errors import CodedResNeXtError
 from ..model_config import ModelConfig
 
+EXPAND_ALIGN = 4  # expand input channels padded to a multiple of this (builder._expand)
+
 
 @dataclass(frozen=True)
 class BlockGeom:
