@@ -23,7 +23,7 @@ from ...artifact import (
 )
 from ...model_config import ModelConfig
 
-if TYPE_CHECKING:  # options imports the INT8 modules, which import the builder, which imports kinds
+if TYPE_CHECKING:  # annotation only: options imports the INT8 modules, which the pruner does not need
     from ..options import ExportOptions
 
 EXITS_NONE, EXITS_EVERY, EXITS_LAST = "none", "every", "last"
