@@ -4,6 +4,12 @@ runtime's kind traits agree with what the export side builds."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +103,59 @@ def test_kind_hooks_decide_outputs_and_facts(cfg):
     masked = kinds.path_spec(cfg, [2], masked=True)
     assert kinds.kind_of(masked).computed_keep(masked) is None  # nothing removed
     assert kinds.kind_of(probe).computed_keep(probe) is None  # probed blocks compute all branches
+
+
+_ADD_KIND_CHECK = """
+import json, sys
+import torch
+from codedresnext.export import ExportOptions, export_graphs
+from codedresnext.model import create_model
+
+torch.manual_seed(0)
+model = create_model("tiny").eval()
+names = model.cfg.class_names
+opts = ExportOptions(out=sys.argv[1], masked=True, subsets=[names[:2]], verify_batch=2, verify_images=0,
+                     progress=False)
+manifest = export_graphs(opts, model=model)
+print(json.dumps({g.name: [g.kind, g.verification.passed, g.verification.max_abs] for g in manifest.graphs}))
+"""
+
+
+def test_adding_a_kind_touches_three_files(cfg, tmp_path):
+    """docs/graph-kinds.md's example, applied to a copy of the package (keys.py, the kind's module,
+    the registry), exports its kind verified against PyTorch with no other file changed."""
+    pytest.importorskip("torch")
+    root = Path(__file__).resolve().parents[1]
+    member, module, register = re.findall(
+        r"```py\n(.*?)```", (root / "docs/graph-kinds.md").read_text(), re.S
+    )
+    pkg = tmp_path / "src" / "codedresnext"
+    shutil.copytree(root / "codedresnext", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    keys = pkg / "artifact" / "keys.py"
+    text = keys.read_text()
+    assert "\n    __str__ = str.__str__" in text
+    keys.write_text(
+        text.replace("\n    __str__ = str.__str__", "\n" + member + "\n    __str__ = str.__str__", 1)
+    )
+    (pkg / "export" / "kinds" / "masked_subset.py").write_text(module)
+    reg = pkg / "export" / "kinds" / "__init__.py"
+    text = reg.read_text()
+    assert "Masked(), " in text
+    text = text.replace("Masked(), ", "Masked(), MaskedSubset(), ").replace(
+        "from .masked import Masked\n", "from .masked import Masked\n" + register
+    )
+    reg.write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-c", _ADD_KIND_CHECK, str(tmp_path / "out")],
+        cwd=tmp_path / "src",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "src")},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    graphs = json.loads(run.stdout.strip().splitlines()[-1])
+    a, b = cfg.class_names[:2]
+    kind, passed, max_abs = graphs[f"masked_subset_{a}__{b}"]
+    assert kind == "masked-subset" and passed and max_abs < 1e-4
+    assert graphs[f"subset_{a}__{b}"][0] == "subset"  # the existing kinds are planned as before
