@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPORT_NAME = {"pillow": "PIL"}  # distribution -> module, where they differ
+# distribution -> module, where they differ
+IMPORT_NAME = {"pillow": "PIL", "onnx-graphsurgeon": "onnx_graphsurgeon"}
 TOOLS = {"ruff": "make lint", "pytest": "make test"}  # run as commands (pytest is imported too)
 
 
