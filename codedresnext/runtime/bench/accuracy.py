@@ -32,6 +32,7 @@ from ...artifact import (
     GraphKind,
     Manifest,
     ManifestEntry,
+    graph_file,
     handover_feed,
     load_manifest,
 )
@@ -65,7 +66,7 @@ def run_graph(
     directory = Path(directory)
     manifest = manifest or load_manifest(directory)
     chain = chain_for(manifest, manifest.graph(name))
-    backends = [open_backend(DEFAULT_BACKEND, directory / g.file, threads=threads) for g in chain]
+    backends = [open_backend(DEFAULT_BACKEND, graph_file(directory, g), threads=threads) for g in chain]
     try:
         first = backends[0].inputs[0]
         if first.name not in (INPUT_FLOAT, INPUT_UINT8):
