@@ -52,6 +52,17 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def undefined_reason(labels: np.ndarray) -> str | None:
+    """Why ROC-AUC (and any figure needing both classes) is undefined on this sample, or None:
+    reports store null with this reason instead of NaN (strict JSON) or an abort."""
+    y = np.asarray(labels, bool).ravel()
+    if not y.any():
+        return f"no positive among the {y.size} samples: undefined (use a larger or stratified sample)"
+    if y.all():
+        return f"no negative among the {y.size} samples: undefined (use a larger or stratified sample)"
+    return None
+
+
 def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(threshold, F1) maximising F1 of the decision `score > threshold`.
 
