@@ -17,6 +17,7 @@ from test_runtime_graphs import make_export
 from test_trt_plan import _conv_graph
 
 from codedresnext import cli
+from codedresnext._io import sha256_file
 from codedresnext.artifact import save_manifest
 from codedresnext.deploy.triton import parse_config, write_repository
 from codedresnext.errors import BackendUnavailable, GraphError
@@ -33,6 +34,11 @@ def _graphs(directory) -> list[dict]:
     import json
 
     return json.loads((directory / "manifest.json").read_text())["graphs"]
+
+
+def _hashed(directory, graphs: list[dict]) -> list[dict]:
+    """Entries with the sha256 an export records (the runtime verifies every graph it opens)."""
+    return [{**g, "sha256": sha256_file(directory / g["file"])} for g in graphs]
 
 
 @pytest.fixture(params=VERSIONS)
@@ -172,7 +178,7 @@ def test_build_directory_fp16_on_tensorrt_11_uses_the_fp16_graphs(monkeypatch, t
         {"name": "full", "file": "full.onnx", "kind": "full", "precision": "fp32"},
         {"name": "full_fp16", "file": "full_fp16.onnx", "kind": "full", "precision": "fp16"},
     ]
-    save_manifest(d, {"graphs": graphs})
+    save_manifest(d, {"graphs": _hashed(d, graphs)})
     (res,) = build_directory(d, precision="fp16", progress=False)
     assert res["name"] == "full" and res["strongly_typed"] and res["builder_flags"] == []
     assert _calls(st, "OnnxParser.parse_from_file")[0]["model"].endswith("full_fp16.onnx")
@@ -307,7 +313,7 @@ def _int8_twins(directory, real_images) -> dict:
             onnx.save(Q.quantize(m, ranges, p), directory / f"{twin}.onnx")
             graphs.append({"name": twin, "file": f"{twin}.onnx", "kind": kind, "classes": classes,
                            "precision": p, "fp32_twin": name})  # fmt: skip
-    save_manifest(directory, {"graphs": graphs})
+    save_manifest(directory, {"graphs": _hashed(directory, graphs)})
     return {"images": x}
 
 
