@@ -8,7 +8,7 @@ Tried here (and what each gives now):
 - a manifest `file` of "../other/x.onnx", an absolute path, "sub/x.onnx" -> ManifestError at parse.
 - class_cat.onnx a symlink to a file outside the export -> ManifestError (resolves outside).
 - graph missing -> ManifestError naming it; source.pt swapped -> ManifestError in bench.
-- NaN / +Inf / -Inf in float input: fp32 and int8-cpu Detector, the cascade, Backend.infer ->
+- NaN / +Inf / -Inf in float input: fp32 and int8-cpu Detector, the cascade, RejectDetector, Backend.infer ->
   NonFiniteInput naming the indices; check_finite=False runs them (the fp32 scores are then NaN);
   uint8 frames are not checked.
 - an interrupted `evaluate --graphs` write-back (a graph re-stamped, manifest not yet written) ->
@@ -34,6 +34,7 @@ pytest.importorskip("torch")
 def export_dir(tmp_path_factory, small_tree) -> Path:
     export = pytest.importorskip("codedresnext.export")
     from codedresnext.export.options import Int8Options
+    from codedresnext.model_config import build_config
 
     out = tmp_path_factory.mktemp("safety") / "export"
     export.export_graphs(
@@ -42,6 +43,7 @@ def export_dir(tmp_path_factory, small_tree) -> Path:
             preset="tiny",
             classes=["cat", "dog"],
             segments=True,
+            reject_block=build_config("tiny").coded_blocks[0],
             int8=Int8Options(small_tree, images=32, precisions=("int8-cpu",), eval_images=0),
             progress=False,
             verify=False,
@@ -225,6 +227,18 @@ def test_nan_inf_rejected_by_the_cascade(d, real_images, precision):
         with pytest.raises(NonFiniteInput):
             casc.run_all(x)
         assert len(casc.predict(x[[0, 2, 5]]).predictions) == 3
+
+
+def test_nan_inf_rejected_by_the_reject_detector(d, real_images):
+    from codedresnext.runtime import RejectDetector
+
+    x = _poisoned(real_images)
+    with RejectDetector.from_directory(d, "cat", threads=1) as rej:
+        with pytest.raises(NonFiniteInput, match=r"batch index 1, 3, 4;"):
+            rej.score(x)
+        assert rej.run(x[[0, 2, 5]]).scores.shape == (3,)
+    with RejectDetector.from_directory(d, "cat", threads=1, check_finite=False) as rej:
+        assert rej.run(x).distance.shape == (6,)
 
 
 def test_backend_infer_checks_float_inputs_only(d):
