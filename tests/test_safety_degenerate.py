@@ -73,7 +73,8 @@ def test_int8_export_with_no_positive_in_the_accuracy_sample(other_classes, smal
 
     # calibrate's early reject with no cat in the calibration half: the reject stays shut, with the reason
     from codedresnext.data import load_dataset
-    from codedresnext.runtime.thresholds.calibrate import _calibrate_pairs, _no_fit
+    from codedresnext.runtime.thresholds.calibrate import _calibrate_pairs
+    from codedresnext.runtime.thresholds.samples import no_fit
 
     test = load_dataset(small_tree, "test")
     cat = list(test.class_names).index("cat")
@@ -83,7 +84,7 @@ def test_int8_export_with_no_positive_in_the_accuracy_sample(other_classes, smal
     }
     manifest = load_manifest(out)
     rej = _calibrate_pairs(
-        out, manifest, split, 1.0, backend="ort", threads=1, batch=32, fit=_no_fit("distance asked")
+        out, manifest, split, 1.0, backend="ort", threads=1, batch=32, fit=no_fit("distance asked")
     )
     assert rej["classes"]["cat"]["reject_threshold"] is None
     assert "no positive among the 90 samples" in rej["classes"]["cat"]["undefined"]
