@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +40,43 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        UnicodeDecodeError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-    ) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # noqa: BLE001 torch's unpickler raises anything on garbage (IndexError...);
+        # its own text advises weights_only=False, which is never the fix here
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {first}. It is corrupt, truncated or not a codedresnext "
-            "checkpoint (only plain tensors and containers are loaded: weights_only=True)."
+            f"{path} is not a readable codedresnext checkpoint: it looks like {_looks_like(path)}. "
+            f"Expected {EXPECTED}."
         ) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not a codedresnext checkpoint (no '{FORMAT}' marker); "
-            "train one with `codedresnext train`"
+            f"{path} is a torch file but not a codedresnext checkpoint (no '{FORMAT}' marker). "
+            f"Expected {EXPECTED}."
         )
     return state
+
+
+EXPECTED = (
+    "a .pt file written by `codedresnext train` (best.pt / last.pt in its --out folder) or the "
+    "source.pt of an export"
+)
+
+
+def _looks_like(path: Path) -> str:
+    """What a file that torch cannot load seems to be, from its name and first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    if path.suffix == ".onnx":
+        return "an ONNX graph (what export writes, not what it reads)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip / .tar.gz archive (a dataset?)"
+    if head.startswith(b"PK"):
+        return "a zip archive torch cannot load as plain weights (truncated, corrupt, or holding code)"
+    if head[:1] == b"\x80":
+        return "a pickle, not a torch zip checkpoint"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "a text file"
+    return "a file of unrecognised bytes (corrupt, or another format)"
 
 
 def load_checkpoint(

@@ -27,3 +27,11 @@ class BackendUnavailable(MissingDependency):
 
 class BackendClosed(CodedResNeXtError):
     """A backend, detector or cascade was used after close() (or after its `with` block ended)."""
+
+
+class ManifestError(GraphError):
+    """manifest.json, or a graph file it lists, is invalid, foreign or does not match the manifest."""
+
+
+class NonFiniteInput(CodedResNeXtError, ValueError):
+    """A float input batch holds NaN or infinity (the graphs would return NaN or plausible garbage)."""

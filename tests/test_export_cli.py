@@ -176,7 +176,7 @@ def test_export_bad_inputs(ckpt, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["export", str(bad), "--out", str(out), "--quiet"]) == 2
-    assert "corrupt" in capsys.readouterr().err and not out.exists()
+    assert "looks like a text file. Expected a .pt file" in capsys.readouterr().err and not out.exists()
     assert main(["export", "--out", str(out), "--quiet"]) == 2
 
 

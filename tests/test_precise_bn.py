@@ -100,7 +100,7 @@ def test_precise_bn_cli_writes_a_recorded_checkpoint(small_tree, tmp_path, capsy
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: p.write_bytes(b"not a checkpoint"), "cannot read checkpoint"),
+        (lambda p: p.write_bytes(b"not a checkpoint"), "not a readable codedresnext checkpoint"),
         (lambda p: None, "does not exist"),
     ],
 )

@@ -14,8 +14,8 @@ from codedresnext.runtime.thresholds.calibrate import (
     calibrate_directory,
     calibrate_exit_thresholds,
     cascade_outcome,
-    heldout_split,
 )
+from codedresnext.runtime.thresholds.samples import heldout_split
 
 INF = float("inf")
 

@@ -17,9 +17,10 @@ from test_runtime_graphs import make_export
 from test_trt_plan import _conv_graph
 
 from codedresnext import cli
+from codedresnext._io import sha256_file
 from codedresnext.artifact import save_manifest
 from codedresnext.deploy.triton import parse_config, write_repository
-from codedresnext.errors import BackendUnavailable, GraphError
+from codedresnext.errors import BackendUnavailable, GraphError, ManifestError
 from codedresnext.runtime import open_backend
 from codedresnext.runtime.backends.trt.engine import TrtBackend, build_directory, build_engine
 from codedresnext.runtime.backends.trt.plan import gpu_compute_capability
@@ -33,6 +34,11 @@ def _graphs(directory) -> list[dict]:
     import json
 
     return json.loads((directory / "manifest.json").read_text())["graphs"]
+
+
+def _hashed(directory, graphs: list[dict]) -> list[dict]:
+    """Entries with the sha256 an export records (the runtime verifies every graph it opens)."""
+    return [{**g, "sha256": sha256_file(directory / g["file"])} for g in graphs]
 
 
 @pytest.fixture(params=VERSIONS)
@@ -172,10 +178,24 @@ def test_build_directory_fp16_on_tensorrt_11_uses_the_fp16_graphs(monkeypatch, t
         {"name": "full", "file": "full.onnx", "kind": "full", "precision": "fp32"},
         {"name": "full_fp16", "file": "full_fp16.onnx", "kind": "full", "precision": "fp16"},
     ]
-    save_manifest(d, {"graphs": graphs})
+    save_manifest(d, {"graphs": _hashed(d, graphs)})
     (res,) = build_directory(d, precision="fp16", progress=False)
     assert res["name"] == "full" and res["strongly_typed"] and res["builder_flags"] == []
     assert _calls(st, "OnnxParser.parse_from_file")[0]["model"].endswith("full_fp16.onnx")
+
+
+def test_build_directory_refuses_a_graph_swapped_after_export(monkeypatch, tmp_path):
+    """TensorRT builds from verified inputs: a graph replaced after export is refused, naming it."""
+    fake.install_gpu(monkeypatch)
+    st = fake.install(monkeypatch, "11.1.0")
+    d = tmp_path / "e"
+    d.mkdir()
+    onnx.save(_conv_graph(False), d / "full.onnx")
+    save_manifest(d, {"graphs": _hashed(d, [{"name": "full", "file": "full.onnx", "kind": "full"}])})
+    onnx.save(_conv_graph(False, seed=3), d / "full.onnx")  # other weights, same shapes
+    with pytest.raises(ManifestError, match="graph 'full'.*sha256.*replaced or modified"):
+        build_directory(d, precision="fp32", progress=False)
+    assert not _calls(st, "OnnxParser.parse_from_file")  # nothing reached the parser
 
 
 def test_bench_trt_passes_the_batch_profile(trt, tmp_path):
@@ -307,7 +327,7 @@ def _int8_twins(directory, real_images) -> dict:
             onnx.save(Q.quantize(m, ranges, p), directory / f"{twin}.onnx")
             graphs.append({"name": twin, "file": f"{twin}.onnx", "kind": kind, "classes": classes,
                            "precision": p, "fp32_twin": name})  # fmt: skip
-    save_manifest(directory, {"graphs": graphs})
+    save_manifest(directory, {"graphs": _hashed(directory, graphs)})
     return {"images": x}
 
 

@@ -8,6 +8,8 @@ with onnx + numpy can read and prune graphs. Submodules:
   preprocessing  Preprocessing (how a graph wants its images) and normalize_frames
   handover       how a graph's outputs feed the next graph's inputs (segments, reject pairs)
   onnxfile       load_onnx / read_metadata (GraphError for missing or corrupt files)
+  integrity      graph_file / verified_graph: the one way to open an entry's graph (contained,
+                 sha256, metadata vs entry; ManifestError otherwise)
 The imports below are the package's public names (one list; no __all__ repeats it).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 
 from .handover import features_input_name, handover_feed, handover_source
+from .integrity import VerifiedGraph, check_plain_name, contained_path, graph_file, verified_graph
 from .keys import (
     DETECTOR_KINDS,
     EXIT_CONFIDENCE_MARGIN,

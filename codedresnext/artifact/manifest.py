@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_json
-from ..errors import GraphError
+from ..errors import GraphError, ManifestError
 from ..model_config import ModelConfig
+from .integrity import check_plain_name
 from .keys import (
     FP32,
     MANIFEST_FORMAT,
@@ -205,7 +206,7 @@ class ManifestEntry(Record):
     def __post_init__(self) -> None:
         where = f"graph {self.name!r}"
         require_type(f"{where}: name", self.name, str)
-        require_type(f"{where}: file", self.file, str)
+        check_plain_name(self.file, f"{where}: file")
         self.kind = GraphKind.parse(self.kind, f"{where}: kind")
         self.precision = check_precision(self.precision, f"{where}: precision")
         if self.exit_confidence is not None:
@@ -251,6 +252,10 @@ class CheckpointInfo(Record):
     sha256: str | None = None
     source: str | None = None  # file name of the weights copy inside the export (source.pt)
     source_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source is not None:
+            check_plain_name(self.source, "checkpoint.source")
 
 
 @dataclass
@@ -302,10 +307,15 @@ class Manifest(Record):
     @classmethod
     def from_dict(cls, d: Any, where: str | None = None) -> Manifest:
         if isinstance(d, dict) and "graphs" not in d:
-            raise GraphError(f"{where or 'manifest'}: missing required key 'graphs'")
+            raise ManifestError(f"{where or 'manifest'}: missing required key 'graphs'")
         if isinstance(d, dict) and d.get("format") == MANIFEST_FORMAT_V1:
             d = upgrade_v1(d)
-        return super().from_dict(d, where or "manifest")
+        try:
+            return super().from_dict(d, where or "manifest")
+        except ManifestError:
+            raise
+        except GraphError as e:  # one error type for every invalid manifest
+            raise ManifestError(str(e)) from e
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -351,14 +361,14 @@ class Manifest(Record):
     def load(cls, directory: str | os.PathLike) -> Manifest:
         path = Path(directory) / MANIFEST_NAME
         if not path.is_file():
-            raise GraphError(f"no {MANIFEST_NAME} in {directory}; run `codedresnext export` to create one")
+            raise ManifestError(f"no {MANIFEST_NAME} in {directory}; run `codedresnext export` to create one")
         try:
             d = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise GraphError(f"{path} is not valid JSON: {e}") from e
+            raise ManifestError(f"{path} is not valid JSON: {e}") from e
         fmt = d.get("format") if isinstance(d, dict) else None
         if fmt not in (MANIFEST_FORMAT, MANIFEST_FORMAT_V1):
-            raise GraphError(
+            raise ManifestError(
                 f"{path} is not a codedresnext manifest (format {fmt!r}; this version reads "
                 f"{MANIFEST_FORMAT!r} and {MANIFEST_FORMAT_V1!r})"
             )
@@ -366,7 +376,7 @@ class Manifest(Record):
             return cls.from_dict(d, str(path))
         except GraphError as e:
             hint = " (a v1 manifest: re-export it with this version)" if fmt == MANIFEST_FORMAT_V1 else ""
-            raise GraphError(f"{e}{hint}") from e
+            raise ManifestError(f"{e}{hint}") from e
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write DIR/manifest.json atomically (validated by a round trip first)."""

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
-from typing import Any, TypeVar
+import types
+import typing
+from typing import Any, TypeVar, Union
 
 from ..errors import GraphError
 
@@ -72,6 +75,13 @@ class Record:
                     raise GraphError(f"{where}: missing required key {key!r}")
                 continue
             kwargs[f.name] = _decode(f, d[key], f"{where}.{key}")
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in kwargs and not _conforms(kwargs[f.name], hints[f.name]):
+                raise GraphError(
+                    f"{where}.{_key(f)}: expected {_type_name(hints[f.name])}, got {kwargs[f.name]!r}; "
+                    "the file was edited by hand or is damaged: re-export it"
+                )
         try:
             return cls(**kwargs)
         except GraphError:
@@ -93,6 +103,42 @@ class Record:
                 continue
             out[_key(f)] = _encode(v)
         return out
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _conforms(v: Any, hint: Any) -> bool:
+    """Whether a decoded JSON value fits a field annotation (int counts as float, bool as neither;
+    an Enum field takes its string value, which __post_init__ parses)."""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(v, a) for a in args)
+    if hint is type(None):
+        return v is None
+    if origin in (list, tuple):  # JSON has lists only; tuple[X, ...] fields take them too
+        return isinstance(v, (list, tuple)) and (not args or all(_conforms(x, args[0]) for x in v))
+    if origin is dict:
+        if not isinstance(v, dict):
+            return False
+        return not args or all(isinstance(k, str) and _conforms(x, args[1]) for k, x in v.items())
+    if hint is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(v, (hint, str))
+    if isinstance(hint, type):
+        return isinstance(v, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _decode(f: dataclasses.Field, v: Any, where: str) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path, write_text
-from ..artifact import ManifestEntry, load_manifest
+from ..artifact import ManifestEntry, graph_file, load_manifest
 from ..errors import GraphError
 from ..runtime.backends import TensorSpec, onnx_io_specs
 
@@ -110,14 +110,16 @@ def write_repository(
     engines = engines or {}
     if max_batch_size < 1:
         raise GraphError("max_batch_size must be >= 1 (Triton batching needs a dynamic batch dimension)")
-    for g in entries:  # before writing anything: a refused plan leaves no half-written repository
+    # before writing anything: a refused plan or graph leaves no half-written repository
+    sources = {g.name: graph_file(directory, g) for g in entries}  # verified against the manifest
+    for g in entries:
         if g.name in engines:
             prof = (engine_profiles or {}).get(g.name) or engine_profile(engines[g.name])
             check_engine_profile(g.name, engines[g.name], prof, max_batch_size)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for g in entries:
-        src = directory / g.file
+        src = sources[g.name]
         inputs, outputs = onnx_io_specs(src)
         _check_manifest_io(g, inputs, outputs)
         fmt = "plan" if g.name in engines else "onnx"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import DataError
 from .metrics import binary_report, f1_optimal_threshold
 from .sampling import negatives_for_ratio
 
@@ -40,7 +41,10 @@ def detector_metrics(
     rows = []
     for k, name in enumerate(class_names):
         if not np.any(train_labels == k):
-            raise ValueError(f"no training sample of class {name!r}: raise the training subset size")
+            raise DataError(
+                f"no training sample of class {name!r}, so its threshold cannot be fitted: "
+                "raise --train-limit (or use data holding every class)"
+            )
         tr = _split(train_labels, k, positive_fraction, seed)
         thr, train_f1 = f1_optimal_threshold(train_logits[tr, k], train_labels[tr] == k)
         te = _split(test_labels, k, positive_fraction, seed + 1)
@@ -57,10 +61,16 @@ def detector_metrics(
 
 
 def summarise(rows: list[dict]) -> dict[str, float]:
-    """binary_mean_{precision,recall,f1,auc} and ood_mean_* over classes."""
-    out = {}
+    """binary_mean_{precision,recall,f1,auc} and ood_mean_* over the classes where each is defined."""
+    out: dict = {}
     for key in SUMMARY_KEYS:
-        out[f"binary_mean_{key}"] = float(np.mean([r[key] for r in rows]))
+        out[f"binary_mean_{key}"] = _mean([r[key] for r in rows])
         if rows and f"ood_{key}" in rows[0]:
-            out[f"ood_mean_{key}"] = float(np.mean([r[f"ood_{key}"] for r in rows]))
+            out[f"ood_mean_{key}"] = _mean([r[f"ood_{key}"] for r in rows])
     return out
+
+
+def _mean(values: list) -> float | None:
+    """Mean over the classes where the figure is defined (None: undefined for every class)."""
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None

@@ -29,7 +29,8 @@ def class_graphs(
     found: dict[str, Path] = {}
     for g in manifest.of_kind(artifact.GraphKind.CLASS, precision=precision):
         if len(g.classes) == 1:
-            found.setdefault(g.classes[0], export_dir / g.file)
+            if g.classes[0] not in found:
+                found[g.classes[0]] = artifact.graph_file(export_dir, g)
     missing = [c for c in class_names if c not in found]
     if missing:
         how = {artifact.FP32: "", artifact.FP16: " --fp16"}.get(precision, " --int8 --calibration DATA")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 # the one implementation of each (tie rule documented there; the runtime reports them too)
-from ..runtime.thresholds.detector import check_scores, f1_optimal_threshold, roc_auc
+from ..runtime.thresholds.detector import check_scores, f1_optimal_threshold, roc_auc, undefined_reason
 
-__all__ = ["binary_report", "f1_optimal_threshold", "precision_recall_f1", "roc_auc"]
+__all__ = ["binary_report", "f1_optimal_threshold", "precision_recall_f1", "roc_auc", "undefined_reason"]
 
 
 def precision_recall_f1(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -30,8 +30,11 @@ def precision_recall_f1(scores: np.ndarray, labels: np.ndarray, threshold: float
 def binary_report(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
     """precision, recall, f1, auc and the counts, for one detector on one labelled set."""
     _, y = check_scores(scores, labels)
-    out = precision_recall_f1(scores, labels, threshold)
-    out["auc"] = roc_auc(scores, labels)
+    out: dict = precision_recall_f1(scores, labels, threshold)
+    reason = undefined_reason(y)
+    out["auc"] = None if reason else roc_auc(scores, labels)
+    if reason:
+        out["auc_undefined"] = reason
     out["positives"] = int(y.sum())
     out["negatives"] = int((~y).sum())
     return out

@@ -258,7 +258,7 @@ def write_outputs(out: str | Path, m: dict, arrays: dict) -> dict[str, bytes]:
         pngs["removal.png"] = plots.removal(m["removal"])
     for name, data in pngs.items():
         write_bytes(out / name, data)
-    write_json(out / "metrics.json", m)
+    write_json(out / "metrics.json", artifact.json_ready(m))  # strict JSON: undefined figures are null
     write_text(out / "summary.md", markdown(m, list(pngs)))
     write_text(out / "report.html", html_report(m, pngs))
     return pngs

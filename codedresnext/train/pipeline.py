@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..data import ArrayDataset, FolderDataset, open_dataset
-from ..errors import DataError
+from ..errors import CodedResNeXtError, DataError
 from ..model_config import PRESETS
 from .augment import crop_flip, hflip, rand_augment, random_resized_crop
 from .config import TrainConfig
@@ -147,18 +148,49 @@ def stack_decoded(ds: FolderDataset, idx: np.ndarray, size: int | None) -> Tenso
     return torch.from_numpy(np.stack(ims))
 
 
+class _WorkerFailure:
+    """A project error raised in a DataLoader worker, sent back as an item: torch would re-raise it
+    wrapped in the worker's whole traceback; the main process raises it again as it was."""
+
+    def __init__(self, error: CodedResNeXtError) -> None:
+        self.error = error
+
+
+class _Guarded(torch.utils.data.Dataset):
+    """`maker` whose project errors (a corrupt image: DataError naming the file) come back as items."""
+
+    def __init__(self, maker: torch.utils.data.Dataset) -> None:
+        self.maker = maker
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self.maker[key]
+        except CodedResNeXtError as e:
+            return _WorkerFailure(e)
+
+
+def _reraise(items: Iterator) -> Iterator:
+    for item in items:
+        if isinstance(item, _WorkerFailure):
+            raise item.error
+        yield item
+
+
 def loader(maker: torch.utils.data.Dataset, sampler, workers: int, pin: bool) -> Iterator:
-    """Items of `maker` for the keys of `sampler`, in order; made by `workers` processes (0: here)."""
+    """Items of `maker` for the keys of `sampler`, in order; made by `workers` processes (0: here).
+    A worker's DataError reaches the caller as the same one-line DataError as with 0 workers."""
     if workers == 0:
         return (maker[key] for key in sampler)
-    return iter(
-        torch.utils.data.DataLoader(
-            maker,
-            sampler=sampler,
-            batch_size=None,  # every item is a whole micro-batch already
-            num_workers=workers,
-            pin_memory=pin,
-            prefetch_factor=4,
+    return _reraise(
+        iter(
+            torch.utils.data.DataLoader(
+                _Guarded(maker),
+                sampler=sampler,
+                batch_size=None,  # every item is a whole micro-batch already
+                num_workers=workers,
+                pin_memory=pin,
+                prefetch_factor=4,
+            )
         )
     )
 

@@ -134,10 +134,12 @@ class EarlyExitClassifier(Closing):
 
     @classmethod
     def from_directory(
-        cls, directory: str | os.PathLike, *, precision: str = FP32, **kw: Any
+        cls, directory: str | os.PathLike, *, precision: str = FP32, verify_hash: bool = True, **kw: Any
     ) -> EarlyExitClassifier:
+        """The `precision` segments of an export, verified (artifact.verified_graph); kw: thresholds,
+        confidence, backend and backend options (check_finite=False skips the NaN/Inf check)."""
         entries = segment_entries(load_manifest(directory), precision)
-        refs = [resolve_graph(directory, g.name) for g in entries]
+        refs = [resolve_graph(directory, g.name, verify_hash=verify_hash) for g in entries]
         return cls(refs, **kw)
 
     @property

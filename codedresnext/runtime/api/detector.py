@@ -1,5 +1,9 @@
 """Application API for binary and subset detectors, with an optional early-reject stage.
 
+Graphs from an export directory are verified against the manifest (artifact.verified_graph;
+verify_hash=False skips the sha256) and float batches with NaN/Inf are refused per call
+(NonFiniteInput; check_finite=False, passed on to the backend, opts out).
+
 A detector is one pruned graph (GraphKind.CLASS: one logit; GraphKind.SUBSET: one logit per chosen
 class) and a logit threshold per class from the manifest entry or the graph metadata. Detectors own
 the backends they open: `with Detector(...) as det:` (or `det.close()`) releases them, and a closed
@@ -66,9 +70,10 @@ class SubsetDetector(GraphModel):
         *,
         backend: str = DEFAULT_BACKEND,
         thresholds: dict[str, float] | None = None,
+        verify_hash: bool = True,
         **options: Any,
     ) -> None:
-        super().__init__(resolve_graph(source, name), backend, **options)
+        super().__init__(resolve_graph(source, name, verify_hash=verify_hash), backend, **options)
         self.classes = self.ref.classes
         self._thresholds = {**self.ref.thresholds(), **(thresholds or {})}
 
@@ -100,9 +105,10 @@ class Detector(SubsetDetector):
         *,
         backend: str = DEFAULT_BACKEND,
         threshold: float | None = None,
+        verify_hash: bool = True,
         **options: Any,
     ) -> None:
-        super().__init__(source, name, backend=backend, **options)
+        super().__init__(source, name, backend=backend, verify_hash=verify_hash, **options)
         if len(self.classes) != 1:
             self.close()
             raise GraphError(
@@ -153,10 +159,20 @@ class RejectDetector(Closing):
         threshold: float | None = None,
         reject_threshold: float | None = None,
         reject_rule: RejectRule | str | None = None,
+        verify_hash: bool = True,
         **options: Any,
     ) -> None:
-        ref_a = resolve_graph(directory, str(part_a)) if directory else resolve_graph(part_a)
-        ref_b = resolve_graph(directory, str(part_b)) if directory else resolve_graph(part_b)
+        v = verify_hash
+        ref_a = (
+            resolve_graph(directory, str(part_a), verify_hash=v)
+            if directory
+            else resolve_graph(part_a, verify_hash=v)
+        )
+        ref_b = (
+            resolve_graph(directory, str(part_b), verify_hash=v)
+            if directory
+            else resolve_graph(part_b, verify_hash=v)
+        )
         self.a = GraphModel(ref_a, backend, **options)
         try:
             self.b = open_backend(backend, ref_b.path, **options)

@@ -22,6 +22,7 @@ from ...artifact import (
     Preprocessing,
     load_manifest,
     read_metadata,
+    verified_graph,
 )
 from ...errors import GraphError
 
@@ -64,22 +65,28 @@ class GraphRef:
         return {str(k): float(v) for k, v in th.items()}
 
 
-def resolve_graph(source: str | os.PathLike, name: str | None = None) -> GraphRef:
-    """`source` is an export directory (then `name` picks the graph) or an .onnx/.plan file."""
+def resolve_graph(
+    source: str | os.PathLike, name: str | None = None, *, verify_hash: bool = True
+) -> GraphRef:
+    """`source` is an export directory (then `name` picks the graph) or an .onnx/.plan file.
+
+    A graph listed in a manifest is opened through artifact.verified_graph (contained in the
+    directory, metadata matching its entry, sha256 unless verify_hash=False)."""
     source = Path(source)
     if source.is_dir():
         manifest = load_manifest(source)
         if name is None:
             raise GraphError(f"{source} is an export directory: name a graph (one of {manifest.names})")
         entry = manifest.graph(name)
-        path = source / entry.file
-        return GraphRef(path, entry, _metadata(path), source)
+        checked = verified_graph(source, entry, verify_hash=verify_hash)
+        return GraphRef(checked.path, entry, checked.metadata, source)
     if not source.is_file():
         raise GraphError(f"graph {source} does not exist; pass an .onnx file or an export directory")
     if (source.parent / MANIFEST_NAME).is_file():
         for g in load_manifest(source.parent).graphs:
-            if g.file == source.name or (name and g.name == name):
-                return GraphRef(source, g, _metadata(source), source.parent)
+            if g.file == source.name:
+                checked = verified_graph(source.parent, g, verify_hash=verify_hash)
+                return GraphRef(checked.path, g, checked.metadata, source.parent)
     return GraphRef(source, None, _metadata(source), None)
 
 

@@ -37,9 +37,12 @@ def predict_files(
     directory: str | None = None,
     top: int = 3,
     backend: str = DEFAULT_BACKEND,
+    verify_hash: bool = True,
 ) -> list[str]:
-    """One line per image: top classes (full / multi-exit / masked graphs) or per-class decisions."""
-    ref = resolve_graph(directory, graph) if directory else resolve_graph(graph)
+    """One line per image: top classes (full / multi-exit / masked graphs) or per-class decisions.
+    A graph of an export directory is verified against its manifest (verify_hash=False: no sha256)."""
+    v = verify_hash
+    ref = resolve_graph(directory, graph, verify_hash=v) if directory else resolve_graph(graph, verify_hash=v)
     if not ref.kind.standalone:  # segments / reject parts need the cascade / reject APIs
         raise GraphError(
             f"{ref.name} is a {ref.kind} graph; use the Python API (EarlyExitClassifier / "
@@ -48,7 +51,7 @@ def predict_files(
     size = ref.preprocessing.size if ref.preprocessing else 32
     x = load_images(paths, size)
     if ref.kind.is_detector:
-        return _detector_lines(paths, x, ref.path, backend)
+        return _detector_lines(paths, x, ref.path, backend, verify_hash)
     with GraphModel(ref, backend) as model:
         probs = softmax(model.run(x)[OUTPUT_LOGITS])
     names = ref.classes or [str(i) for i in range(probs.shape[1])]
@@ -59,9 +62,11 @@ def predict_files(
     return lines
 
 
-def _detector_lines(paths: list[str], x: np.ndarray, graph: Path, backend: str) -> list[str]:
+def _detector_lines(
+    paths: list[str], x: np.ndarray, graph: Path, backend: str, verify_hash: bool
+) -> list[str]:
     lines = []
-    with SubsetDetector(graph, backend=backend) as det:
+    with SubsetDetector(graph, backend=backend, verify_hash=verify_hash) as det:
         scores = det.score(x)
         try:
             th = det.thresholds

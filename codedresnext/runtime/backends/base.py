@@ -20,7 +20,7 @@ import numpy as np
 
 from ... import _optional
 from ...artifact import load_onnx
-from ...errors import BackendClosed, BackendUnavailable, GraphError
+from ...errors import BackendClosed, BackendUnavailable, GraphError, NonFiniteInput
 
 # ONNX tensor element types -> numpy (the subset our graphs use)
 _ONNX_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16}
@@ -76,10 +76,14 @@ class Backend:
         self.outputs: list[TensorSpec] = []
         self.timing = Timing()
         self.record_timing = False
+        self.check_finite = True
         self._closed = False
 
     # -- interface -------------------------------------------------------------------------
-    def load(self, path: str | os.PathLike, **options: Any) -> Backend:
+    def load(self, path: str | os.PathLike, *, check_finite: bool = True, **options: Any) -> Backend:
+        """check_finite=False skips the per-call NaN/Inf check of float inputs (for callers that
+        validate upstream; see infer)."""
+        self.check_finite = bool(check_finite)
         self.path = Path(path)
         if not self.path.is_file():
             raise GraphError(f"graph file {self.path} does not exist")
@@ -87,7 +91,9 @@ class Backend:
         return self
 
     def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run one batch; `feeds` must name every graph input with its dtype."""
+        """Run one batch; `feeds` must name every graph input with its dtype. Float inputs holding
+        NaN or Inf raise NonFiniteInput naming the batch indices (unless loaded with
+        check_finite=False): fp32 graphs would answer NaN, int8 ones plausible finite garbage."""
         self._check_open()
         self._check_feeds(feeds)
         t0 = time.perf_counter()
@@ -170,6 +176,24 @@ class Backend:
                 d is not None and d != n for d, n in zip(s.shape, a.shape)
             ):
                 raise GraphError(f"input {s.name!r} has shape {a.shape}; the graph expects {_fmt(s.shape)}")
+            if self.check_finite and a.dtype.kind == "f":
+                check_finite(a, s.name)
+
+
+def check_finite(a: np.ndarray, name: str) -> None:
+    """NonFiniteInput naming the batch indices of `a` (batch first) that hold NaN or Inf.
+
+    The fast path is one float64 sum (NaN/Inf propagate, finite float32/float16 values cannot
+    overflow it); only a failing batch pays for the per-sample scan."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: NaN, the answer we look for
+        if np.isfinite(np.sum(a, dtype=np.float64)):
+            return
+    bad = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1)) if a.ndim else np.array([0])
+    shown = ", ".join(map(str, bad[:10])) + (f", ... ({len(bad)} in all)" if len(bad) > 10 else "")
+    raise NonFiniteInput(
+        f"input {name!r} holds NaN or Inf at batch index {shown}; drop or repair those samples "
+        "(or open the graph with check_finite=False if the caller validates its inputs)"
+    )
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:

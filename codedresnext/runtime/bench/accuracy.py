@@ -32,13 +32,14 @@ from ...artifact import (
     GraphKind,
     Manifest,
     ManifestEntry,
+    graph_file,
     handover_feed,
     load_manifest,
 )
 from ...errors import GraphError
 from ..api.graphs import prepare_batch
 from ..backends import DEFAULT_BACKEND, open_backend
-from ..thresholds.detector import f1_optimal_threshold, roc_auc
+from ..thresholds.detector import f1_optimal_threshold, roc_auc, undefined_reason
 
 
 def chain_for(manifest: Manifest, entry: ManifestEntry) -> list[ManifestEntry]:
@@ -65,7 +66,7 @@ def run_graph(
     directory = Path(directory)
     manifest = manifest or load_manifest(directory)
     chain = chain_for(manifest, manifest.graph(name))
-    backends = [open_backend(DEFAULT_BACKEND, directory / g.file, threads=threads) for g in chain]
+    backends = [open_backend(DEFAULT_BACKEND, graph_file(directory, g), threads=threads) for g in chain]
     try:
         first = backends[0].inputs[0]
         if first.name not in (INPUT_FLOAT, INPUT_UINT8):
@@ -95,7 +96,15 @@ def _figures(
     if logits is not None and logits.shape[1] == len(names) and len(names) > 1 and classes == names:
         out["top1"] = float(np.mean(logits.argmax(1) == labels))
     elif logits is not None:
-        out["auc"] = {c: roc_auc(logits[:, j], labels == names.index(c)) for j, c in enumerate(classes)}
+        out["auc"], why = {}, {}
+        for j, c in enumerate(classes):
+            pos = labels == names.index(c)
+            reason = undefined_reason(pos)
+            out["auc"][c] = None if reason else roc_auc(logits[:, j], pos)
+            if reason:
+                why[c] = f"class {c!r}: {reason}"
+        if why:
+            out["auc_undefined"] = why
     exits = {k: v for k, v in outputs.items() if k.endswith("_scores")}
     if exits:
         out["exit_top1"] = {k: float(np.mean(v.argmax(1) == labels)) for k, v in sorted(exits.items())}

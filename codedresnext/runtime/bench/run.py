@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._io import sha256_file
 from ...artifact import (
     FP32,
     IMAGE_INPUTS,
@@ -24,10 +25,12 @@ from ...artifact import (
     GraphKind,
     Manifest,
     ManifestEntry,
+    contained_path,
+    graph_file,
     is_int8,
     load_manifest,
 )
-from ...errors import CodedResNeXtError, GraphError
+from ...errors import CodedResNeXtError, GraphError, ManifestError
 from ..backends import backend_info, open_backend
 from .early_exit import bench_early_exit
 from .environment import cpu_model, environment
@@ -97,8 +100,9 @@ def _graph_options(g: ManifestEntry, backend: str, options: dict) -> dict | None
 def _graph_runner(
     directory: Path, g: ManifestEntry, backend: str, options: dict, streams: int = 1
 ) -> Runner | None:
-    """None for graphs that do not take images (later segments, reject part B)."""
-    path = directory / g.file
+    """None for graphs that do not take images (later segments, reject part B). The graph is verified
+    against the manifest once (artifact.graph_file), before any of its sessions opens."""
+    path = graph_file(directory, g)
     be = open_backend(backend, path, **options)
     if not set(IMAGE_INPUTS) & set(be.input_names):
         be.close()
@@ -115,6 +119,20 @@ def _graph_runner(
         source=(backend, str(path), options),
         precision=g.precision,
     )
+
+
+def check_source(directory: Path, manifest: Manifest) -> None:
+    """ManifestError unless DIR/source.pt is contained and has the sha256 the export recorded (the
+    PyTorch peer rebuilds the model from it, so a swapped file would time another model)."""
+    ck = manifest.checkpoint
+    if ck is None or not ck.source_sha256:
+        return  # an export without the record (older or --preset): nothing to check against
+    path = contained_path(directory, ck.source or SOURCE_CHECKPOINT, "checkpoint.source")
+    if sha256_file(path) != ck.source_sha256:
+        raise ManifestError(
+            f"{path} has another sha256 than the manifest recorded for it: the weights were replaced "
+            "after export; restore the file or re-export with `codedresnext export`"
+        )
 
 
 def _torch_runner(
@@ -160,6 +178,7 @@ def _open_runners(
     if not (directory / SOURCE_CHECKPOINT).is_file():
         notes.append(f"PyTorch peer skipped: no {SOURCE_CHECKPOINT} in the export directory")
         return runners
+    check_source(directory, load_manifest(directory))
     try:
         device = options.get("device", "cpu") if backend_info(backend).devices else "cpu"  # peer beside
         runners.append(_torch_runner(directory, full, options.get("threads"), device))

@@ -4,6 +4,7 @@ on the held-out halves and fitting sample of samples.py.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ...artifact import (
 from ...errors import DataError, GraphError
 from ..api.postprocess import exit_confidence
 from ..backends import DEFAULT_BACKEND
-from .detector import f1_optimal_threshold
+from .detector import f1_optimal_threshold, undefined_reason
 from .reject_search import calibrate_reject_threshold
 from .samples import load_fit_sample, load_heldout, no_fit
 
@@ -336,6 +337,16 @@ def _calibrate_pairs(
         if cls not in cal.class_names:
             raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
         k = list(cal.class_names).index(cls)
+        reason = undefined_reason(cal.labels == k)
+        if reason:  # no recall budget can be measured: the reject stays shut, calibration goes on
+            for g in rejects:
+                if cls in g.classes:
+                    g.reject_threshold, g.reject_rule = math.inf, None
+            rej[cls] = {
+                "reject_threshold": None,
+                "undefined": f"calibration half: {reason}; reject stays shut",
+            }
+            continue
         with RejectDetector.from_directory(directory, cls, backend=backend, threads=threads) as det:
             det.reject_rule = None  # refit (or drop) the rule a previous calibration left
             if fit["dataset"] is not None:

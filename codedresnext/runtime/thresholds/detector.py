@@ -4,13 +4,15 @@ ROC-AUC, the threshold-free measure of the same scores.
 numpy/onnx only (no torch), so thresholds can also be recalibrated on a device. Graphs of the
 detector kinds (artifact.DETECTOR_KINDS: "class", "subset") get `thresholds` = {class name: logit
 threshold} for their classes, both in their manifest entry and in the metadata key
-artifact.META_THRESHOLDS; the rewritten file's sha256 is updated in the manifest. Every file is
+artifact.META_THRESHOLDS; each graph is verified against the manifest before it is re-stamped
+(artifact.graph_file) and the rewritten file's sha256 is updated in the manifest. Every file is
 replaced atomically (temp file + rename), and the manifest is written last, so readers never see
 a threshold the graph does not carry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from ... import artifact
-from ..._io import sha256_file, write_bytes
-from ...errors import GraphError
+from ..._io import write_bytes
+from ...errors import GraphError, ManifestError
 
 
 def check_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +52,17 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def undefined_reason(labels: np.ndarray) -> str | None:
+    """Why ROC-AUC (and any figure needing both classes) is undefined on this sample, or None:
+    reports store null with this reason instead of NaN (strict JSON) or an abort."""
+    y = np.asarray(labels, bool).ravel()
+    if not y.any():
+        return f"no positive among the {y.size} samples: undefined (use a larger or stratified sample)"
+    if y.all():
+        return f"no negative among the {y.size} samples: undefined (use a larger or stratified sample)"
+    return None
+
+
 def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(threshold, F1) maximising F1 of the decision `score > threshold`.
 
@@ -76,14 +89,31 @@ def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float,
     return float(thr), float(f1[best])
 
 
-def _set_graph_metadata(path: Path, values: dict[str, float]) -> None:
+def _stamped(path: Path, values: dict[str, float] | None) -> bytes:
+    """The graph's bytes with its thresholds metadata set to `values` (None: removed)."""
     model = artifact.load_onnx(path)  # external weights stay where they are
     props = [p for p in model.metadata_props if p.key != artifact.META_THRESHOLDS]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = artifact.META_THRESHOLDS, json.dumps(values, sort_keys=True)
-    write_bytes(path, model.SerializeToString())
+    if values is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = artifact.META_THRESHOLDS, json.dumps(values, sort_keys=True)
+    return model.SerializeToString()
+
+
+def _verified(export_dir: Path, g: artifact.ManifestEntry) -> Path:
+    """The graph file after artifact.graph_file's checks, before it is re-stamped. A file an
+    interrupted write-back already re-stamped (its sha256 is then no longer the manifest's) passes
+    when stamping it back with the manifest's thresholds gives exactly the recorded sha256."""
+    try:
+        return artifact.graph_file(export_dir, g)
+    except ManifestError as e:
+        path = export_dir / g.file
+        if "sha256" not in str(e) or not g.sha256 or not path.is_file():
+            raise
+        if hashlib.sha256(_stamped(path, g.thresholds)).hexdigest() != g.sha256:
+            raise
+        return artifact.graph_file(export_dir, g, verify_hash=False)  # containment + metadata
 
 
 def write_thresholds(
@@ -117,13 +147,12 @@ def write_thresholds(
             continue
         if not g.classes or not all(c in thresholds for c in g.classes):
             continue
-        path = export_dir / g.file
-        if not path.is_file():
-            raise GraphError(f"manifest lists {g.file} but {path} is missing; re-export")
+        path = _verified(export_dir, g)
         values = {c: thresholds[c] for c in g.classes}
-        _set_graph_metadata(path, values)
+        data = _stamped(path, values)
+        write_bytes(path, data)
         g.thresholds = values
-        g.sha256 = sha256_file(path)
+        g.sha256 = hashlib.sha256(data).hexdigest()
         updated.append(g.name)
     if precision is None:
         manifest.thresholds = dict(sorted({**(manifest.thresholds or {}), **thresholds}.items()))
@@ -139,7 +168,7 @@ def read_thresholds(export_dir: str | os.PathLike) -> dict[str, dict[str, float]
     manifest = artifact.load_manifest(export_dir)
     out = {}
     for g in manifest.of_kind(*artifact.DETECTOR_KINDS, precision=None):
-        meta = artifact.read_metadata(export_dir / g.file).get(artifact.META_THRESHOLDS)
+        meta = artifact.read_metadata(artifact.graph_file(export_dir, g)).get(artifact.META_THRESHOLDS)
         if meta is None:
             continue
         if g.thresholds != meta:

@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from ...artifact import EXIT_CONFIDENCES, FP32, GraphKind, Manifest, ManifestEntry, check_exit_confidence
+from ...artifact import (
+    EXIT_CONFIDENCES,
+    FP32,
+    GraphKind,
+    Manifest,
+    ManifestEntry,
+    check_exit_confidence,
+    graph_file,
+)
 from ...errors import GraphError
 from ..api.cascade import EarlyExitClassifier
 from ..backends import open_backend
@@ -240,7 +248,7 @@ def _cascade_outputs_both(
         flops, segs, refs = casc.segment_flops, casc.exit_segments, casc.refs
         out_cal = cascade_outputs(casc, cal.images, batch)
         out_ev = cascade_outputs(casc, ev.images, batch)
-        with open_backend(backend, directory / full.file, threads=threads) as full_be:
+        with open_backend(backend, graph_file(directory, full), threads=threads) as full_be:
             handover = measure_handover(full_be, casc, cal.images[:batch])
     return flops, segs, refs, out_cal, out_ev, handover
 

@@ -16,6 +16,7 @@ evaluation half only reports. With the learned rule the distance's figures are r
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from ...errors import DataError, GraphError
 from ..api.graphs import prepare_batch, resolve_graph
 from ..api.postprocess import reject_score
 from ..backends import DEFAULT_BACKEND, open_backend
-from .detector import f1_optimal_threshold
+from .detector import f1_optimal_threshold, undefined_reason
 from .reject_logistic import fit_class_rule
 
 REJECT_RULES = ("learned", "distance")
@@ -174,6 +175,13 @@ def _probe_class(
     if cls not in cal.class_names:
         raise DataError(f"class {cls!r} is not in the data's classes {list(cal.class_names)[:10]}...")
     k = list(cal.class_names).index(cls)
+    reason = undefined_reason(cal.labels == k)
+    if reason:  # no threshold can be set: this class's rejects stay shut, the search goes on
+        for twin in manifest.of_kind(GraphKind.REJECT_PROBE, precision=None):
+            if twin.classes == g.classes:
+                twin.reject_probe.reject_thresholds = {str(j): math.inf for j in g.reject_probe.blocks}
+                twin.reject_probe.reject_rules = None
+        return {"undefined": f"calibration half: {reason}; its rejects stay shut (null)"}
     pairs = g.reject_probe.pair_flops
     if not pairs:
         raise GraphError(f"reject probe {g.name} has no pair_flops in the manifest; re-export it")
@@ -208,18 +216,25 @@ def _probe_class(
 
 
 def _block_table(per_class: dict[str, dict], blocks: list[int], learned: bool) -> list[dict]:
-    """Per coded block, the figures averaged over the probed classes."""
+    """Per coded block, the figures averaged over the probed classes that have them (a class without
+    positives or negatives in the calibration half has none); DataError when no class has."""
+    defined = [c for c in per_class.values() if "blocks" in c]
+    if not defined:
+        raise DataError(
+            "no probed class has both positives and negatives in the calibration half, so no reject "
+            "block can be chosen: calibrate on more images (or data holding the probed classes)"
+        )
 
     def mean(half: str, key: str, j: int, rule: str | None = None) -> float:
-        """Over classes; rule "distance_rule": the distance's figures beside a learned rule."""
-        rows = [c["blocks"][str(j)] for c in per_class.values()]
+        """Over the classes with figures; rule "distance_rule": the distance's beside a learned rule."""
+        rows = [c["blocks"][str(j)] for c in defined]
         return float(np.mean([(r[rule] if rule else r)[half][key] for r in rows]))
 
     table = [
         {
             "block": j,
             "part_a_vs_class_graph": float(
-                np.mean([c["blocks"][str(j)]["part_a_vs_class_graph"] for c in per_class.values()])
+                np.mean([c["blocks"][str(j)]["part_a_vs_class_graph"] for c in defined])
             ),
             "calibration_negative_compute_vs_class_graph": mean(
                 "calibration", "negative_compute_vs_class_graph", j

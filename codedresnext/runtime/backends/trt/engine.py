@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...._io import sha256_file, write_bytes, write_json
-from ....artifact import FP32, load_manifest
+from ....artifact import FP32, graph_file, load_manifest
 from ....errors import GraphError
 from ..base import Backend, TensorSpec, onnx_io_specs, require
 from .plan import (
@@ -271,7 +271,7 @@ def build_directory(
     except ImportError:
         it = entries
     for g in it:
-        src = directory / choose_source(g, by_name, precision, trt.__version__).file
+        src = graph_file(directory, choose_source(g, by_name, precision, trt.__version__))
         plan, info = build_engine(
             src, precision=precision, batch=batch, cache_dir=cache_dir, rebuild=rebuild, int8_fp16=int8_fp16
         )
