@@ -129,7 +129,7 @@ def test_fit_exits_cli_writes_a_checkpoint_with_heads(headed, small_tree, tmp_pa
     save_checkpoint(src, plain)
     r = subprocess.run(
         [sys.executable, "-m", "codedresnext.cli", "fit-exits", str(src), "--data", str(small_tree),
-         "--out", str(tmp_path / "h.pt"), "--images", "120", "--l2", "0.01", "--evaluate", "50", "--quiet"],
+         "--out", str(tmp_path / "h.pt"), "--images", "120", "--evaluate", "50", "--quiet"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -138,13 +138,16 @@ def test_fit_exits_cli_writes_a_checkpoint_with_heads(headed, small_tree, tmp_pa
     assert fitted["images"] == 120 and fitted["test_images"] == 50 and fitted["seed"] == 0
     assert set(fitted["test_accuracy"]) == {str(i) for i in m.coded_blocks}
     assert "test accuracy per coded block" in r.stdout
-    for bad, msg in ((["--l2", "lots"], "--l2 must be a number or auto"), (["--pool", "0"], "at least 1")):
+    for bad, msg in (
+        (["--images", "0"], "--images: expected a whole number >= 1"),
+        (["--evaluate", "-1"], ">= 0"),
+    ):
         r = subprocess.run(
             [sys.executable, "-m", "codedresnext.cli", "fit-exits", str(src), "--data", str(small_tree),
              "--out", str(tmp_path / "x.pt"), *bad],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        assert r.returncode != 0 and msg in r.stderr and not (tmp_path / "x.pt").exists()
+        assert r.returncode == 2 and msg in r.stderr and not (tmp_path / "x.pt").exists()
 
 
 def test_training_from_a_checkpoint_drops_its_heads(headed, tmp_path):

@@ -236,7 +236,8 @@ def _export_each(
         raise CodedResNeXtError(
             "verification against PyTorch failed (nothing written): "
             + "; ".join(failures)
-            + ". Check the checkpoint, or raise --tolerance if the model's logits are very large."
+            + ". Check the checkpoint, or raise ExportOptions.tolerance (Python API) if the model's "
+            "logits are very large."
         )
     return entries
 
@@ -261,7 +262,7 @@ def export_graphs(options: ExportOptions, *, model=None) -> Manifest:
     plan = plan_graphs(cfg, o)
     real, real_desc = _real_images(o.verify, o.verify_images, o.images, cfg.input_size)
     int8_data = None
-    if o.int8 is not None:  # before anything is written: a bad --calibration fails here
+    if o.int8 is not None:  # before anything is written: a bad --int8 DATA fails here
         int8_data = load_int8_data(o.int8, cfg)
     tmp = _prepare_out(out, o.overwrite)
     try:
