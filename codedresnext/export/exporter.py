@@ -121,11 +121,16 @@ def _resolve_model(checkpoint, preset, seed, model):
     return model.eval(), None, True
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an unusable --out before any work (the model, the verification images)."""
     if out.exists() and not out.is_dir():
         raise CodedResNeXtError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise CodedResNeXtError(f"--out {out} is not empty; remove it or pass --overwrite")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    _check_out(out, overwrite)  # again: it may have changed while the graphs were planned
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -257,6 +262,7 @@ def export_graphs(options: ExportOptions, *, model=None) -> Manifest:
     See the module docstring for the flow and ExportOptions for the settings."""
     o = options
     out = Path(o.out)
+    _check_out(out, o.overwrite)
     src = _Source(*_resolve_model(o.checkpoint, o.preset, o.seed, model))
     cfg = src.net.cfg
     plan = plan_graphs(cfg, o)
