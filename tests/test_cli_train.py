@@ -138,3 +138,19 @@ def test_recipe_file_sets_the_hyper_parameters_and_options_win(tmp_path, capsys)
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "r").exists()
+
+
+def test_every_shipped_recipe_reads():
+    """recipes/*.json and the demo model's per-phase config.json files are valid --config recipes."""
+    from codedresnext.commands.train import read_recipe
+    from codedresnext.train import TrainConfig
+
+    files = sorted((ROOT / "recipes").glob("*.json")) + sorted(
+        (ROOT / "models" / "demo").rglob("config.json")
+    )
+    assert len(files) >= 9
+    for f in files:
+        cfg = TrainConfig(data="d", out="o", **read_recipe(str(f)))
+        assert cfg.preset in ("tiny", "small", "cifar10", "cifar100"), f
+    phase1 = read_recipe(str(ROOT / "models" / "demo" / "phase1" / "config.json"))
+    assert (phase1["epochs"], phase1["lr"], phase1["seed"], phase1["save_every"]) == (18, 0.15, 0, 100)
