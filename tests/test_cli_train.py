@@ -127,7 +127,10 @@ def test_recipe_file_sets_the_hyper_parameters_and_options_win(tmp_path, capsys)
     bad = tmp_path / "bad.json"
     for text, message in (
         ('{"mu": 6, "warp": 2}', "unknown fields warp"),
-        ('{"p_drop": "high"}', "p_drop must be a float, not 'high'"),
+        ('{"p_drop": "high"}', "p_drop must be float, not 'high'"),
+        ('{"batch_size": null}', "batch_size must be int, not None"),
+        ('{"randaugment": [3]}', "randaugment must be tuple[int, int] | None, not [3]"),
+        ('{"control": 1}', "control must be bool, not 1"),
         ("{not json", "not a JSON recipe"),
     ):
         bad.write_text(text)

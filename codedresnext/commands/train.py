@@ -106,18 +106,33 @@ def read_recipe(path: str) -> dict:
         raise CodedResNeXtError(
             f"--config {path}: unknown fields {', '.join(unknown)}; TrainConfig has {', '.join(fields)}"
         )
-    defaults = TrainConfig()
     out = {}
     for k, v in raw.items():
         if k in NOT_FROM_RECIPE:
             continue
-        want = getattr(defaults, k)
-        ok = v is None or isinstance(v, list) or want is None or isinstance(v, type(want))
-        ok = ok and not (isinstance(want, (int, float)) and isinstance(v, bool) != isinstance(want, bool))
-        if not ok and not (isinstance(want, float) and isinstance(v, int)):
-            raise CodedResNeXtError(f"--config {path}: {k} must be a {type(want).__name__}, not {v!r}")
+        if not _fits(str(fields[k].type), v):
+            raise CodedResNeXtError(f"--config {path}: {k} must be {fields[k].type}, not {v!r}")
         out[k] = tuple(v) if isinstance(v, list) else v
     return out
+
+
+def _fits(annotation: str, v: object) -> bool:
+    """Whether a JSON value fits a TrainConfig annotation such as 'float', 'int | None',
+    'tuple[int, int] | None' (JSON has no tuples: a list of two whole numbers)."""
+    for t in annotation.split(" | "):
+        if t == "None" and v is None:
+            return True
+        if isinstance(v, bool):
+            if t == "bool":
+                return True
+            continue
+        if (t == "int" and isinstance(v, int)) or (t == "float" and isinstance(v, (int, float))):
+            return True
+        if t == "str" and isinstance(v, str):
+            return True
+        if t == "tuple[int, int]" and isinstance(v, list) and len(v) == 2:
+            return all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+    return False
 
 
 def config_kwargs(args: argparse.Namespace) -> dict:
