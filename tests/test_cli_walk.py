@@ -76,6 +76,7 @@ def files(tmp_path_factory, small_tree):
 CASES = {
     "train": [
         ("--data {missing} --out {out}", "no such file or directory"),
+        ("--data {text} --out {out} --max-steps 1", "notes.txt"),
         ("--data {data} --out {out} --epochs 0", "--epochs: expected a whole number >= 1, not '0'"),
         ("--data {data} --out {out} --max-steps -3", "--max-steps: expected a whole number >= 1"),
         ("--data {data} --out {out} --batch-size -4", "--batch-size: expected a whole number >= 1"),
@@ -158,6 +159,7 @@ CASES = {
         ("{export} --data {data} --limit 0", "--limit: expected a whole number >= 100"),
         ("{export} --data {missing}", "--data: no such file or directory"),
         ("{export} --data {data} --backend tensorflow", "invalid choice: 'tensorflow'"),
+        ("{export} --data {data} --batch 0", "unrecognized arguments: --batch 0"),  # gone: a fixed 64
     ],
     "bench": [
         ("{export} --duration 0", "--duration: expected a number > 0, not '0'"),
