@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
 from . import _args
 
 NEEDS = ("torch",)
@@ -15,8 +16,6 @@ _REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn", "exit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
-
     p = sub.add_parser(
         "precise-bn",
         help="recompute a trained checkpoint's BatchNorm statistics on clean images (dropSubNN off)",

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 from ..errors import CodedResNeXtError
+from ..model_config import PRESETS
+from ..train.config import TrainConfig
 from . import _args
 
 NEEDS = ("torch",)
@@ -23,9 +25,6 @@ NOT_FROM_RECIPE = ("data", "out", "resume", "init", "progress", "device", "downl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..model_config import PRESETS
-    from ..train.config import TrainConfig
-
     d = TrainConfig()  # the defaults
     p = sub.add_parser(
         "train",
@@ -89,8 +88,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_recipe(path: str) -> dict:
     """The TrainConfig fields of a recipe file (a run's config.json: its "train" part)."""
-    from ..train.config import TrainConfig
-
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -137,8 +134,6 @@ def _fits(annotation: str, v: object) -> bool:
 
 def config_kwargs(args: argparse.Namespace) -> dict:
     """TrainConfig fields: the recipe's, then the options typed on the command line."""
-    from ..train.config import TrainConfig
-
     kw = read_recipe(args.config) if getattr(args, "config", None) else {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     kw.update({k: v for k, v in vars(args).items() if k in names})
@@ -146,8 +141,7 @@ def config_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig
-    from ..train.loop import train
+    from ..train.loop import train  # torch
 
     cfg = TrainConfig(**config_kwargs(args))
     res = train(cfg)
