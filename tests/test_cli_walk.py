@@ -187,10 +187,33 @@ CASES = {
     "triton": [
         ("{export} --out {out} --max-batch-size 0", "--max-batch-size: expected a whole number >= 1"),
         ("{export} --out {out} --instances 0", "--instances: expected a whole number >= 1"),
-        ("{export} --out {out} --queue-delay-us -1", "--queue-delay-us: expected a whole number >= 0"),
-        ("{export} --out {out} --preferred-batch 0", "--preferred-batch: expected comma-separated"),
+        ("{export} --out {out} --threads 0", "--threads: expected a whole number >= 1"),
         ("{missing} --out {out}", "no such directory"),
         ("{export} --out {out} --engines {missing}", "--engines: no such file"),
+    ],
+    "serve": [
+        ("{missing}", "no such directory"),
+        ("{full}", "is a file; give a directory"),
+        ("{plain} --http-port 0", "--http-port: expected a port number in 1..65535, not '0'"),
+        ("{plain} --grpc-port 70000", "--grpc-port: expected a port number in 1..65535"),
+        ("{plain} --ready-timeout 0", "--ready-timeout: expected a number > 0"),
+        ("{plain} --http-port 8000 --grpc-port 8000", "both 8000"),
+    ],
+    "bundle": [
+        ("{missing} --classes cat --out {out}", "no such directory"),
+        ("{plain} --classes cat --out {out}", "has no manifest.json"),
+        ("{export} --classes , --out {out}", "expected comma-separated names"),
+        ("{export} --classes kitten --out {out}", "kitten"),
+        ("{export} --classes cat --out {out} --batch 8,1,2", "expected MIN <= OPT <= MAX"),
+        ("{export} --classes cat --out {out} --dla-core -1", "--dla-core: expected a whole number >= 0"),
+        ("{export} --out {out}", "the following arguments are required: --classes"),
+    ],
+    "deepstream": [
+        ("{missing} --classes cat --out {out}", "no such directory"),
+        ("{plain} --classes cat --out {out}", "has no manifest.json"),
+        ("{export} --classes kitten --out {out}", "kitten"),
+        ("{export} --classes cat --out {out} --batch 0", "--batch: expected a whole number >= 1"),
+        ("{export} --classes cat --out {out} --precision int4", "invalid choice: 'int4'"),
     ],
 }
 

@@ -78,6 +78,27 @@ def int_list(s: str) -> list[int]:
     return v
 
 
+def port(s: str) -> int:
+    """A TCP port: 1..65535."""
+    v = _number(s, int, "a port number in 1..65535")
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number in 1..65535, not {s!r}")
+    return v
+
+
+def batch_profile(s: str) -> tuple[int, int, int]:
+    """A TensorRT optimisation profile MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX."""
+    try:
+        a, b, c = int_list(s)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(
+            f"expected MIN,OPT,MAX batch sizes such as 1,8,32, not {s!r}"
+        ) from None
+    if not a <= b <= c:
+        raise argparse.ArgumentTypeError(f"expected MIN <= OPT <= MAX, not {s!r}")
+    return a, b, c
+
+
 def names(s: str) -> list[str]:
     """Comma-separated class or graph names: cat,dog (checked against the model by the command)."""
     v = [n.strip() for n in s.split(",") if n.strip()]

@@ -9,18 +9,6 @@ from ..runtime.backends.trt.plan import PRECISIONS  # no TensorRT import: the pl
 from . import _args
 
 
-def _batch(s: str) -> tuple[int, int, int]:
-    try:
-        a, b, c = _args.int_list(s)
-    except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(
-            f"expected MIN,OPT,MAX batch sizes such as 1,8,32, not {s!r}"
-        ) from None
-    if not a <= b <= c:
-        raise argparse.ArgumentTypeError(f"expected MIN <= OPT <= MAX, not {s!r}")
-    return a, b, c
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "build",
@@ -34,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("directory", type=_args.export_dir, help="export directory (manifest.json)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="engine precision (default fp32)")
     p.add_argument(
-        "--batch", type=_batch, default=(1, 8, 32), help="optimisation profile MIN,OPT,MAX (default 1,8,32)"
+        "--batch",
+        type=_args.batch_profile,
+        default=(1, 8, 32),
+        help="optimisation profile MIN,OPT,MAX (default 1,8,32)",
     )
     p.add_argument(
         "--graphs", type=_args.names, default=None, metavar="NAME,NAME", help="graph names (default: all)"

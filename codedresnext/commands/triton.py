@@ -18,18 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-batch-size", type=_args.positive_int, default=32, help="Triton max_batch_size (default 32)"
     )
     p.add_argument(
-        "--preferred-batch",
-        type=_args.int_list,
-        default=[8, 32],
-        help="dynamic batcher's preferred batch sizes (default 8,32)",
-    )
-    p.add_argument(
-        "--queue-delay-us",
-        type=_args.non_negative_int,
-        default=500,
-        help="dynamic batcher's max queue delay in microseconds (default 500)",
-    )
-    p.add_argument(
         "--instances", type=_args.positive_int, default=1, help="model instances per graph (default 1)"
     )
     p.add_argument(
@@ -46,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write Python-backend models a CPU Triton runs (`codedresnext serve`): <graph>_py per "
         "detector (score + decision at its threshold) and cascade_py (the early-exit cascade)",
     )
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per Python-model instance")
+    p.add_argument(
+        "--threads", type=_args.positive_int, default=1, help="ONNX Runtime threads per Python-model instance"
+    )
     p.set_defaults(func=run)
 
 
@@ -67,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
         graphs=args.graphs,
         engines=engines,
         max_batch_size=args.max_batch_size,
-        preferred_batch=tuple(args.preferred_batch),
-        queue_delay_us=args.queue_delay_us,
         instances=args.instances,
         gpu=args.gpu,
         engine_profiles=profiles,
