@@ -1,11 +1,12 @@
 """Export-time benchmark: all 100 per-class graphs of the cifar100 preset (goal: <= 60 s, 2-core CPU).
 
-Runs `codedresnext export --preset cifar100 --classes all` as a subprocess and times it end to end
+Runs the export of `codedresnext export --preset cifar100 --classes all` in a fresh Python process
+(through the API, as verification is an ExportOptions field, not a CLI option) and times it end to end
 (interpreter start, torch import, random init, BN fold, full graph, 100 ONNX -> ONNX prunes, each
 checked with onnx.checker + strict shape inference + the TensorRT op allowlist, params/FLOPs counted,
 sha256, files and manifest written atomically):
-  1. without verification (--no-verify): the 60 s goal;
-  2. with verification, reduced (--verify-batch 1 --verify-images 1): each graph run by ONNX Runtime
+  1. without verification (verify=False): the 60 s goal;
+  2. with verification, reduced (verify_batch=1, verify_images=1): each graph run by ONNX Runtime
      and compared with the masked PyTorch reference (informational; the reference forward passes
      dominate);
   3. the torch-free library path alone: load full.onnx once + prune 100 classes + serialize + write.
@@ -33,12 +34,23 @@ RESULTS = ROOT / "benchmarks" / "results"
 GOAL_S = 60.0
 
 
+# one export in a fresh interpreter, as the CLI runs it: argv = preset, out dir, ExportOptions overrides
+_EXPORT = (
+    "import sys, json\n"
+    "from codedresnext.export import ExportOptions, export_graphs\n"
+    "export_graphs(ExportOptions(out=sys.argv[2], preset=sys.argv[1], classes='all', progress=False,"
+    " **json.loads(sys.argv[3])))\n"
+)
+
+
+def _cmd(preset: str, out: Path, **options) -> list[str]:
+    return [sys.executable, "-c", _EXPORT, preset, str(out), json.dumps(options)]
+
+
 def _show(cmd: list[str]) -> str:
-    """The command as a user types it (temp output dir shown as DIR)."""
-    out = []
-    for i, a in enumerate(cmd[3:]):
-        out.append("DIR" if i and cmd[3:][i - 1] == "--out" else a)
-    return " ".join(["codedresnext", *out])
+    """The call as a user writes it."""
+    extra = "".join(f", {k}={v!r}" for k, v in json.loads(cmd[-1]).items())
+    return f"export_graphs(ExportOptions(preset={cmd[3]!r}, classes='all'{extra}))"
 
 
 def _run(cmd: list[str]) -> float:
@@ -72,21 +84,10 @@ def main() -> int:
     ap.add_argument("--preset", default="cifar100")
     ap.add_argument("--skip-verified", action="store_true", help="skip the (slow) verified run")
     args = ap.parse_args()
-    exe = [
-        sys.executable,
-        "-m",
-        "codedresnext.cli",
-        "export",
-        "--preset",
-        args.preset,
-        "--classes",
-        "all",
-        "--quiet",
-    ]
     res: dict = {"preset": args.preset, "goal_s": GOAL_S, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="export-bench-") as tmp:
         tmp = Path(tmp)
-        cmd = [*exe, "--out", str(tmp / "noverify"), "--no-verify"]
+        cmd = _cmd(args.preset, tmp / "noverify", verify=False)
         res["runs"]["no_verify"] = {"command": _show(cmd), "wall_s": round(_run(cmd), 2)}
         manifest = load_manifest(tmp / "noverify")
         classes = manifest.of_kind(GraphKind.CLASS)
@@ -96,7 +97,7 @@ def main() -> int:
         res["class_params"] = sorted({g.params for g in classes})
         res["full_params"] = manifest.graphs[0].params
         if not args.skip_verified:
-            cmd = [*exe, "--out", str(tmp / "verify"), "--verify-batch", "1", "--verify-images", "1"]
+            cmd = _cmd(args.preset, tmp / "verify", verify_batch=1, verify_images=1)
             res["runs"]["verify_1_random_1_image"] = {"command": _show(cmd), "wall_s": round(_run(cmd), 2)}
         (tmp / "pruned").mkdir()
         res["runs"]["library_prune_only"] = _prune_only(tmp / "noverify" / "full.onnx", tmp / "pruned")

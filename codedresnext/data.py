@@ -168,7 +168,8 @@ def _decode_folder(
         raise DataError(
             f"{split_dir}: {n} images of {first.shape[1]}x{first.shape[0]} need {need / 2**30:.1f} GiB "
             f"decoded, more than the {limit / 2**30:.1f} GiB allowed in memory. Train from disk instead "
-            "(--stream, or --workers N which streams ImageFolder trees), store the images smaller with "
+            '(train --workers N, which streams ImageFolder trees, or "stream": true in a --config recipe), '
+            "store the images smaller with "
             "--image-size, or raise CODEDRESNEXT_MAX_DATA_GB if the machine has the RAM."
         )
     images = np.empty((n,) + first.shape, np.uint8)  # (N, H, W, 3)

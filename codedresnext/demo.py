@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> dict:
         "1/4 export: full, every class, a subset, masked peer, multi-exit, an exit at every coded block, "
         "reject probes",
         f"codedresnext export {args.model} --out {export_dir} --classes all --subset cat,dog "
-        "--masked --multi-exit --segments all --reject-block all",
+        "--multi-exit --segments all --reject-block all"
+        "  (+ the paper's masked graphs: ExportOptions(masked=True))",
     )
     export_graphs(
         ExportOptions(
@@ -118,7 +119,11 @@ def run(args: argparse.Namespace) -> dict:
         "(<= 1 point recall loss)",
         f"codedresnext calibrate {export_dir} --data {data}"
         + (f" --limit {args.calibration_limit}" if args.calibration_limit else "")
-        + (f" --reject-limit {args.reject_limit}" if args.reject_limit else ""),
+        + (
+            f"  (reject probes: calibrate_directory(reject_limit={args.reject_limit}))"
+            if args.reject_limit
+            else ""
+        ),
     )
     cal = calibrate_directory(export_dir, data, limit=args.calibration_limit, reject_limit=args.reject_limit)
     cal_paths = write_calibration_report(cal, export_dir / "calibration")

@@ -84,7 +84,7 @@ def pooled(h, pool: int):
     """(B, C, H, W) block output -> (B, C*pool*pool) cell means (torch)."""
     if h.shape[2] % pool or h.shape[3] % pool:
         raise CodedResNeXtError(
-            f"--pool {pool}: {pool}x{pool} cells do not tile a {tuple(h.shape[2:])} block output; "
+            f"pool={pool}: {pool}x{pool} cells do not tile a {tuple(h.shape[2:])} block output; "
             "pick a pool that divides it"
         )
     return F.avg_pool2d(h.float(), (h.shape[2] // pool, h.shape[3] // pool)).flatten(1)

@@ -175,7 +175,7 @@ def tiny_export(tmp_path_factory):
 
 def test_bench_cli_on_a_real_tiny_export(tiny_export, tmp_path):
     """The real command on the exporter's tiny preset: table with ratios, both peers, JSON file."""
-    js = tmp_path / "b.json"
+    js = tmp_path / "rep" / "bench.json"
     r = subprocess.run(
         [
             sys.executable,
@@ -185,20 +185,12 @@ def test_bench_cli_on_a_real_tiny_export(tiny_export, tmp_path):
             str(tiny_export),
             "--batch",
             "1,4",
-            "--warmup",
-            "0.01",
             "--duration",
             "0.05",
-            "--rounds",
-            "1",
-            "--min-iterations",
-            "1",
             "--graphs",
             "full,class_cat,masked_cat",
             "--threads",
             "1",
-            "--json",
-            str(js),
             "--quiet",
             "--out",
             str(tmp_path / "rep"),

@@ -31,7 +31,7 @@ def test_provider_choices_are_the_registry():
 
 def test_unknown_backend_is_refused_with_the_choices(capsys):
     with pytest.raises(SystemExit) as e:
-        build_parser().parse_args(["bench", "D", "--backend", "tensorflow"])
+        build_parser().parse_args(["bench", "--backend", "tensorflow", "D"])
     assert e.value.code == 2 and "choose from" in capsys.readouterr().err
 
 

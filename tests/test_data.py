@@ -303,6 +303,8 @@ def test_train_cli_on_the_shared_archive(shared_archive, cifar10_tgz, session_ca
     """The README command, shortened: writes config.json, metrics.jsonl and checkpoints."""
     out = tmp_path / "R"
     env = {**os.environ, "CODEDRESNEXT_CACHE": str(session_cache)}
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"eval_limit": 200}')
     cmd = [
         sys.executable,
         "-m",
@@ -316,8 +318,8 @@ def test_train_cli_on_the_shared_archive(shared_archive, cifar10_tgz, session_ca
         "2",
         "--batch-size",
         "16",
-        "--eval-limit",
-        "200",
+        "--config",
+        str(recipe),
         "--quiet",
         "--out",
         str(out),

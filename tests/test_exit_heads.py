@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from codedresnext import data
 from codedresnext.artifact import OUTPUT_EXIT_SCORES, load_manifest
@@ -122,29 +120,28 @@ def test_without_heads_the_exits_stay_the_codeword_decoder(tmp_path):
     assert any(n.endswith("/exit/distance") for n in ops) and not any(n.endswith("/exit/head") for n in ops)
 
 
-def test_fit_exits_cli_writes_a_checkpoint_with_heads(headed, small_tree, tmp_path):
+def test_fit_exits_cli_writes_a_checkpoint_with_heads(headed, small_tree, tmp_path, capsys, monkeypatch):
+    from codedresnext import exit_heads
+
     src = tmp_path / "m.pt"
     plain = CodedResNeXt(headed.cfg)
     plain.load_state_dict(headed.state_dict())
     save_checkpoint(src, plain)
-    r = subprocess.run(
-        [sys.executable, "-m", "codedresnext.cli", "fit-exits", str(src), "--data", str(small_tree),
-         "--out", str(tmp_path / "h.pt"), "--images", "120", "--l2", "0.01", "--evaluate", "50", "--quiet"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    monkeypatch.setattr(exit_heads, "L2_GRID", (1e-2,))  # the CLI's auto L2, over one value: seconds
+    argv = ["fit-exits", str(src), "--data", str(small_tree), "--out", str(tmp_path / "h.pt")]
+    assert run_cli([*argv, "--images", "120", "--evaluate", "50", "--quiet"]) == 0
     m, state = load_checkpoint(tmp_path / "h.pt")
     fitted = m.exit_heads.fitted
     assert fitted["images"] == 120 and fitted["test_images"] == 50 and fitted["seed"] == 0
     assert set(fitted["test_accuracy"]) == {str(i) for i in m.coded_blocks}
-    assert "test accuracy per coded block" in r.stdout
-    for bad, msg in ((["--l2", "lots"], "--l2 must be a number or auto"), (["--pool", "0"], "at least 1")):
-        r = subprocess.run(
-            [sys.executable, "-m", "codedresnext.cli", "fit-exits", str(src), "--data", str(small_tree),
-             "--out", str(tmp_path / "x.pt"), *bad],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert r.returncode != 0 and msg in r.stderr and not (tmp_path / "x.pt").exists()
+    assert "test accuracy per coded block" in capsys.readouterr().out
+    for bad, msg in (
+        (["--images", "0"], "--images: expected a whole number >= 1"),
+        (["--evaluate", "-1"], ">= 0"),
+    ):
+        argv[-1] = str(tmp_path / "x.pt")
+        assert run_cli([*argv, *bad]) == 2
+        assert msg in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 def test_training_from_a_checkpoint_drops_its_heads(headed, tmp_path):

@@ -15,6 +15,8 @@ from export_helpers import make_model, preprocess, run, torch_logits
 
 from codedresnext.artifact import GraphKind, TensorInfo
 from codedresnext.cli import main
+from codedresnext.errors import CodedResNeXtError
+from codedresnext.export import ExportOptions, export_graphs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,9 +99,7 @@ def test_exported_graphs_run_on_real_images(exported, ckpt, real_images):
 
 def test_export_is_deterministic(exported, ckpt, tmp_path):
     out = tmp_path / "again"
-    assert (
-        main(["export", str(ckpt), "--out", str(out), "--classes", "cat,ship", "--quiet", "--no-verify"]) == 0
-    )
+    assert main(["export", str(ckpt), "--out", str(out), "--classes", "cat,ship", "--quiet"]) == 0
     for name in ("full.onnx", "class_cat.onnx", "class_ship.onnx"):
         assert (out / name).read_bytes() == (exported / name).read_bytes()
 
@@ -171,7 +171,7 @@ def test_export_bad_inputs(ckpt, tmp_path, capsys):
     assert "unknown class 'kitten'" in capsys.readouterr().err and not out.exists()
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["export", str(ckpt), "--out", str(blocker / "o"), "--quiet", "--no-verify"]) == 2
+    assert main(["export", str(ckpt), "--out", str(blocker / "o"), "--quiet"]) == 2
     assert "choose a writable --out" in capsys.readouterr().err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -202,15 +202,14 @@ def test_failed_verification_leaves_no_directory(ckpt, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # no temp directory either
 
 
-def test_preset_export_is_marked_untrained(tmp_path):
+def test_preset_export_is_marked_untrained(tmp_path, capsys):
     from codedresnext.artifact import load_manifest, read_metadata
     from codedresnext.checkpoint import load_checkpoint
 
     out = tmp_path / "p"
-    assert (
-        main(["export", "--preset", "tiny", "--out", str(out), "--uint8-input", "--quiet", "--seed", "5"])
-        == 0
-    )
+    assert main(["export", "--preset", "tiny", "--out", str(out), "--uint8-input", "--quiet"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("note: --preset tiny exports RANDOM weights (untrained")  # before any work
     m = load_manifest(out)
     assert m.untrained is True and m.preprocessing.dtype == "uint8"
     assert m.graphs[0].inputs[0] == TensorInfo("frames", "uint8", ["batch", 32, 32, 3])
@@ -233,21 +232,8 @@ def test_custom_segment_cuts_reject_pairs_and_opset(ckpt, tmp_path, capsys):
     out = tmp_path / "s"
     assert (
         main(
-            [
-                "export",
-                str(ckpt),
-                "--out",
-                str(out),
-                "--segments",
-                "0,2",
-                "--reject-block",
-                "3",
-                "--classes",
-                "frog",
-                "--quiet",
-                "--verify-images",
-                "0",
-            ]
+            ["export", str(ckpt), "--out", str(out), "--segments", "0,2", "--reject-block", "3"]
+            + ["--classes", "frog", "--quiet"]
         )
         == 0
     )
@@ -265,8 +251,7 @@ def test_custom_segment_cuts_reject_pairs_and_opset(ckpt, tmp_path, capsys):
         {"class": "frog", "block": 3, "exit": 2, "a": "reject_frog_a", "b": "reject_frog_b", "part": "a"}
     ]
     assert all(g.verification.passed for g in m.graphs)
-    assert "0 real images" in m.verification.images
-    assert main(["export", str(ckpt), "--out", str(tmp_path / "o16"), "--opset", "16", "--quiet"]) == 2
-    assert "opset 16 is too old" in capsys.readouterr().err
+    with pytest.raises(CodedResNeXtError, match="opset 16 is too old"):  # an API argument only
+        export_graphs(ExportOptions(out=tmp_path / "o16", checkpoint=ckpt, opset=16, progress=False))
     assert main(["export", str(ckpt), "--out", str(tmp_path / "r"), "--reject-block", "0", "--quiet"]) == 2
     assert "coded block index" in capsys.readouterr().err

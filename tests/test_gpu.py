@@ -164,24 +164,14 @@ def test_resume_after_kill_on_device(device, small_tree, tmp_path, session_cache
     (bit-exact on CPU; on CUDA within the run-to-run noise of cuDNN's non-deterministic kernels)."""
     from test_train import _cli, _finish, _kill_after_first_checkpoint, _state, _train_cmd
 
-    extra = (
-        "--epochs",
-        "6",
-        "--max-steps",
-        "30",
-        "--save-every",
-        "3",
-        "--device",
-        str(device),
-        "--eval-limit",
-        "20",
-    )
-    ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
+    extra = ("--epochs", "6", "--max-steps", "30", "--device", str(device))
+    recipe = {"save_every": 3, "eval_limit": 20}
+    ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra, **recipe), session_cache)
     _finish(ref)
-    killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
+    killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra, **recipe), session_cache)
     _kill_after_first_checkpoint(killed, tmp_path / "killed", poll_s=0.005)
     assert 1 <= _state(tmp_path / "killed")["step"] < 30
-    _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume"), session_cache))
+    _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume", **recipe), session_cache))
     a, b = _state(tmp_path / "ref"), _state(tmp_path / "killed")
     assert a["step"] == b["step"] == 30
     for k in a["model"]:

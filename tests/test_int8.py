@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from cli_helpers import run_cli
 from onnx import numpy_helper
 
 from codedresnext.artifact import Preprocessing, precision_suffix
-from codedresnext.cli import main
 from codedresnext.errors import GraphError
-from codedresnext.export import int8_checks, int8_surgery
+from codedresnext.export import ExportOptions, export_graphs, int8_checks, int8_surgery
 from codedresnext.export import quantize as Q
 from codedresnext.export.ops import TRT_ALLOWED_OPS
+from codedresnext.export.options import Int8Options
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo" / "model.pt"
@@ -29,11 +30,22 @@ def int8_export(tmp_path_factory, small_tree):
     if not DEMO.is_file():
         pytest.skip(f"demo model {DEMO} missing")
     out = tmp_path_factory.mktemp("int8") / "graphs"
-    args = ["export", str(DEMO), "--out", str(out), "--classes", "cat", "--subset", "cat,dog", "--masked"]
-    args += ["--multi-exit", "--segments", "--reject-block", "2", "--quiet", "--images", str(small_tree)]
-    args += ["--int8", "--calibration", str(small_tree), "--calibration-images", "64"]
-    args += ["--int8-eval-images", "100", "--verify-images", "8"]
-    assert main(args) == 0
+    export_graphs(  # the API: the masked peers and the small INT8 samples are not CLI options
+        ExportOptions(
+            out=out,
+            checkpoint=DEMO,
+            classes=["cat"],
+            subsets=[["cat", "dog"]],
+            masked=True,
+            multi_exit=True,
+            segments=True,
+            reject_block=2,
+            images=small_tree,
+            verify_images=8,
+            int8=Int8Options(small_tree, images=64, eval_images=100),
+            progress=False,
+        )
+    )
     return out
 
 
@@ -219,38 +231,19 @@ def _empty_dir(d: Path) -> Path:
 
 @pytest.mark.parametrize(
     "make, match",
-    [(lambda d: d / "missing", "does not exist"), (_junk_archive, "not a tar"), (_empty_dir, "train")],
+    [
+        (lambda d: d / "missing", "no such file or directory"),
+        (_junk_archive, "not a tar"),
+        (_empty_dir, "train"),
+    ],
 )
 def test_bad_calibration_data_fails_cleanly(tmp_path, capsys, make, match):
     src = make(tmp_path)
     out = tmp_path / "out"
-    rc = main(
-        [
-            "export",
-            "--preset",
-            "tiny",
-            "--out",
-            str(out),
-            "--no-verify",
-            "--quiet",
-            "--int8",
-            "--calibration",
-            str(src),
-        ]
-    )
-    assert rc != 0
+    assert run_cli(["export", "--preset", "tiny", "--out", str(out), "--quiet", "--int8", str(src)]) == 2
     err = capsys.readouterr().err
-    assert "--calibration" in err and match in err
+    assert "--int8" in err and match in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
-
-
-def test_int8_flags_need_each_other(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["export", "--preset", "tiny", "--out", str(out), "--no-verify", "--int8"]) == 2
-    assert "--int8 needs --calibration" in capsys.readouterr().err
-    assert main(["export", "--preset", "tiny", "--out", str(out), "--no-verify", "--calibration", "x"]) == 2
-    assert "only used with --int8" in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration(
@@ -268,9 +261,18 @@ def test_int8_twins_of_every_exit_segment_and_reject_probe_take_fp32_calibration
     from codedresnext.runtime.thresholds.samples import load_heldout
 
     d = tmp_path / "d"
-    args = ["export", str(DEMO), "--out", str(d), "--classes", "cat", "--segments", "all"]
-    args += ["--reject-block", "all", "--quiet", "--no-verify", "--int8", "--calibration", str(small_tree)]
-    assert main(args + ["--calibration-images", "64", "--int8-eval-images", "100"]) == 0
+    export_graphs(
+        ExportOptions(
+            out=d,
+            checkpoint=DEMO,
+            classes=["cat"],
+            segments="all",
+            reject_block="all",
+            verify=False,
+            int8=Int8Options(small_tree, images=64, eval_images=100),
+            progress=False,
+        )
+    )
     # guard "none": at 600 images the cv guard may keep every exit shut (test_runtime_segments)
     calibrate_directory(
         d, cifar10_tgz, max_accuracy_loss=1.0, limit=600, reject_limit=200, threads=1, guard="none"

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from codedresnext.checkpoint import read_checkpoint, save_checkpoint
 from codedresnext.cli import main
@@ -101,13 +102,13 @@ def test_precise_bn_cli_writes_a_recorded_checkpoint(small_tree, tmp_path, capsy
     ("make", "message"),
     [
         (lambda p: p.write_bytes(b"not a checkpoint"), "not a readable codedresnext checkpoint"),
-        (lambda p: None, "does not exist"),
+        (lambda p: None, "argument checkpoint: no such file"),
     ],
 )
 def test_bad_checkpoints_are_refused_and_nothing_is_written(small_tree, tmp_path, capsys, make, message):
     src, out = tmp_path / "bad.pt", tmp_path / "out.pt"
     make(src)
-    rc = main(["precise-bn", str(src), "--data", str(small_tree), "--out", str(out), "--quiet"])
+    rc = run_cli(["precise-bn", str(src), "--data", str(small_tree), "--out", str(out), "--quiet"])
     assert rc == 2 and message in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out.pt.*"))
 

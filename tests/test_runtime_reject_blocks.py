@@ -170,7 +170,7 @@ def test_learned_rule_reports_the_distance_beside_it_and_distance_rule_matches(
     exports, cifar10_tgz, tmp_path
 ):
     """The learned rule's report carries the codeword distance's figures; calibrating with
-    --reject-rule distance reproduces exactly those, and writes no rules."""
+    reject_rule='distance' reproduces exactly those, and writes no rules."""
     import shutil
 
     from codedresnext.runtime.thresholds.calibrate import calibrate_directory
@@ -182,7 +182,7 @@ def test_learned_rule_reports_the_distance_beside_it_and_distance_rule_matches(
     a = calibrate_directory(learned, cifar10_tgz, **kw)["early_reject_blocks"]
     b = calibrate_directory(dist, cifar10_tgz, reject_rule="distance", **kw)["early_reject_blocks"]
     assert a["rule"]["rule"] == "learned" and "600 images" in a["rule"]["fitted_on"]
-    assert b["rule"]["rule"] == "distance" and b["rule"]["why_not_learned"] == "--reject-rule distance"
+    assert b["rule"]["rule"] == "distance" and b["rule"]["why_not_learned"] == "reject_rule='distance'"
     for ra, rb in zip(a["blocks"], b["blocks"]):
         assert ra["distance_negatives_stopped"] == rb["negatives_stopped"]
         assert ra["distance_recall_loss_points"] == rb["recall_loss_points"]

@@ -76,7 +76,7 @@ def test_bad_inputs_say_what_to_do():
     from types import SimpleNamespace
 
     fit = SimpleNamespace(class_names=["cat", "dog"], labels=np.zeros(200, int))  # no dog at all
-    with pytest.raises(DataError, match="'dog'.*raise --reject-fit-images"):
+    with pytest.raises(DataError, match="'dog'.*raise reject_fit_images"):
         fit_class_rule(e, fit, "dog", None)
     with pytest.raises(DataError, match="'frog' is not among"):
         fit_class_rule(e, fit, "frog", None)

@@ -1,4 +1,4 @@
-"""Issue 28 item 5: `train --stream --workers N` with a corrupt image gives the project's DataError,
+"""Issue 28 item 5: `train --workers N` (streaming) with a corrupt image gives the project's DataError,
 one line naming the file (the DataLoader worker's traceback used to wrap it: 53 lines).
 
 Tried here: a real CIFAR-10 tree (2 train / 1 test JPEGs per class) with one train JPEG replaced by
@@ -35,7 +35,7 @@ def test_corrupt_image_in_a_worker_is_one_line_naming_the_file(
     from codedresnext import cli
 
     root, bad = tree_with_corrupt_jpeg
-    args = ["train", "--preset", "tiny", "--data", str(root), "--stream", "--workers", workers]
+    args = ["train", "--preset", "tiny", "--data", str(root), "--workers", workers]  # workers stream
     args += ["--max-steps", "1", "--batch-size", "20", "--quiet", "--out", str(tmp_path / "run")]
     rc = cli.main(args)
     err = capsys.readouterr().err.strip()

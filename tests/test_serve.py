@@ -212,7 +212,7 @@ def test_serve_refuses_bad_options(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 2 and "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "no such directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run(
         [
             sys.executable,

@@ -42,7 +42,10 @@ def _cli(args: list[str], cache: Path, **kw) -> subprocess.Popen:
     )
 
 
-def _train_cmd(tree: Path, out: Path, *extra: str) -> list[str]:
+def _train_cmd(tree: Path, out: Path, *extra: str, **recipe) -> list[str]:
+    """The command line of a tiny run; `recipe` fields (and seed 3) go to a `--config` file."""
+    cfg = out.parent / f"{out.name}.recipe.json"
+    cfg.write_text(json.dumps({"seed": 3, **recipe}))
     return [
         sys.executable,
         "-m",
@@ -52,12 +55,12 @@ def _train_cmd(tree: Path, out: Path, *extra: str) -> list[str]:
         "tiny",
         "--data",
         str(tree),
+        "--config",
+        str(cfg),
         "--batch-size",
         "40",
         "--lr",
         "0.1",
-        "--seed",
-        "3",
         "--quiet",
         "--out",
         str(out),
@@ -297,14 +300,14 @@ def test_resume_after_sigkill_reaches_the_same_weights(small_tree, tmp_path, ses
     """A run killed (SIGKILL) right after a mid-epoch checkpoint, then resumed, ends bit-identical to
     an uninterrupted run: same weights, BatchNorm statistics, optimizer state and metrics (path
     training on: its class draws come from the micro-batch's seeded generator too)."""
-    extra = ("--epochs", "2", "--save-every", "1", "--p-drop", "0.2", "--randaugment", "2,9")
-    extra += ("--path-fraction", "0.25")
-    ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra), session_cache)
-    killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra), session_cache)
+    extra = ("--epochs", "2")
+    recipe = {"save_every": 1, "p_drop": 0.2, "randaugment": [2, 9], "path_fraction": 0.25}
+    ref = _cli(_train_cmd(small_tree, tmp_path / "ref", *extra, **recipe), session_cache)
+    killed = _cli(_train_cmd(small_tree, tmp_path / "killed", *extra, **recipe), session_cache)
     _kill_after_first_checkpoint(killed, tmp_path / "killed")
     step_at_kill = _state(tmp_path / "killed")["step"]
     assert 1 <= step_at_kill < 10
-    _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume"), session_cache))
+    _finish(_cli(_train_cmd(small_tree, tmp_path / "killed", *extra, "--resume", **recipe), session_cache))
     _finish(ref)
     a, b = _state(tmp_path / "ref"), _state(tmp_path / "killed")
     assert a["step"] == b["step"] == 10
@@ -332,16 +335,16 @@ def test_torchrun_two_processes_equal_grad_accum(small_tree, tmp_path, session_c
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun is not installed beside this python")
-    extra = ("--max-steps", "3", "--p-drop", "0.1", "--no-randaugment", "--eval-limit", "40")
-    extra += ("--path-fraction", "0.5", "--path-weight", "0")
-    single = _cli(_train_cmd(small_tree, tmp_path / "single", *extra, "--grad-accum", "2"), session_cache)
+    extra = ("--max-steps", "3")
+    recipe = {"p_drop": 0.1, "no_randaugment": True, "eval_limit": 40, "path_fraction": 0.5, "path_weight": 0}
+    single = _cli(_train_cmd(small_tree, tmp_path / "single", *extra, grad_accum=2, **recipe), session_cache)
     ddp_cmd = [
         str(torchrun),
         "--standalone",
         "--nproc-per-node",
         "2",
         "-m",
-        *_train_cmd(small_tree, tmp_path / "ddp", *extra, "--workers", "1")[2:],
+        *_train_cmd(small_tree, tmp_path / "ddp", *extra, "--workers", "1", **recipe)[2:],
     ]
     _finish(_cli(ddp_cmd, session_cache))
     _finish(single)
@@ -400,15 +403,15 @@ def test_eval_subset_defaults():
     "kw, message",
     [
         ({"preset": "resnet50"}, "unknown preset 'resnet50'"),
-        ({"p_drop": 1.0}, "--p-drop"),
+        ({"p_drop": 1.0}, "p_drop"),
         ({"batch_size": 0}, "--batch-size"),
         ({"epochs": 0}, "--epochs"),
         ({"lr": -0.1}, "--lr"),
         ({"schedule": "step"}, "unknown schedule"),
         ({"max_steps": 0}, "--max-steps"),
-        ({"path_fraction": 1.0}, "--path-fraction"),
-        ({"path_weight": -1.0}, "--path-weight"),
-        ({"path_negatives": "random"}, "--path-negatives must be one of hardest, uniform"),
+        ({"path_fraction": 1.0}, "path_fraction"),
+        ({"path_weight": -1.0}, "path_weight"),
+        ({"path_negatives": "random"}, "path_negatives must be one of hardest, uniform"),
     ],
 )
 def test_bad_settings_fail_before_reading_data(tmp_path, kw, message):

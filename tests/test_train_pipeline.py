@@ -182,7 +182,7 @@ def test_open_dataset_streams_automatically_when_the_split_would_not_fit(small_t
     assert isinstance(auto, data.FolderDataset)
     assert isinstance(data.open_dataset(small_tree, "train", max_bytes=200 * first), data.ArrayDataset)
     monkeypatch.setenv("CODEDRESNEXT_CACHE", str(tmp_path))  # no cached arrays: it must decode
-    with pytest.raises(data.DataError, match="--stream"):
+    with pytest.raises(data.DataError, match='"stream": true in a --config recipe'):
         data.open_dataset(small_tree, "train", stream=False, max_bytes=200 * first - 1)
 
 

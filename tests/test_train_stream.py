@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from PIL import Image
 
 from codedresnext import cli, data
@@ -66,14 +67,17 @@ def test_train_streams_a_64px_tree_with_workers(tree64, tmp_path, monkeypatch, c
 
 
 def test_stream_flag_and_its_errors(tree64, tmp_path, capsys):
-    """--stream without workers: the main process decodes each batch; a bad --workers is refused."""
+    """stream (a recipe field) without workers: the main process decodes each batch; a bad --workers
+    is refused."""
     out = tmp_path / "run"
-    rc = cli.main(["train", "--data", str(tree64), "--stream", "--max-steps", "1", "--batch-size", "8",
-                   "--image-size", "64", "--quiet", "--out", str(out)])  # fmt: skip
+    recipe = tmp_path / "stream.json"
+    recipe.write_text('{"stream": true}')
+    rc = cli.main(["train", "--data", str(tree64), "--config", str(recipe), "--max-steps", "1",
+                   "--batch-size", "8", "--image-size", "64", "--quiet", "--out", str(out)])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert json.loads((out / "config.json").read_text())["streamed"] is True
-    rc = cli.main(["train", "--data", str(tree64), "--workers", "-1", "--out", str(tmp_path / "r2")])
-    assert rc == 2 and "--workers must be >= 0" in capsys.readouterr().err
+    rc = run_cli(["train", "--data", str(tree64), "--workers", "-1", "--out", str(tmp_path / "r2")])
+    assert rc == 2 and "argument --workers: expected a whole number >= 0" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
 
 

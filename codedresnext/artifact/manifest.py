@@ -109,7 +109,7 @@ class RejectProbeInfo(Record):
     pair_flops: dict[str, dict[str, float]] | None = None
     # calibrate (runtime/thresholds/reject_search.py): per block, the reject threshold at the recall budget
     reject_thresholds: dict[str, float] | None = slot(None, inf_as_null=True)  # +inf: never rejects
-    # calibrate --reject-rule learned: per block, the score the threshold applies to (else the distance)
+    # calibrate's learned reject rule: per block, the score the threshold applies to (else the distance)
     reject_rules: dict[str, RejectRule] | None = slot(None, record=RejectRule, mapping=True)
 
 

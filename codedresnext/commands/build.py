@@ -6,14 +6,7 @@ import argparse
 import json
 
 from ..runtime.backends.trt.plan import PRECISIONS  # no TensorRT import: the planning half
-
-
-def _batch(s: str) -> tuple[int, int, int]:
-    try:
-        a, b, c = (int(x) for x in s.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("expected MIN,OPT,MAX, e.g. 1,8,32") from e
-    return a, b, c
+from . import _args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,22 +14,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build",
         help="build TensorRT engines for an export (needs TensorRT and a GPU)",
         description="fp16 on TensorRT 11 (strongly typed only) needs the FP16 export "
-        "(`export --fp16`); int8 builds the Q/DQ twins NAME_int8 (`export --int8 --calibration DATA`): "
+        "(`export --fp16`); int8 builds the Q/DQ twins NAME_int8 (`export --int8 DATA`): "
         "TensorRT 10 with the INT8 flag, TensorRT 11 strongly typed. Engines are cached by graph sha256, "
-        "precision, GPU compute capability, TensorRT version and profile.",
+        "precision, GPU compute capability, TensorRT version and profile. "
+        "(TensorRT 10's extra FP16 flag for INT8 builds: build_directory(int8_fp16=True).)",
     )
-    p.add_argument("directory")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--batch", type=_batch, default=(1, 8, 32), help="optimisation profile MIN,OPT,MAX")
-    p.add_argument("--graphs", default=None, help="comma-separated graph names (default: all)")
+    p.add_argument("directory", type=_args.export_dir, help="export directory (manifest.json)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="engine precision (default fp32)")
+    p.add_argument(
+        "--batch",
+        type=_args.batch_profile,
+        default=(1, 8, 32),
+        help="optimisation profile MIN,OPT,MAX (default 1,8,32)",
+    )
+    p.add_argument(
+        "--graphs", type=_args.names, default=None, metavar="NAME,NAME", help="graph names (default: all)"
+    )
     p.add_argument("--cache", default=None, help="engine + timing cache folder (default DIR/engines)")
     p.add_argument("--rebuild", action="store_true", help="ignore cached engines")
-    p.add_argument(
-        "--int8-fp16",
-        action="store_true",
-        help="TensorRT 10, --precision int8: also the FP16 flag for the layers outside Q/DQ (the energy "
-        "sums of squares may overflow FP16; compare against ONNX Runtime before deploying)",
-    )
     p.set_defaults(func=run)
 
 
@@ -47,10 +42,9 @@ def run(args: argparse.Namespace) -> int:
         args.directory,
         precision=args.precision,
         batch=args.batch,
-        graphs=args.graphs.split(",") if args.graphs else None,
+        graphs=args.graphs,
         cache_dir=args.cache,
         rebuild=args.rebuild,
-        int8_fp16=args.int8_fp16,
     )
     print(json.dumps(res, indent=2))
     return 0

@@ -1,4 +1,8 @@
-"""codedresnext calibrate: early-exit (and early-reject) thresholds on held-out data -> manifest."""
+"""codedresnext calibrate: early-exit (and early-reject) thresholds on held-out data -> manifest.
+
+The search itself (joint search guarded by cross-validation, the exit confidence, the reject rule)
+runs with its measured defaults; other strategies are `calibrate_directory` arguments of the Python
+API (codedresnext.runtime.thresholds.calibrate) and benchmarks/exit_guard.py, reject_rule.py."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import json
 import sys
 
 from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
-from ..runtime.thresholds.exit_guard import CV_FOLDS
+from . import _args
+
+MIN_LIMIT = 100  # images per half: below this the cross-validated guard has too few to fold
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,71 +24,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         "picks thresholds, the second half reports accuracy and compute. Writes the thresholds "
         "into DIR/manifest.json.",
     )
-    p.add_argument("directory", help="export directory with segment (and/or reject) graphs")
     p.add_argument(
-        "--data", required=True, help="dataset: .tar.gz / folder / official CIFAR root / .npz sample"
+        "directory", type=_args.export_dir, help="export directory with segment (and/or reject) graphs"
     )
     p.add_argument(
-        "--max-accuracy-loss", type=float, default=0.5, help="points vs the full graph (default 0.5)"
+        "--data",
+        required=True,
+        type=_args.dataset,
+        help="dataset: .tar.gz / folder / official CIFAR root / .npz sample",
     )
     p.add_argument(
-        "--max-recall-loss", type=float, default=1.0, help="early reject: points of recall (default 1)"
+        "--max-accuracy-loss",
+        type=_args.non_negative_float,
+        default=0.5,
+        help="early exit: points of accuracy below the full graph (default 0.5)",
     )
     p.add_argument(
-        "--reject-rule",
-        default="auto",
-        choices=("auto", "learned", "distance"),
-        help="early reject score: learned = per class and block a logistic score on the log energies, "
-        "fitted on a sample of the TRAINING split of --data (the thresholds still come from the test "
-        "halves); distance = the codeword distance ||v - w_k||; auto (default) = learned when --data "
-        "has a training split and the reject graphs output their energies (exported by this version), "
-        "else distance",
+        "--max-recall-loss",
+        type=_args.non_negative_float,
+        default=1.0,
+        help="early reject: points of recall (default 1)",
     )
     p.add_argument(
-        "--reject-fit-images",
-        type=int,
-        default=2000,
-        help="learned reject rule: training images it is fitted on (random sample, seed 0; default 2000)",
+        "--limit",
+        type=_args.int_at_least(MIN_LIMIT),
+        default=None,
+        metavar="N",
+        help=f"use at most N >= {MIN_LIMIT} images per half (default: the whole test split)",
     )
-    p.add_argument(
-        "--search",
-        default="joint",
-        choices=("joint", "greedy"),
-        help="exit thresholds: all exits searched jointly (default) or the one-at-a-time greedy baseline",
-    )
-    p.add_argument(
-        "--guard",
-        default="cv",
-        choices=("cv", "se", "none"),
-        help="how the joint search keeps the budget on NEW data: cv (default) = the price of accuracy "
-        f"(compute traded per point) chosen by {CV_FOLDS}-fold cross-validation in the calibration half; "
-        "se = calibration loss + --margin-se standard errors within the budget; "
-        "none = fit it exactly on the calibration half",
-    )
-    p.add_argument("--margin-se", type=float, default=None, help="with --guard se: Z (default 2)")
-    p.add_argument(
-        "--exit-confidence",
-        default="auto",
-        choices=("auto", "max", "margin"),
-        help="what an exit threshold is compared with: max = the top exit score, margin = top minus "
-        "runner-up; auto (default) searches both and keeps the one saving more compute on the "
-        "calibration half (written to the segments' manifest entries, the cascade reads it)",
-    )
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
     p.add_argument(
         "--out",
         default=None,
         help="report folder: calibration.json/.md/.html + curves (default DIR/calibration)",
     )
-    p.add_argument("--limit", type=int, default=None, help="use at most N images per half")
-    p.add_argument(
-        "--reject-limit",
-        type=int,
-        default=None,
-        help="reject probes: at most N images per half (default: --limit)",
-    )
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=sorted(BACKENDS), help="inference backend")
     p.set_defaults(func=run)
 
 
@@ -98,16 +73,7 @@ def run(args: argparse.Namespace) -> int:
         max_accuracy_loss=args.max_accuracy_loss,
         max_recall_loss=args.max_recall_loss,
         limit=args.limit,
-        batch=args.batch,
-        threads=args.threads,
         backend=args.backend,
-        search=args.search,
-        margin_se=args.margin_se,
-        guard=args.guard,
-        reject_limit=args.reject_limit,
-        exit_confidence=args.exit_confidence,
-        reject_rule=args.reject_rule,
-        reject_fit_images=args.reject_fit_images,
     )
     paths = write_calibration_report(res, args.out or Path(args.directory) / "calibration")
     print(json.dumps(res, indent=2, allow_nan=False))  # strict JSON: null = never

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
 
-def _limit(s: str) -> int | None:
-    if s.lower() in ("all", "none", "0"):
-        return None
-    try:
-        n = int(s)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("expected a positive number of images or 'all'") from e
-    if n < 0:
-        raise argparse.ArgumentTypeError("expected a positive number of images or 'all'")
-    return n
+NEEDS = ("torch",)
+
+
+# the plots and per-class figures need every class with positives and negatives in the sample
+MIN_LIMIT = 100
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")  # the twins `export --fp16 / --int8` write
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,10 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "With --graphs, the detector numbers come from the exported class graphs in ONNX Runtime and "
         "the fitted thresholds are written into that export (manifest + graph metadata).",
     )
-    p.add_argument("checkpoint", help="checkpoint from `codedresnext train` (e.g. runs/demo/best.pt)")
+    p.add_argument(
+        "checkpoint",
+        type=_args.existing_file,
+        help="checkpoint from `codedresnext train` (e.g. runs/demo/best.pt)",
+    )
     p.add_argument(
         "--data",
         required=True,
+        type=_args.dataset,
         help="dataset the model was trained on: cifar10 | cifar100 | CIFAR root | ImageFolder | .tar.gz",
     )
     p.add_argument("--out", required=True, help="output directory for the report")
@@ -36,65 +38,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--graphs",
         default=None,
         metavar="EXPORT_DIR",
+        type=_args.export_dir,
         help="export directory (codedresnext export --classes all): score its class graphs "
-        "and write the thresholds into it",
+        "and write the thresholds into it (what `predict` and `Detector.decide` need)",
     )
     p.add_argument(
         "--precision",
         default="fp32",
-        metavar="P",
-        help="with --graphs: score the class graphs of this precision (fp32, fp16, int8, int8-cpu: "
-        "the twins from export --fp16 / --int8); their thresholds are fitted on their own scores and "
-        "written to that precision's graphs only (default fp32: to every twin)",
-    )
-    p.add_argument(
-        "--no-write-thresholds", action="store_true", help="with --graphs: leave the export unchanged"
+        choices=PRECISIONS,
+        help="with --graphs: score the class graphs of this precision (the twins of export --fp16 / "
+        "--int8); their thresholds are fitted on their own scores and written to that precision's "
+        "graphs only (default fp32: to every twin)",
     )
     p.add_argument(
         "--ood",
         default=None,
         metavar="PATH",
+        type=_args.existing_path,
         help="out-of-distribution negatives: .npz with images (e.g. ../shared/datasets/"
         "cifar100-test-partial.npz for a CIFAR-10 model) or a dataset path (its test split)",
     )
     p.add_argument(
-        "--removal-block",
-        type=int,
-        default=-1,
-        metavar="J",
-        help="coded block for the removal study, counting coded blocks from 0 (default -1: last)",
-    )
-    p.add_argument(
         "--limit",
-        type=_limit,
+        type=_args.int_at_least(MIN_LIMIT),
         default=None,
         metavar="N",
-        help="stratified subset of N test images (default: all)",
+        help=f"stratified subset of N >= {MIN_LIMIT} test images (default: all)",
     )
-    p.add_argument(
-        "--train-limit",
-        type=_limit,
-        default=2000,
-        metavar="N",
-        help="stratified training images for fitting thresholds (default 2000; 'all' = 50k)",
-    )
-    p.add_argument(
-        "--removal-limit",
-        type=_limit,
-        default=2000,
-        metavar="N",
-        help="test images for the removal study (default 2000; 'all')",
-    )
-    p.add_argument("--removal-draws", type=int, default=3, help="random branch choices averaged (default 3)")
-    p.add_argument(
-        "--positive-fraction",
-        type=float,
-        default=0.1,
-        help="sample negatives so positives are at least this fraction (default 0.1)",
-    )
-    p.add_argument("--flip-tta", action="store_true", help="flip-averaged logits for the full-model accuracy")
-    p.add_argument("--batch-size", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -104,12 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import CodedResNeXtError
     from ..evaluate.run import EvalConfig, evaluate
 
-    if args.removal_draws < 1 or args.batch_size < 1:
-        raise CodedResNeXtError("--removal-draws and --batch-size must be at least 1")
     if args.precision != "fp32" and not args.graphs:
         raise CodedResNeXtError("--precision picks the exported class graphs: pass --graphs EXPORT_DIR too")
-    if not 0 < args.positive_fraction < 1:
-        raise CodedResNeXtError("--positive-fraction must lie between 0 and 1")
     cfg = EvalConfig(
         checkpoint=args.checkpoint,
         data=args.data,
@@ -117,17 +83,8 @@ def run(args: argparse.Namespace) -> int:
         graphs=args.graphs,
         precision=args.precision,
         ood=args.ood,
-        removal_block=args.removal_block,
         limit=args.limit,
-        train_limit=args.train_limit,
-        removal_limit=args.removal_limit,
-        removal_draws=args.removal_draws,
-        positive_fraction=args.positive_fraction,
-        flip_tta=args.flip_tta,
-        seed=args.seed,
-        batch_size=args.batch_size,
         download=args.download,
-        write_thresholds=not args.no_write_thresholds,
         progress=not args.quiet,
     )
     m = evaluate(cfg)

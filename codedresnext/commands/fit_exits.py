@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 # all of CIFAR's training split: more images fit more accurate heads (recipes/README.md)
 DEFAULT_IMAGES = 50000
+POOL = 2  # cells per side of the pooled block output; fit_exit_heads(pool=...) for other values
+SEED = 0  # picks the images; the L2 penalty is chosen per block on held-out images (l2=None)
+
+NEEDS = ("torch",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,29 +20,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fit a linear exit head per coded block (pooled block output) into a checkpoint",
         description="Beyond the paper: the early decoder of docs/method.md section 6 reads only the branch "
         "energies; this fits, with the network frozen, a linear classifier on each coded block's output "
-        "average-pooled to POOL x POOL cells (multinomial logistic regression, L2) on training images, "
+        "average-pooled to 2 x 2 cells (multinomial logistic regression, L2) on training images, "
         "and writes a checkpoint that carries them. `export --segments` / `--multi-exit` then use "
         "them as the exits (graphs built by `prune` from full.onnx keep the codeword decoder).",
     )
-    p.add_argument("checkpoint", help="trained checkpoint (e.g. models/demo/model.pt)")
-    p.add_argument("--data", required=True, help="the dataset the model was trained on (its train split)")
+    p.add_argument(
+        "checkpoint", type=_args.existing_file, help="trained checkpoint (e.g. models/demo/model.pt)"
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=_args.dataset,
+        help="the dataset the model was trained on (its train split)",
+    )
     p.add_argument("--out", required=True, help="checkpoint to write (atomically; may be the input)")
     p.add_argument(
-        "--images", type=int, default=DEFAULT_IMAGES,
+        "--images", type=_args.positive_int, default=DEFAULT_IMAGES,
         help=f"training images to fit on, a seeded sample (default {DEFAULT_IMAGES})",
     )  # fmt: skip
     p.add_argument(
-        "--pool", type=int, default=2, help="cells per side of the pooled block output (default 2)"
-    )
-    p.add_argument(
-        "--l2", default="auto",
-        help="L2 penalty on standardised features, or auto (default): per block the value of "
-        "exit_heads.L2_GRID with the least log-loss on a held-out 20%% of the images",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="picks the images (default 0)")
-    p.add_argument(
-        "--evaluate", type=int, default=2000, metavar="N",
-        help="report each head's accuracy on N test images, recorded in the checkpoint (0: skip)",
+        "--evaluate", type=_args.non_negative_int, default=2000, metavar="N",
+        help="report each head's accuracy on N test images, recorded in the checkpoint "
+        "(default 2000; 0: skip)",
     )  # fmt: skip
     p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -52,12 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import CodedResNeXtError, DataError
     from ..exit_heads import fit_exit_heads, head_accuracy
 
-    try:
-        l2 = None if args.l2 == "auto" else float(args.l2)
-    except ValueError:
-        raise CodedResNeXtError(f"--l2 must be a number or auto, not {args.l2!r}") from None
-    if args.images < 1 or args.pool < 1 or (l2 is not None and l2 < 0) or args.evaluate < 0:
-        raise CodedResNeXtError("--images and --pool must be at least 1, --l2 and --evaluate not negative")
     model, state = load_checkpoint(args.checkpoint)  # errors first: no data is read for a bad file
     if not model.coded_blocks:
         raise CodedResNeXtError(f"{args.checkpoint} has no coded blocks: there is no exit to fit a head for")
@@ -67,16 +66,16 @@ def run(args: argparse.Namespace) -> int:
             f"--data has classes {list(train.class_names)[:5]}..., the checkpoint was trained on "
             f"{list(model.cfg.class_names)[:5]}...; pass the dataset it was trained on"
         )
-    pick = np.sort(np.random.default_rng(args.seed).permutation(len(train))[: args.images])
+    pick = np.sort(np.random.default_rng(SEED).permutation(len(train))[: args.images])
     fit_on = train.subset(pick)
     with tqdm(total=len(fit_on), desc="block outputs", unit="img", disable=args.quiet) as bar:
         heads = fit_exit_heads(
-            model, fit_on.images, fit_on.labels, pool=args.pool, l2=l2, seed=args.seed, progress=bar.update
+            model, fit_on.images, fit_on.labels, pool=POOL, l2=None, seed=SEED, progress=bar.update
         )
-    heads.fitted.update(seed=args.seed, data=str(args.data))
+    heads.fitted.update(seed=SEED, data=str(args.data))
     if args.evaluate:
         test = load_dataset(args.data, "test", download=args.download)
-        idx = np.sort(np.random.default_rng(args.seed).permutation(len(test))[: args.evaluate])
+        idx = np.sort(np.random.default_rng(SEED).permutation(len(test))[: args.evaluate])
         t = test.subset(idx)
         heads.fitted["test_images"] = len(t)
         heads.fitted["test_accuracy"] = {
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     per = heads.fitted.get("test_accuracy") or heads.fitted["train_accuracy"]
     which = "test" if "test_accuracy" in heads.fitted else "training"
     print(
-        f"exit heads ({args.pool}x{args.pool} cells, {len(fit_on)} training images) -> {args.out}; "
+        f"exit heads ({POOL}x{POOL} cells, {len(fit_on)} training images) -> {args.out}; "
         f"{which} accuracy per coded block: " + ", ".join(f"block {i} {a:.4f}" for i, a in per.items())
     )
     return 0

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
+from . import _args
+
+NEEDS = ("torch",)
+BATCH_SIZE = 250  # images per forward pass while averaging (memory, not the result)
+SEED = 0  # picks the images
+
 # rewritten by save_checkpoint or by this command; the optimizer state is not needed to deploy
 _REPLACED = ("format", "model_config", "model", "optimizer", "precise_bn", "exit_heads")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
-
     p = sub.add_parser(
         "precise-bn",
         help="recompute a trained checkpoint's BatchNorm statistics on clean images (dropSubNN off)",
@@ -19,20 +24,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "writes a new checkpoint (weights unchanged, optimizer state dropped, `precise_bn` recorded). "
         "Run it once on the checkpoint you deploy, before export.",
     )
-    p.add_argument("checkpoint", help="checkpoint from `codedresnext train` (e.g. runs/demo/last.pt)")
-    p.add_argument("--data", required=True, help="the dataset the model was trained on (its train split)")
+    p.add_argument(
+        "checkpoint",
+        type=_args.existing_file,
+        help="checkpoint from `codedresnext train` (e.g. runs/demo/last.pt)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=_args.dataset,
+        help="the dataset the model was trained on (its train split)",
+    )
     p.add_argument("--out", required=True, help="checkpoint to write (written atomically)")
     p.add_argument(
-        "--images", type=int, default=DEFAULT_IMAGES, help=f"training images to average over "
-        f"(default {DEFAULT_IMAGES})"
+        "--images", type=_args.positive_int, default=DEFAULT_IMAGES,
+        help=f"training images to average over, a seeded sample (default {DEFAULT_IMAGES})",
     )  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=250, help="(default 250)")
-    p.add_argument("--seed", type=int, default=0, help="picks the images (default 0)")
-    p.add_argument("--image-size", type=int, default=None, metavar="N", help="ImageFolder images as N x N")
-    p.add_argument("--workers", type=int, default=0, metavar="N", help="decoding processes (ImageFolder)")
+    p.add_argument(
+        "--image-size", type=_args.int_at_least(8), default=None, metavar="N",
+        help="ImageFolder images as N x N (default: as stored)",
+    )  # fmt: skip
     p.add_argument(
         "--evaluate",
-        type=int,
+        type=_args.positive_int,
         nargs="?",
         const=0,
         default=None,
@@ -50,34 +64,29 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..data import open_dataset
-    from ..errors import CodedResNeXtError
     from ..train.evaluation import classifier_metrics
     from ..train.precise_bn import recalibrate_bn
 
-    if args.images < 1 or args.batch_size < 1:
-        raise CodedResNeXtError("--images and --batch-size must be at least 1")
-    if args.evaluate is not None and args.evaluate < 0:
-        raise CodedResNeXtError("--evaluate N needs N >= 1 test images (bare --evaluate: all)")
     model, state = load_checkpoint(args.checkpoint)  # errors first: no data is read for a bad file
     train_ds = open_dataset(args.data, "train", download=args.download, size=args.image_size)
-    kw = {"device": args.device, "size": args.image_size, "workers": args.workers}
+    kw = {"device": args.device, "size": args.image_size, "workers": 0}
     test_ds = None
     if args.evaluate is not None:
         test_ds = open_dataset(args.data, "test", download=args.download, size=args.image_size)
         if args.evaluate:
-            pick = np.random.default_rng(args.seed).permutation(len(test_ds))[: args.evaluate]
+            pick = np.random.default_rng(SEED).permutation(len(test_ds))[: args.evaluate]
             test_ds = test_ds.subset(np.sort(pick))
         before = classifier_metrics(model.to(args.device), test_ds, **kw)["accuracy"]
     n = recalibrate_bn(
         model,
         train_ds,
         images=args.images,
-        batch_size=args.batch_size,
-        seed=args.seed,
+        batch_size=BATCH_SIZE,
+        seed=SEED,
         progress=not args.quiet,
         **kw,
     )
-    record = {"images": n, "seed": args.seed, "source": str(args.checkpoint)}
+    record = {"images": n, "seed": SEED, "source": str(args.checkpoint)}
     if test_ds is not None:
         got = classifier_metrics(model, test_ds, **kw)
         after = got["accuracy"]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve a Triton model repository (tritonserver on 127.0.0.1)")
-    p.add_argument("directory", help="model repository (`codedresnext triton --python --out DIR`)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for the models")
+    p.add_argument(
+        "directory",
+        type=_args.existing_dir,
+        help="model repository (`codedresnext triton --python --out DIR`)",
+    )
+    p.add_argument("--http-port", type=_args.port, default=8000, help="HTTP (KServe v2) port on 127.0.0.1")
+    p.add_argument("--grpc-port", type=_args.port, default=8001, help="gRPC port on 127.0.0.1")
+    p.add_argument(
+        "--ready-timeout", type=_args.positive_float, default=120.0, help="seconds to wait for the models"
+    )
     p.set_defaults(func=run)
 
 
@@ -21,9 +29,6 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy.serve import TritonServer
     from ..errors import CodedResNeXtError
 
-    for port in (args.http_port, args.grpc_port):
-        if not 1 <= port <= 65535:
-            raise CodedResNeXtError(f"port {port} is not in 1..65535; pass --http-port / --grpc-port")
     if args.http_port == args.grpc_port:
         raise CodedResNeXtError(f"--http-port and --grpc-port are both {args.http_port}; give two ports")
     stop = threading.Event()

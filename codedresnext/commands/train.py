@@ -1,184 +1,147 @@
 """codedresnext train: train a preset on a dataset (torchrun for several processes/GPUs).
 
-Every option's destination is a `TrainConfig` field and its default is that field's default, so
-the CLI and the Python API cannot drift apart.
+The command line takes what changes from run to run (data, output, length, batch, learning rate,
+device); every other `TrainConfig` field (schedule, coding-loss weight, dropSubNN, path training,
+augmentation, ...) comes from a recipe: `--config FILE`, a TrainConfig JSON such as a run's own
+config.json (models/demo/phaseN/config.json). Options given on the command line win over the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+from pathlib import Path
 
+from ..errors import CodedResNeXtError
+from ..model_config import PRESETS
+from ..train.config import TrainConfig
+from . import _args
 
-def _pair(s: str) -> tuple[int, int]:
-    try:
-        a, b = s.split(",")
-        return int(a), int(b)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError("expected NUM_OPS,MAGNITUDE, e.g. 3,4") from e
+NEEDS = ("torch",)
+
+# where a run goes and how it reads its data: the command line's business, not a recipe's
+NOT_FROM_RECIPE = ("data", "out", "resume", "init", "progress", "device", "download", "workers")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..train.config import TrainConfig
-
     d = TrainConfig()  # the defaults
     p = sub.add_parser(
         "train",
-        help="train a Coded ResNeXt (or the --control baseline)",
+        help="train a Coded ResNeXt",
         description="Train a preset on CIFAR or an ImageFolder tree; writes config.json, "
-        "metrics.jsonl, last.pt and best.pt to --out. Several processes/GPUs/nodes: "
-        "torchrun --nproc-per-node G -m codedresnext.cli train ... (a W-process run "
-        "equals one process with --grad-accum W).",
+        "metrics.jsonl, last.pt and best.pt to --out. Hyper-parameters beyond these options come "
+        "from --config (a run's config.json is a recipe). Several processes/GPUs/nodes: "
+        "torchrun --nproc-per-node G -m codedresnext.cli train ...",
+        argument_default=argparse.SUPPRESS,  # only what is typed overrides the recipe
     )
-    _run_options(p, d)
-    _optimizer_options(p.add_argument_group("optimisation"), d)
-    _data_options(p.add_argument_group("data and augmentation"), d)
-    p.set_defaults(func=run)
-
-
-def _run_options(p: argparse.ArgumentParser, d) -> None:
-    from ..model_config import PRESETS
-
-    p.add_argument("--preset", default=d.preset, help=f"{' | '.join(PRESETS)} (default {d.preset})")
     p.add_argument(
         "--data",
         required=True,
+        type=_args.dataset,
         help="cifar10 | cifar100 (torchvision) | official CIFAR root | ImageFolder root | .tar.gz",
     )
     p.add_argument(
         "--out", required=True, help="run directory (config.json, metrics.jsonl, last.pt, best.pt)"
     )
-    p.add_argument("--control", action="store_true", help="plain ResNeXt baseline (every block r = 1)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        type=_args.existing_file,
+        help="recipe: TrainConfig fields as JSON (a run's config.json works: its data, out, init and "
+        "device are ignored); options on the command line win",
+    )
+    p.add_argument("--preset", choices=list(PRESETS), help=f"model preset (default {d.preset})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument(
         "--init",
         metavar="CKPT",
-        default=d.init,
-        help="start from a trained checkpoint's weights (same preset and classes) with a fresh "
-        "optimizer and schedule: a warm restart or fine-tune",
+        type=_args.existing_file,
+        help="start from a trained checkpoint's weights with a fresh optimizer and schedule (fine-tune)",
     )
-    p.add_argument("--save-every", type=int, default=d.save_every, help="also checkpoint every N steps")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"(default {d.seed})")
-    p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N (default: cuda if available)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
-
-
-def _optimizer_options(g: argparse._ArgumentGroup, d) -> None:
-    from ..train.config import PATH_NEGATIVES
-
-    g.add_argument(
-        "--epochs", type=int, default=d.epochs, help="(default 1, or as many as --max-steps needs)"
+    p.add_argument("--epochs", type=_args.positive_int, help="(default 1, or as many as --max-steps needs)")
+    p.add_argument(
+        "--max-steps", type=_args.positive_int, help="stop after N optimizer steps (the schedule ends there)"
     )
-    g.add_argument(
-        "--max-steps",
-        type=int,
-        default=d.max_steps,
-        help="stop after this many optimizer steps (and end the schedule there)",
+    p.add_argument("--batch-size", type=_args.positive_int, help=f"global batch (default {d.batch_size})")
+    p.add_argument(
+        "--lr", type=_args.positive_float, help="peak learning rate (default 0.1 x batch/512, the paper's)"
     )
-    g.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"global batch (default {d.batch_size})"
-    )
-    g.add_argument("--grad-accum", type=int, default=d.grad_accum, help=f"(default {d.grad_accum})")
-    g.add_argument("--lr", type=float, default=d.lr, help="peak LR (default 0.1 x batch/512, the paper's)")
-    g.add_argument("--min-lr", type=float, default=d.min_lr, help=f"final LR (default {d.min_lr})")
-    g.add_argument("--momentum", type=float, default=d.momentum, help=f"Nesterov (default {d.momentum})")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"(default {d.weight_decay})")
-    g.add_argument(
-        "--schedule", choices=("cosine", "onecycle"), default=d.schedule, help=f"(default {d.schedule})"
-    )
-    g.add_argument("--warmup-frac", type=float, default=d.warmup_frac, help=f"(default {d.warmup_frac})")
-    g.add_argument(
-        "--mu",
-        type=float,
-        default=d.mu,
-        help=f"coding loss weight (default {d.mu}; paper: 6 CIFAR, 1 ImageNet)",
-    )
-    g.add_argument(
-        "--p-drop", type=float, default=d.p_drop, help=f"dropSubNN probability (default {d.p_drop})"
-    )
-    g.add_argument(
-        "--path-fraction",
-        type=float,
-        default=d.path_fraction,
-        metavar="F",
-        help="path training, beyond the paper: F of each batch runs again through one class's path "
-        "alone (its own class or another), training the per-class detectors export cuts "
-        f"(default {d.path_fraction}: off, the paper's recipe)",
-    )
-    g.add_argument(
-        "--path-negatives",
-        choices=PATH_NEGATIVES,
-        default=d.path_negatives,
-        help="which other class's path an image runs: the full model's strongest wrong class "
-        f"(hardest) or any (uniform) (default {d.path_negatives})",
-    )
-    g.add_argument(
-        "--path-weight",
-        type=float,
-        default=d.path_weight,
-        help=f"weight of the path cross-entropy (default {d.path_weight})",
-    )
-    g.add_argument(
-        "--label-smoothing", type=float, default=d.label_smoothing, help=f"(default {d.label_smoothing})"
-    )
-
-
-def _data_options(g: argparse._ArgumentGroup, d) -> None:
-    from ..model_config import PRESETS
-    from ..train.config import AUTO_EVAL_LIMIT
-
-    ra = ", ".join(
-        f"{k} {','.join(map(str, v.randaugment)) if v.randaugment else 'none'}" for k, v in PRESETS.items()
-    )
-    g.add_argument("--randaugment", type=_pair, default=d.randaugment, metavar="OPS,MAG",
-                   help=f"RandAugment (default: the preset's: {ra})")  # fmt: skip
-    g.add_argument("--no-randaugment", action="store_true", help="only the crop and flip")
-    g.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
-    g.add_argument(
-        "--image-size",
-        type=int,
-        default=d.image_size,
-        metavar="N",
-        help="ImageFolder images as N x N (shorter side resized, centre crop; the crop size for "
-        "random-resized-crop presets); needed when image sizes differ",
-    )
-    g.add_argument(
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+    p.add_argument(
         "--workers",
-        type=int,
-        default=d.workers,
+        type=_args.non_negative_int,
         metavar="N",
-        help=f"DataLoader processes that decode and augment (default {d.workers}: batched in the "
-        "main process, on the training device); N > 0 streams ImageFolder trees from disk",
+        help=f"DataLoader processes that decode and augment (default {d.workers}: in the main "
+        "process); N > 0 streams ImageFolder trees from disk",
     )
-    g.add_argument(
-        "--stream",
-        action=argparse.BooleanOptionalAction,
-        default=d.stream,
-        help="read ImageFolder images from disk per batch instead of decoding the split into memory "
-        "(default: stream with --workers > 0 or when the split would not fit in memory)",
-    )
-    g.add_argument(
-        "--eval-limit",
-        type=int,
-        default=d.eval_limit,
+    p.add_argument(
+        "--image-size",
+        type=_args.int_at_least(8),
         metavar="N",
-        help="evaluate on a fixed random subset of N test images; 0 = all (default: all, "
-        f"or {AUTO_EVAL_LIMIT} when --max-steps is given)",
+        help="ImageFolder images as N x N (needed when image sizes differ; default: as stored)",
     )
-    g.add_argument("--flip-tta", action="store_true", help="test-time flip averaging in evaluation")
+    p.add_argument("--download", action="store_true", help="let torchvision download CIFAR (internet)")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def read_recipe(path: str) -> dict:
+    """The TrainConfig fields of a recipe file (a run's config.json: its "train" part)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CodedResNeXtError(
+            f"--config {path}: not a JSON recipe ({e}); give a TrainConfig JSON"
+        ) from None
+    raw = raw.get("train", raw) if isinstance(raw, dict) else raw
+    if not isinstance(raw, dict):
+        raise CodedResNeXtError(f"--config {path}: expected a JSON object of TrainConfig fields")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise CodedResNeXtError(
+            f"--config {path}: unknown fields {', '.join(unknown)}; TrainConfig has {', '.join(fields)}"
+        )
+    out = {}
+    for k, v in raw.items():
+        if k in NOT_FROM_RECIPE:
+            continue
+        if not _fits(str(fields[k].type), v):
+            raise CodedResNeXtError(f"--config {path}: {k} must be {fields[k].type}, not {v!r}")
+        out[k] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def _fits(annotation: str, v: object) -> bool:
+    """Whether a JSON value fits a TrainConfig annotation such as 'float', 'int | None',
+    'tuple[int, int] | None' (JSON has no tuples: a list of two whole numbers)."""
+    for t in annotation.split(" | "):
+        if t == "None" and v is None:
+            return True
+        if isinstance(v, bool):
+            if t == "bool":
+                return True
+            continue
+        if (t == "int" and isinstance(v, int)) or (t == "float" and isinstance(v, (int, float))):
+            return True
+        if t == "str" and isinstance(v, str):
+            return True
+        if t == "tuple[int, int]" and isinstance(v, list) and len(v) == 2:
+            return all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+    return False
 
 
 def config_kwargs(args: argparse.Namespace) -> dict:
-    """The TrainConfig fields among the parsed options (every option is one)."""
-    from ..train.config import TrainConfig
-
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    """TrainConfig fields: the recipe's, then the options typed on the command line."""
+    kw = read_recipe(args.config) if getattr(args, "config", None) else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    kw.update({k: v for k, v in vars(args).items() if k in names})
+    return kw
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig
-    from ..train.loop import train
+    from ..train.loop import train  # torch
 
     cfg = TrainConfig(**config_kwargs(args))
     res = train(cfg)

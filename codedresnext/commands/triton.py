@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("triton", help="write a Triton model repository (config.pbtxt per graph)")
-    p.add_argument("directory")
+    p.add_argument("directory", type=_args.export_dir, help="export directory (manifest.json)")
     p.add_argument("--out", required=True, help="repository folder")
-    p.add_argument("--graphs", default=None, help="comma-separated graph names (default: all)")
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--preferred-batch", default="8,32")
-    p.add_argument("--queue-delay-us", type=int, default=500)
-    p.add_argument("--instances", type=int, default=1)
+    p.add_argument(
+        "--graphs", type=_args.names, default=None, metavar="NAME,NAME", help="graph names (default: all)"
+    )
+    p.add_argument(
+        "--max-batch-size", type=_args.positive_int, default=32, help="Triton max_batch_size (default 32)"
+    )
+    p.add_argument(
+        "--instances", type=_args.positive_int, default=1, help="model instances per graph (default 1)"
+    )
     p.add_argument(
         "--engines",
         default=None,
+        type=_args.existing_file,
         help="engines-PRECISION.json from `codedresnext build`: use "
         "the TensorRT plans (platform tensorrt_plan) instead of ONNX",
     )
@@ -27,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write Python-backend models a CPU Triton runs (`codedresnext serve`): <graph>_py per "
         "detector (score + decision at its threshold) and cascade_py (the early-exit cascade)",
     )
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per Python-model instance")
+    p.add_argument(
+        "--threads", type=_args.positive_int, default=1, help="ONNX Runtime threads per Python-model instance"
+    )
     p.set_defaults(func=run)
 
 
@@ -45,11 +54,9 @@ def run(args: argparse.Namespace) -> int:
     out = write_repository(
         args.directory,
         args.out,
-        graphs=args.graphs.split(",") if args.graphs else None,
+        graphs=args.graphs,
         engines=engines,
         max_batch_size=args.max_batch_size,
-        preferred_batch=tuple(int(b) for b in args.preferred_batch.split(",")),
-        queue_delay_us=args.queue_delay_us,
         instances=args.instances,
         gpu=args.gpu,
         engine_profiles=profiles,

@@ -33,7 +33,7 @@ def class_graphs(
                 found[g.classes[0]] = artifact.graph_file(export_dir, g)
     missing = [c for c in class_names if c not in found]
     if missing:
-        how = {artifact.FP32: "", artifact.FP16: " --fp16"}.get(precision, " --int8 --calibration DATA")
+        how = {artifact.FP32: "", artifact.FP16: " --fp16"}.get(precision, " --int8 DATA")
         more = "..." if len(missing) > 5 else ""
         raise GraphError(
             f"{export_dir} has no {precision} class graph for {missing[:5]}{more}; "

@@ -85,7 +85,7 @@ def _load_model(cfg: EvalConfig):
     n_coded = len(model.coded_blocks)
     if n_coded and not -n_coded <= cfg.removal_block < n_coded:
         raise CodedResNeXtError(
-            f"--removal-block {cfg.removal_block} out of range: the model has {n_coded} "
+            f"removal_block {cfg.removal_block} out of range: the model has {n_coded} "
             f"coded blocks (0..{n_coded - 1}, or -1 for the last)"
         )
     return model

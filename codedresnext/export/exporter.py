@@ -121,11 +121,16 @@ def _resolve_model(checkpoint, preset, seed, model):
     return model.eval(), None, True
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an unusable --out before any work (the model, the verification images)."""
     if out.exists() and not out.is_dir():
         raise CodedResNeXtError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise CodedResNeXtError(f"--out {out} is not empty; remove it or pass --overwrite")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    _check_out(out, overwrite)  # again: it may have changed while the graphs were planned
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -236,7 +241,8 @@ def _export_each(
         raise CodedResNeXtError(
             "verification against PyTorch failed (nothing written): "
             + "; ".join(failures)
-            + ". Check the checkpoint, or raise --tolerance if the model's logits are very large."
+            + ". Check the checkpoint, or raise ExportOptions.tolerance (Python API) if the model's "
+            "logits are very large."
         )
     return entries
 
@@ -256,12 +262,13 @@ def export_graphs(options: ExportOptions, *, model=None) -> Manifest:
     See the module docstring for the flow and ExportOptions for the settings."""
     o = options
     out = Path(o.out)
+    _check_out(out, o.overwrite)
     src = _Source(*_resolve_model(o.checkpoint, o.preset, o.seed, model))
     cfg = src.net.cfg
     plan = plan_graphs(cfg, o)
     real, real_desc = _real_images(o.verify, o.verify_images, o.images, cfg.input_size)
     int8_data = None
-    if o.int8 is not None:  # before anything is written: a bad --calibration fails here
+    if o.int8 is not None:  # before anything is written: a bad --int8 DATA fails here
         int8_data = load_int8_data(o.int8, cfg)
     tmp = _prepare_out(out, o.overwrite)
     try:

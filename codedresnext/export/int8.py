@@ -1,6 +1,6 @@
 """`export --int8`: calibration data, the INT8 twins of every fp32 graph, their checks and accuracy.
 
-The exporter calls `load_int8_data` before it writes anything (a bad --calibration path fails
+The exporter calls `load_int8_data` before it writes anything (a bad --int8 DATA path fails
 first, with nothing written) and `add_int8_twins` once the fp32 graphs and their manifest exist in
 its temp directory. How graphs are quantized, and why, is in `quantize.py`.
 
@@ -38,12 +38,12 @@ def _split(path: str, split: str, size: int):
     try:
         ds = load_dataset(path, split)
     except DataError as e:
-        raise DataError(f"--calibration {path}: {e}") from e
+        raise DataError(f"--int8 {path}: {e}") from e
     if len(ds) == 0:
-        raise DataError(f"--calibration {path}: its {split} split holds no images")
+        raise DataError(f"--int8 {path}: its {split} split holds no images")
     if ds.images.shape[1:3] != (size, size):
         raise DataError(
-            f"--calibration {path}: {split} images are {ds.images.shape[1]}x{ds.images.shape[2]}, the model "
+            f"--int8 {path}: {split} images are {ds.images.shape[1]}x{ds.images.shape[2]}, the model "
             f"takes {size}x{size}; give a dataset of the model's input size"
         )
     return ds
@@ -52,9 +52,9 @@ def _split(path: str, split: str, size: int):
 def load_int8_data(opts: Int8Options, cfg) -> Int8Data:
     """Seeded calibration sample (train split) and evaluation sample (test split); clear errors."""
     if opts.images < 1:
-        raise CodedResNeXtError(f"--calibration-images must be >= 1, not {opts.images}")
+        raise CodedResNeXtError(f"Int8Options.images must be >= 1, not {opts.images}")
     if opts.method not in Q.METHODS:
-        raise CodedResNeXtError(f"--calibration-method must be one of {Q.METHODS}, not {opts.method!r}")
+        raise CodedResNeXtError(f"Int8Options.method must be one of {Q.METHODS}, not {opts.method!r}")
     bad = [p for p in opts.precisions if p not in Q.INT8_PRECISIONS]
     if bad or not opts.precisions:
         raise CodedResNeXtError(
@@ -63,7 +63,7 @@ def load_int8_data(opts: Int8Options, cfg) -> Int8Data:
     src = str(opts.calibration)
     if src not in ("cifar10", "cifar100") and not Path(src).expanduser().exists():
         raise DataError(
-            f"--calibration {src} does not exist; give a dataset (an ImageFolder tree with train/ and "
+            f"--int8 {src} does not exist; give a dataset (an ImageFolder tree with train/ and "
             "test/, a .tar.gz of one, an official CIFAR root, or cifar10/cifar100)"
         )
     train = _split(src, "train", cfg.input_size)

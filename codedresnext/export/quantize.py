@@ -169,7 +169,7 @@ def load_ranges(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise GraphError(f"no calibration cache {path}; export with --int8 --calibration DATA")
+        raise GraphError(f"no calibration cache {path}; export with --int8 DATA")
     try:
         return load_tensors_data(path)
     except (ValueError, KeyError, json.JSONDecodeError) as e:

@@ -92,32 +92,32 @@ class TrainConfig:
                 f"--max-steps must be >= 1, not {self.max_steps}",
             ),
             (self.batch_size >= 1, f"--batch-size must be >= 1, not {self.batch_size}"),
-            (self.grad_accum >= 1, f"--grad-accum must be >= 1, not {self.grad_accum}"),
+            (self.grad_accum >= 1, f"grad_accum must be >= 1, not {self.grad_accum}"),
             (self.lr is None or self.lr > 0, f"--lr must be > 0, not {self.lr}"),
-            (0.0 <= self.p_drop < 1.0, f"--p-drop must be in [0, 1), not {self.p_drop}"),
-            (self.mu >= 0, f"--mu must be >= 0, not {self.mu}"),
+            (0.0 <= self.p_drop < 1.0, f"p_drop must be in [0, 1), not {self.p_drop}"),
+            (self.mu >= 0, f"mu must be >= 0, not {self.mu}"),
             (
                 0.0 <= self.path_fraction < 1.0,
-                f"--path-fraction must be in [0, 1), not {self.path_fraction}",
+                f"path_fraction must be in [0, 1), not {self.path_fraction}",
             ),
-            (self.path_weight >= 0, f"--path-weight must be >= 0, not {self.path_weight}"),
+            (self.path_weight >= 0, f"path_weight must be >= 0, not {self.path_weight}"),
             (
                 self.path_negatives in PATH_NEGATIVES,
-                f"--path-negatives must be one of {', '.join(PATH_NEGATIVES)}, not {self.path_negatives!r}",
+                f"path_negatives must be one of {', '.join(PATH_NEGATIVES)}, not {self.path_negatives!r}",
             ),
             (
                 0.0 <= self.label_smoothing < 1.0,
-                f"--label-smoothing must be in [0, 1), not {self.label_smoothing}",
+                f"label_smoothing must be in [0, 1), not {self.label_smoothing}",
             ),
-            (0.0 <= self.warmup_frac < 1.0, f"--warmup-frac must be in [0, 1), not {self.warmup_frac}"),
+            (0.0 <= self.warmup_frac < 1.0, f"warmup_frac must be in [0, 1), not {self.warmup_frac}"),
             (
                 self.schedule in ("cosine", "onecycle"),
                 f"unknown schedule {self.schedule!r}; use cosine or onecycle",
             ),
-            (self.save_every >= 0, f"--save-every must be >= 0, not {self.save_every}"),
+            (self.save_every >= 0, f"save_every must be >= 0, not {self.save_every}"),
             (
                 self.eval_limit is None or self.eval_limit >= 0,
-                f"--eval-limit must be >= 0, not {self.eval_limit}",
+                f"eval_limit must be >= 0, not {self.eval_limit}",
             ),
             (
                 self.image_size is None or self.image_size >= 8,
@@ -144,7 +144,7 @@ class TrainConfig:
         return self.lr if self.lr is not None else 0.1 * self.batch_size / 512
 
     def resolved_randaugment(self) -> tuple[int, int] | None:
-        """--randaugment, else the preset's default (docs/method.md section 4); None: crop + flip only."""
+        """randaugment, else the preset's default (docs/method.md section 4); None: crop + flip only."""
         if self.no_randaugment:
             return None
         if self.randaugment is not None:

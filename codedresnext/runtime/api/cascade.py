@@ -58,7 +58,7 @@ def segment_entries(manifest: Manifest, precision: str = FP32) -> list[ManifestE
     if not segs:
         raise GraphError(
             f"no {precision} segment graphs in this export; run `codedresnext export ... --segments`"
-            + (" --fp16" if precision == FP16 else " --int8 --calibration DATA" if is_int8(precision) else "")
+            + (" --fp16" if precision == FP16 else " --int8 DATA" if is_int8(precision) else "")
         )
     order = manifest.segments.order if manifest.segments else None
     if order and precision == FP32:

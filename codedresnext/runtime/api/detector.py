@@ -34,6 +34,9 @@ from ..backends import DEFAULT_BACKEND, Backend, Closing, open_backend
 from .graphs import GraphRef, prepare_batch, resolve_graph
 from .postprocess import reject_score
 
+# how a class graph gets its decision threshold (fitted on training images, written into the export)
+THRESHOLD_FIX = "codedresnext evaluate CHECKPOINT --data DATA --graphs EXPORT_DIR"
+
 
 class GraphModel(Closing):
     """A graph on a backend with the batch preparation its input needs (owns the backend)."""
@@ -82,8 +85,8 @@ class SubsetDetector(GraphModel):
         missing = [c for c in self.classes if c not in self._thresholds]
         if missing:
             raise GraphError(
-                f"no decision threshold for {missing} in {self.ref.path} or its manifest; export from a "
-                "trained checkpoint (thresholds are fitted there) or pass thresholds={class: value}"
+                f"no decision threshold for {missing} in {self.ref.path} or its manifest yet; fit them with "
+                f"`{THRESHOLD_FIX}` or pass thresholds={{class: value}}"
             )
         return np.array([self._thresholds[c] for c in self.classes], np.float32)
 
@@ -235,9 +238,16 @@ class RejectDetector(Closing):
         a = [g for g in pair if OUTPUT_REJECT_DISTANCE in g.output_names]
         b = [g for g in pair if OUTPUT_LOGITS in g.output_names]
         if len(a) != 1 or len(b) != 1:
-            raise GraphError(
-                f"no early-reject pair for class {class_name!r} in {directory}; export with reject graphs"
+            probes = [g for g in manifest.of_kind(GraphKind.REJECT_PROBE) if class_name in g.classes]
+            how = (
+                f"it holds a reject probe for {class_name!r} (export --reject-block all), which measures "
+                "every coded block for calibration: run `codedresnext calibrate "
+                f"{directory} --data DATA` to pick the block J, then `codedresnext export CHECKPOINT "
+                "--reject-block J --out DIR` for the pair RejectDetector runs"
+                if probes
+                else "export one with `codedresnext export CHECKPOINT --reject-block J --out DIR`"
             )
+            raise GraphError(f"no early-reject pair for class {class_name!r} in {directory}: {how}")
         return cls(a[0].name, b[0].name, directory=directory, **kw)
 
     def run(self, x: Any, *, with_b_for_all: bool = False) -> RejectResult:

@@ -7,12 +7,23 @@ from pathlib import Path
 
 import numpy as np
 
-from ...artifact import OUTPUT_LOGITS
+from ...artifact import OUTPUT_LOGITS, GraphKind
 from ...errors import DataError, GraphError
 from ..backends import DEFAULT_BACKEND, require
-from .detector import GraphModel, SubsetDetector
+from .detector import THRESHOLD_FIX, GraphModel, SubsetDetector
 from .graphs import resolve_graph
 from .postprocess import softmax
+
+# graphs whose output is not a decision predict can print: what each is for instead
+NOT_PREDICTABLE = {
+    GraphKind.SEGMENT: "a block range of the early-exit cascade; run the export through "
+    "EarlyExitClassifier (Python API) or `codedresnext bench --data`",
+    GraphKind.REJECT: "one half of an early-reject pair; run the pair through RejectDetector (Python API)",
+    GraphKind.REJECT_PROBE: "a reject probe: it reports codeword distances at every coded block for "
+    "`codedresnext calibrate`, not a decision",
+    GraphKind.MASKED: "the paper's masked per-class graph, kept for comparison; its logit has no "
+    "decision threshold",
+}
 
 
 def load_images(paths: list[str | os.PathLike], size: int) -> np.ndarray:
@@ -39,14 +50,16 @@ def predict_files(
     backend: str = DEFAULT_BACKEND,
     verify_hash: bool = True,
 ) -> list[str]:
-    """One line per image: top classes (full / multi-exit / masked graphs) or per-class decisions.
-    A graph of an export directory is verified against its manifest (verify_hash=False: no sha256)."""
+    """One line per image: top classes (full / multi-exit graphs) or per-class YES / no (class and
+    subset graphs; without a fitted threshold: the logits and a line saying how to fit one). A graph
+    of an export directory is verified against its manifest (verify_hash=False: no sha256)."""
     v = verify_hash
     ref = resolve_graph(directory, graph, verify_hash=v) if directory else resolve_graph(graph, verify_hash=v)
-    if not ref.kind.standalone:  # segments / reject parts need the cascade / reject APIs
+    if not (ref.kind.is_head or ref.kind.is_detector):
+        what = NOT_PREDICTABLE.get(ref.kind, "a graph predict cannot interpret")
         raise GraphError(
-            f"{ref.name} is a {ref.kind} graph; use the Python API (EarlyExitClassifier / "
-            "RejectDetector) or pick a full, class or subset graph"
+            f"{ref.name} is {what}; predict takes a full, multi-exit, class or subset graph "
+            "(e.g. --graph class_cat or --graph full with --dir)"
         )
     size = ref.preprocessing.size if ref.preprocessing else 32
     x = load_images(paths, size)
@@ -65,17 +78,27 @@ def predict_files(
 def _detector_lines(
     paths: list[str], x: np.ndarray, graph: Path, backend: str, verify_hash: bool
 ) -> list[str]:
-    lines = []
+    """Per image and class: YES / no at the class's threshold, or the logit and why no decision."""
     with SubsetDetector(graph, backend=backend, verify_hash=verify_hash) as det:
         scores = det.score(x)
         try:
             th = det.thresholds
         except GraphError:
             th = None
-        for p, s in zip(paths, scores):
-            parts = []
-            for j, c in enumerate(det.classes):
-                d = "" if th is None else (" -> YES" if s[j] > th[j] else " -> no")
-                parts.append(f"{c}: logit {s[j]:.3f}{'' if th is None else f' (threshold {th[j]:.3f})'}{d}")
-            lines.append(f"{p}: " + "; ".join(parts))
+        classes = list(det.classes)
+    lines = []
+    for p, s in zip(paths, scores):
+        if th is None:
+            parts = [f"{c} logit {s[j]:.3f}" for j, c in enumerate(classes)]
+        else:
+            parts = [
+                f"{c} {'YES' if s[j] > th[j] else 'no'} (logit {s[j]:.3f}, threshold {th[j]:.3f})"
+                for j, c in enumerate(classes)
+            ]
+        lines.append(f"{p}: " + "; ".join(parts))
+    if th is None:
+        lines.append(
+            f"no decision: {graph.name} has no threshold yet; fit it with `{THRESHOLD_FIX}` "
+            "(a trained export), then predict prints YES / no"
+        )
     return lines

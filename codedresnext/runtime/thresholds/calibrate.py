@@ -119,7 +119,7 @@ def _part_a_energies(det: Any, images: np.ndarray, batch: int, cls: str) -> np.n
     if OUTPUT_REJECT_ENERGIES not in det.a.backend.output_names:
         raise GraphError(
             f"the reject pair of {cls!r} outputs no energies (exported by an older version): "
-            "re-export it, or calibrate with --reject-rule distance"
+            "re-export it, or calibrate with reject_rule='distance' (calibrate_directory)"
         )
     return np.concatenate(
         [det.a.run(images[i : i + batch])[OUTPUT_REJECT_ENERGIES] for i in range(0, len(images), batch)]
@@ -190,7 +190,7 @@ def calibrate_directory(
         )
     split = load_heldout(data, limit=limit)
     fit = None
-    if has_reject:  # before the exits' minutes of work: a bad --reject-rule fails at once
+    if has_reject:  # before the exits' minutes of work: a bad reject rule fails at once
         if reject_rule == "auto" and not _outputs_energies(manifest):
             fit = no_fit(
                 "the reject graphs output no energies (exported by an older version): re-export them "

@@ -154,7 +154,7 @@ def calibrate_exits(
         directory, manifest, cal, ev, batch=batch, backend=backend, threads=threads
     )
     asked = EXIT_CONFIDENCES if confidence == "auto" else (confidence,)
-    rules = tuple(check_exit_confidence(r, "--exit-confidence") for r in asked)
+    rules = tuple(check_exit_confidence(r, "exit_confidence") for r in asked)
     by_rule = {r: ExitOutcomes.from_outputs(*out_cal, cal.labels, flops, segs, confidence=r) for r in rules}
     rule, found, per_rule = _pick_confidence(by_rule, search, guard, max_accuracy_loss, margin_se)
     o_cal = by_rule[rule]

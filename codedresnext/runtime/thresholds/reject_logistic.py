@@ -68,5 +68,5 @@ def fit_class_rule(energies: np.ndarray, fit: Any, cls: str, description: str | 
     except DataError as e:
         raise DataError(
             f"learned reject rule for {cls!r}: {e} ({len(fit.labels)} fitting images); raise "
-            "--reject-fit-images or pass --reject-rule distance"
+            "reject_fit_images or pass reject_rule='distance' (calibrate_directory)"
         ) from e

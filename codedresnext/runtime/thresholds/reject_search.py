@@ -96,7 +96,7 @@ def _energies(out: dict[str, np.ndarray], j: int, name: str) -> np.ndarray:
     if f"e{j}" not in out:
         raise GraphError(
             f"reject probe {name} does not output {reject_energies_name(j)!r} (exported by an older "
-            "version): re-export it, or calibrate with --reject-rule distance"
+            "version): re-export it, or calibrate with reject_rule='distance' (calibrate_directory)"
         )
     return out[f"e{j}"]
 

@@ -53,9 +53,9 @@ def load_fit_sample(data: str | os.PathLike, n: int, *, rule: str = "auto", seed
     if rule not in (*REJECT_RULES, "auto"):
         raise DataError(f"reject rule must be auto, {' or '.join(REJECT_RULES)}, not {rule!r}")
     if rule == "distance":
-        return no_fit("--reject-rule distance")
+        return no_fit("reject_rule='distance'")
     if n < 1:
-        raise DataError(f"--reject-fit-images must be positive, not {n}")
+        raise DataError(f"reject_fit_images must be positive, not {n}")
     p = Path(data)
     try:
         if p.suffix == ".npz":
@@ -64,8 +64,9 @@ def load_fit_sample(data: str | os.PathLike, n: int, *, rule: str = "auto", seed
     except DataError as e:
         if rule == "learned":
             raise DataError(
-                f"--reject-rule learned fits on the training split of --data: {e}. Pass data with a "
-                "training split (a CIFAR root, an ImageFolder tree or its archive) or --reject-rule distance"
+                f"the learned reject rule fits on the training split of --data: {e}. Pass data with a "
+                "training split (a CIFAR root, an ImageFolder tree or its archive) or "
+                "reject_rule='distance' (calibrate_directory)"
             ) from e
         return no_fit(f"no training split to fit on ({e})")
     idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])

@@ -85,7 +85,7 @@ def plan_precision(precision: str, *, trt_version: str, graph: str, int8_fp16: b
         raise GraphError(
             "int8 needs a graph with Q/DQ nodes (explicit quantization); implicit INT8 calibration "
             "is not supported (removed in TensorRT 11). Export the Q/DQ twins with `codedresnext export "
-            "CKPT --int8 --calibration DATA`, then build with --precision int8"
+            "CKPT --int8 DATA`, then build with --precision int8"
         )
     if graph == "int8" and precision != "int8":
         raise GraphError("this graph has Q/DQ nodes: build it with --precision int8")
@@ -121,7 +121,7 @@ def choose_source(
             return entry
         why = (
             "no INT8 (Q/DQ) twin of {name!r} in this export; re-export with "
-            "`codedresnext export ... --int8 --calibration DATA`"
+            "`codedresnext export ... --int8 DATA`"
         )
         return _twin(graphs, entry, INT8, why)
     if precision == "fp16" and trt_major(trt_version) >= 11:
