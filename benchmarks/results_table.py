@@ -264,11 +264,21 @@ def _serve(d: dict) -> str:
     return "class_cat served vs in-process: " + "; ".join(out)
 
 
+def _safety_costs(d: dict) -> str:
+    h, o, f = d["sha256"], d["open"], d["finite"]
+    return (
+        f"sha256 full {h['full']['sha256_ms']:.1f} ms, class {h['class_cat']['sha256_ms']:.1f} ms; opening a "
+        f"Detector verified {o['verified_vs_verify_hash_false']:.2f}x verify_hash=False; NaN/Inf check "
+        f"{1000 * f['batch_1']['check_ms']:.1f} us (b1), {1000 * f['batch_32']['check_ms']:.1f} us (b32)"
+    )
+
+
 def _figures(stem: str, d: dict) -> str:
     kinds: list[tuple[Callable[[dict], bool], Callable[[dict], str]]] = [
         (lambda d: "graphs" in d and "env" in d, _bench),
         (lambda d: d.get("benchmark") == "edge_latency", _edge_latency),
         (lambda d: d.get("benchmark") == "serve", _serve),
+        (lambda d: "sha256" in d and "finite" in d, _safety_costs),
         (lambda d: "modes" in d and "flop_ratio" in d, _class_efficiency),
         (lambda d: d.get("benchmark") == "coding_generator", _coding_generator),
         (lambda d: "class_graphs" in d and "runs" in d, _export_time),

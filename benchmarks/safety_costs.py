@@ -28,7 +28,7 @@ import numpy as np
 from codedresnext._io import sha256_file, write_json, write_text
 from codedresnext.runtime import Detector, open_backend
 from codedresnext.runtime.backends.base import check_finite
-from codedresnext.runtime.bench.environment import cpu_model
+from codedresnext.runtime.bench.environment import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -42,15 +42,6 @@ def median_ms(fn: Callable[[], object], reps: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
-
-
-def isa() -> str:
-    try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    have = [f for f in ("avx2", "avx512f", "avx512_vnni") if f" {f}" in flags]
-    return ", ".join(have) or "no AVX"
 
 
 def hashing(d: Path, reps: int) -> dict:
@@ -148,9 +139,11 @@ def main() -> int:
         d = Path(tmp) / "export"
         opts = export.ExportOptions(out=d, preset=args.preset, classes=["cat"], progress=False, verify=False)
         export.export_graphs(opts)
+        env = environment(1, "ort", "cpu")  # the Detectors here run one ONNX Runtime thread
         r = {
-            "cpu": cpu_model(),
-            "isa": isa(),
+            "env": env,
+            "cpu": env["cpu"],
+            "isa": env["cpu_isa"],
             "cores": os.cpu_count(),
             "preset": args.preset,
             "reps": args.reps,

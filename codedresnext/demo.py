@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
+from ._optional import lazy
 from ._paths import checkout_root, shared_root
 from .archives import cache_root
 from .artifact import MANIFEST_NAME, GraphKind
 from .errors import CodedResNeXtError
+from .export import ExportOptions, export_graphs
+from .runtime.bench.report import write_report
+from .runtime.bench.run import BenchOptions, run_bench
+from .runtime.thresholds.calibrate import calibrate_directory
+from .runtime.thresholds.report import reject_rule_label, write_calibration_report
+
+evaluation = lazy("codedresnext.evaluate.run", why="make demo")  # torch
 
 MODEL_ENV = "CODEDRESNEXT_DEMO_MODEL"
 LOCAL_ARCHIVE = "cifar10-jpeg.tar.gz"  # under SHARED/datasets
@@ -60,13 +69,6 @@ def _step(title: str, command: str) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from .evaluate.run import EvalConfig, evaluate
-    from .export import ExportOptions, export_graphs
-    from .runtime.bench.report import write_report
-    from .runtime.bench.run import BenchOptions, run_bench
-    from .runtime.thresholds.calibrate import calibrate_directory
-    from .runtime.thresholds.report import write_calibration_report
-
     out = Path(args.out)
     export_dir, eval_dir = out / "export", out / "evaluation"
     data = args.data
@@ -102,8 +104,8 @@ def run(args: argparse.Namespace) -> dict:
         f"codedresnext evaluate {args.model} --data {data} --out {eval_dir} --graphs {export_dir}"
         + (f" --ood {ood_arg}" if ood_arg else ""),
     )
-    metrics = evaluate(
-        EvalConfig(
+    metrics = evaluation.evaluate(
+        evaluation.EvalConfig(
             checkpoint=str(args.model),
             data=str(data),
             out=str(eval_dir),
@@ -157,8 +159,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _summary(metrics: dict, cal: dict, report: dict) -> str:
-    from .runtime.thresholds.report import reject_rule_label
-
     rows = [
         ("full-model test accuracy", f"{100 * metrics['accuracy']:.2f}%"),
         ("binary detectors: mean F1 (ONNX class graphs)", f"{metrics['binary_mean_f1']:.3f}"),
@@ -209,8 +209,6 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
     cls = [x for x in report.get("graphs", []) if x["kind"] == GraphKind.CLASS]
     sp = [r["speedup_vs_full"] for x in cls for r in x["results"] if r["batch"] == g.get("batch")]
     if sp:
-        import statistics
-
         rows.append(
             (f"class graph speedup vs full (batch {g['batch']}, median)", f"{statistics.median(sp):.2f}x")
         )
@@ -218,8 +216,6 @@ def _summary(metrics: dict, cal: dict, report: dict) -> str:
     if eff:
         rows.append(("  speedup / FLOP ratio (median)", f"{eff['median']:.2f}"))
     if g.get("masked_speedup"):
-        import statistics
-
         rows.append(
             (
                 "masked peer speedup, paper's approach (median)",

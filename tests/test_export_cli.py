@@ -192,7 +192,7 @@ def test_failed_verification_leaves_no_directory(ckpt, tmp_path, monkeypatch):
         w["block3/expand.weight"] = w["block3/expand.weight"] * 1.01  # a wrong BN fold
         return w
 
-    monkeypatch.setattr(fold, "fold_weights", broken)
+    monkeypatch.setattr(exporter, "fold_weights", broken)  # the name the exporter calls
     out = tmp_path / "graphs"
     with pytest.raises(CodedResNeXtError, match="verification against PyTorch failed"):
         exporter.export_graphs(

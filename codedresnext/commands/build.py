@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..runtime.backends.trt.engine import build_directory
 from ..runtime.backends.trt.plan import PRECISIONS  # no TensorRT import: the planning half
 from . import _args
 
@@ -36,8 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.backends.trt.engine import build_directory
-
     res = build_directory(
         args.directory,
         precision=args.precision,

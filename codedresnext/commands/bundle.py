@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..deploy.bundle import write_bundle
 from . import _args
 
 
@@ -31,8 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.bundle import write_bundle
-
     files = write_bundle(args.directory, args.classes, args.out, batch=args.batch, dla_core=args.dla_core)
     print(f"wrote {len(files)} files to {args.out}: run `python {args.out}/run.py frames.npy`")
     return 0

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
+from ..runtime.thresholds.calibrate import calibrate_directory
+from ..runtime.thresholds.report import write_calibration_report
 from . import _args
 
 MIN_LIMIT = 100  # images per half: below this the cross-validated guard has too few to fold
@@ -62,11 +65,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..runtime.thresholds.calibrate import calibrate_directory
-    from ..runtime.thresholds.report import write_calibration_report
-
     res = calibrate_directory(
         args.directory,
         args.data,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..deploy.deepstream import write_deepstream
 from . import _args
 
 
@@ -29,8 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.deepstream import write_deepstream
-
     files = write_deepstream(
         args.directory, args.classes, args.out, precision=args.precision, batch=args.batch
     )

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from .._optional import lazy
+from ..errors import CodedResNeXtError
 from . import _args
 
 NEEDS = ("torch",)
+
+# the command needs torch (NEEDS, checked by cli.py before it runs): its module binds lazily
+evaluation = lazy("codedresnext.evaluate.run")
 
 
 # the plots and per-class figures need every class with positives and negatives in the sample
@@ -71,12 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import CodedResNeXtError
-    from ..evaluate.run import EvalConfig, evaluate
-
     if args.precision != "fp32" and not args.graphs:
         raise CodedResNeXtError("--precision picks the exported class graphs: pass --graphs EXPORT_DIR too")
-    cfg = EvalConfig(
+    cfg = evaluation.EvalConfig(
         checkpoint=args.checkpoint,
         data=args.data,
         out=args.out,
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         download=args.download,
         progress=not args.quiet,
     )
-    m = evaluate(cfg)
+    m = evaluation.evaluate(cfg)
     line = (
         f"accuracy {m['accuracy']:.4f}, {m.get('detector_precision', 'fp32')} detectors "
         f"mean F1 {m['binary_mean_f1']:.4f} "

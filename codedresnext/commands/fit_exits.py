@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+from tqdm import tqdm
+
+from .._optional import lazy
+from ..data import load_dataset
+from ..errors import CodedResNeXtError, DataError
 from . import _args
 
 # all of CIFAR's training split: more images fit more accurate heads (recipes/README.md)
 DEFAULT_IMAGES = 50000
-POOL = 2  # cells per side of the pooled block output; fit_exit_heads(pool=...) for other values
+POOL = 2  # cells per side of the pooled block output; exit_heads.fit_exit_heads(pool=...) for other values
 SEED = 0  # picks the images; the L2 penalty is chosen per block on held-out images (l2=None)
 
 NEEDS = ("torch",)
+
+# the command needs torch (NEEDS, checked by cli.py before it runs): its modules bind lazily
+checkpoints = lazy("codedresnext.checkpoint")
+exit_heads = lazy("codedresnext.exit_heads")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,15 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from ..data import load_dataset
-    from ..errors import CodedResNeXtError, DataError
-    from ..exit_heads import fit_exit_heads, head_accuracy
-
-    model, state = load_checkpoint(args.checkpoint)  # errors first: no data is read for a bad file
+    model, state = checkpoints.load_checkpoint(args.checkpoint)  # errors first: no data read
     if not model.coded_blocks:
         raise CodedResNeXtError(f"{args.checkpoint} has no coded blocks: there is no exit to fit a head for")
     train = load_dataset(args.data, "train", download=args.download)
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     pick = np.sort(np.random.default_rng(SEED).permutation(len(train))[: args.images])
     fit_on = train.subset(pick)
     with tqdm(total=len(fit_on), desc="block outputs", unit="img", disable=args.quiet) as bar:
-        heads = fit_exit_heads(
+        heads = exit_heads.fit_exit_heads(
             model, fit_on.images, fit_on.labels, pool=POOL, l2=None, seed=SEED, progress=bar.update
         )
     heads.fitted.update(seed=SEED, data=str(args.data))
@@ -79,11 +81,11 @@ def run(args: argparse.Namespace) -> int:
         t = test.subset(idx)
         heads.fitted["test_images"] = len(t)
         heads.fitted["test_accuracy"] = {
-            str(i): a for i, a in head_accuracy(model, heads, t.images, t.labels).items()
+            str(i): a for i, a in exit_heads.head_accuracy(model, heads, t.images, t.labels).items()
         }
     model.exit_heads = heads
     extra = {k: v for k, v in state.items() if k not in ("format", "model_config", "model", "exit_heads")}
-    save_checkpoint(args.out, model, **extra)
+    checkpoints.save_checkpoint(args.out, model, **extra)
     per = heads.fitted.get("test_accuracy") or heads.fitted["train_accuracy"]
     which = "test" if "test_accuracy" in heads.fitted else "training"
     print(

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
+from .._optional import lazy
+from ..data import open_dataset
 from ..train.config import PRECISE_BN_IMAGES as DEFAULT_IMAGES  # torch-free: `prune` builds this parser
 from . import _args
 
 NEEDS = ("torch",)
+
+# the command needs torch (NEEDS, checked by cli.py before it runs): its modules bind lazily
+checkpoints = lazy("codedresnext.checkpoint")
+train_evaluation = lazy("codedresnext.train.evaluation")
+precise_bn = lazy("codedresnext.train.precise_bn")
 BATCH_SIZE = 250  # images per forward pass while averaging (memory, not the result)
 SEED = 0  # picks the images
 
@@ -60,14 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from ..data import open_dataset
-    from ..train.evaluation import classifier_metrics
-    from ..train.precise_bn import recalibrate_bn
-
-    model, state = load_checkpoint(args.checkpoint)  # errors first: no data is read for a bad file
+    model, state = checkpoints.load_checkpoint(args.checkpoint)  # errors first: no data read
     train_ds = open_dataset(args.data, "train", download=args.download, size=args.image_size)
     kw = {"device": args.device, "size": args.image_size, "workers": 0}
     test_ds = None
@@ -76,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         if args.evaluate:
             pick = np.random.default_rng(SEED).permutation(len(test_ds))[: args.evaluate]
             test_ds = test_ds.subset(np.sort(pick))
-        before = classifier_metrics(model.to(args.device), test_ds, **kw)["accuracy"]
-    n = recalibrate_bn(
+        before = train_evaluation.classifier_metrics(model.to(args.device), test_ds, **kw)["accuracy"]
+    n = precise_bn.recalibrate_bn(
         model,
         train_ds,
         images=args.images,
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     )
     record = {"images": n, "seed": SEED, "source": str(args.checkpoint)}
     if test_ds is not None:
-        got = classifier_metrics(model, test_ds, **kw)
+        got = train_evaluation.classifier_metrics(model, test_ds, **kw)
         after = got["accuracy"]
         record.update(
             test_images=len(test_ds),
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         )
     extra = {k: v for k, v in state.items() if k not in _REPLACED}
     model.exit_heads = None  # fitted to the old statistics: refit them (fit-exits)
-    save_checkpoint(args.out, model.cpu(), **extra, precise_bn=record)
+    checkpoints.save_checkpoint(args.out, model.cpu(), **extra, precise_bn=record)
     line = f"BatchNorm statistics from {n} training images -> {args.out}"
     if test_ds is not None:
         line += f"; test accuracy {before:.4f} -> {after:.4f} on {len(test_ds)} images"

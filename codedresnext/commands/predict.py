@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..runtime.api.predict import predict_files
 from ..runtime.backends import BACKENDS, DEFAULT_BACKEND
 from . import _args
 
@@ -36,8 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.api.predict import predict_files
-
     for line in predict_files(
         args.images, graph=args.graph, directory=args.dir, top=args.top, backend=args.backend
     ):

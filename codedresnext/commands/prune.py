@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..export.pruner import prune_file
 from . import _args
 
 
@@ -28,8 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export.pruner import prune_file
-
     classes = [args.cls] if args.cls else args.subset
     info = prune_file(args.full, args.out, classes)
     print(

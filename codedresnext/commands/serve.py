@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 
+from ..deploy.serve import TritonServer
+from ..errors import CodedResNeXtError
 from . import _args
 
 
@@ -23,12 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from ..deploy.serve import TritonServer
-    from ..errors import CodedResNeXtError
-
     if args.http_port == args.grpc_port:
         raise CodedResNeXtError(f"--http-port and --grpc-port are both {args.http_port}; give two ports")
     stop = threading.Event()

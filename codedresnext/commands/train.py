@@ -13,12 +13,16 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .._optional import lazy
 from ..errors import CodedResNeXtError
 from ..model_config import PRESETS
 from ..train.config import TrainConfig
 from . import _args
 
 NEEDS = ("torch",)
+
+# the command needs torch (NEEDS, checked by cli.py before it runs): the loop binds lazily
+loop = lazy("codedresnext.train.loop")
 
 # where a run goes and how it reads its data: the command line's business, not a recipe's
 NOT_FROM_RECIPE = ("data", "out", "resume", "init", "progress", "device", "download", "workers")
@@ -141,9 +145,7 @@ def config_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.loop import train  # torch
-
     cfg = TrainConfig(**config_kwargs(args))
-    res = train(cfg)
+    res = loop.train(cfg)
     print(f"done: {res['step']} steps, best test accuracy {res['best_accuracy']:.4f}, run in {res['out']}")
     return 0

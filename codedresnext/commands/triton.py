@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
+from ..deploy.triton import write_repository
+from ..deploy.triton_model import write_python_models
 from . import _args
 
 
@@ -41,11 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from ..deploy.triton import write_repository
-
     engines = profiles = None
     if args.engines:
         d = json.loads(Path(args.engines).read_text())
@@ -62,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
         engine_profiles=profiles,
     )
     if args.python:
-        from ..deploy.triton_model import write_python_models
-
         out += write_python_models(
             args.directory,
             args.out,

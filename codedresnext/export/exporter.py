@@ -20,12 +20,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from .._io import sha256_file
+from .._optional import lazy
+from .._paths import shared_root
 from ..artifact import SOURCE_CHECKPOINT, Manifest, ManifestEntry, normalize_frames
+from ..data import IMAGE_EXTS, extract_archive, load_npz_images
 from ..errors import CodedResNeXtError
 from .builder import build_graph
-from .fold import head_weights
+from .fold import fold_weights, head_weights
 from .int8 import add_int8_twins, load_int8_data
 from .meta import graph_metadata
 from .ops import check_graph
@@ -33,8 +38,15 @@ from .options import DEFAULT_TOLERANCE, ExportOptions
 from .plan import FULL_NAME, PlannedGraph, plan_graphs
 from .pruner import FullGraph, derive, load_full_graph
 from .record import REL_ERROR_DEFINITION, export_manifest, graph_entry
+from .reference import Reference
 from .reject_facts import pair_flops, trunk_floor
 from .verify import VerifyRun, verify_graph
+
+# torch (the [train] extra) is what an export runs on; bound lazily so the CLI's parser and the
+# torch-free core import this module without it
+torch = lazy("torch", why="export")
+checkpoints = lazy("codedresnext.checkpoint", why="export")
+models = lazy("codedresnext.model", why="export")
 
 __all__ = ["DEFAULT_TOLERANCE", "REL_ERROR_DEFINITION", "ExportOptions", "export_graphs", "plan_graphs"]
 
@@ -42,18 +54,12 @@ __all__ = ["DEFAULT_TOLERANCE", "REL_ERROR_DEFINITION", "ExportOptions", "export
 def default_images_path() -> Path | None:
     """The offline CIFAR-10 JPEGs under $CODEDRESNEXT_SHARED (or ../shared beside a source checkout);
     None for an installed package without the variable (then pass --images)."""
-    from .._paths import shared_root
-
     root = shared_root()
     return root / "datasets" / "cifar10-jpeg.tar.gz" if root is not None else None
 
 
 def _few_from_tree(path: Path, count: int) -> np.ndarray:
     """Decode only `count` test images (round-robin over classes, sorted names) of an image tree."""
-    from PIL import Image
-
-    from ..data import IMAGE_EXTS, extract_archive
-
     root = extract_archive(path) if path.is_file() else path
     split = next(
         (p for p in (root / "test", *(d / "test" for d in root.iterdir() if d.is_dir())) if p.is_dir()), None
@@ -87,8 +93,6 @@ def load_real_images(source, size: int, count: int = 16) -> tuple[np.ndarray | N
                 f"--images {path} does not exist; give a .npz/.npy of uint8 NHWC images or an image tree"
             )
     if path.suffix == ".npz":
-        from ..data import load_npz_images
-
         imgs = load_npz_images(path).images[:count]
     elif path.suffix == ".npy":
         imgs = np.load(path)[:count]
@@ -98,26 +102,19 @@ def load_real_images(source, size: int, count: int = 16) -> tuple[np.ndarray | N
         raise CodedResNeXtError(f"images from {path} have shape {imgs.shape}; expected (n, H, W, 3) uint8")
     imgs = np.asarray(imgs, np.uint8)
     if imgs.shape[1:3] != (size, size):
-        from PIL import Image
-
         imgs = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in imgs])
     return imgs, f"{len(imgs)} real images from {path}"
 
 
 def _resolve_model(checkpoint, preset, seed, model):
-    import torch
-
-    from ..checkpoint import load_checkpoint
-    from ..model import create_model
-
     if sum(x is not None for x in (checkpoint, preset, model)) != 1:
         raise CodedResNeXtError("give exactly one of a checkpoint path or --preset")
     if checkpoint is not None:
-        m, _ = load_checkpoint(checkpoint)
+        m, _ = checkpoints.load_checkpoint(checkpoint)
         return m.eval(), Path(checkpoint).resolve(), False
     if preset is not None:
         torch.manual_seed(seed)
-        return create_model(preset).eval(), None, True
+        return models.create_model(preset).eval(), None, True
     return model.eval(), None, True
 
 
@@ -141,8 +138,6 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
 @contextlib.contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
     """The reference batches are small; more threads only contend on small hosts."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -164,17 +159,13 @@ class _Source:
 
 def _write_source(tmp: Path, src: _Source) -> None:
     """DIR/source.pt (the weights the graphs came from) and the sha256s the graphs record."""
-    from ..checkpoint import save_checkpoint
-
-    save_checkpoint(tmp / SOURCE_CHECKPOINT, src.net, untrained=src.untrained)
+    checkpoints.save_checkpoint(tmp / SOURCE_CHECKPOINT, src.net, untrained=src.untrained)
     src.source_sha256 = sha256_file(tmp / SOURCE_CHECKPOINT)
     src.checkpoint_sha256 = sha256_file(src.checkpoint) if src.checkpoint else src.source_sha256
 
 
 def _build_full(src: _Source, full: PlannedGraph, opset: int):
     """full.onnx from the BN-folded weights (torch); every other graph derives from its weights."""
-    from .fold import fold_weights
-
     cfg = src.net.cfg
     meta = graph_metadata(
         cfg, full.spec, checkpoint_sha256=src.checkpoint_sha256, untrained=src.untrained, opset=opset
@@ -186,8 +177,6 @@ def _build_full(src: _Source, full: PlannedGraph, opset: int):
 
 def _verify_runs(net, *, seed: int, batch: int, uint8: bool, real: np.ndarray | None) -> dict[str, VerifyRun]:
     """Fresh seeded random inputs (uint8 frames or standard normal images) and the real images."""
-    from .reference import Reference
-
     cfg = net.cfg
     rng = np.random.default_rng(seed + 12345)
     S = cfg.input_size
@@ -215,8 +204,6 @@ def _export_each(
     images_note: str,
 ) -> list[ManifestEntry]:
     """Derive, check, write and (runs given) verify each planned graph; raise listing every failure."""
-    from tqdm import tqdm
-
     opset = options.opset
     entries, failures = [], []
     probe_flops: dict[int, dict[str, dict[str, float]]] = {}  # per class; fp16 twins share them
@@ -309,13 +296,11 @@ def export_graphs(options: ExportOptions, *, model=None) -> Manifest:
 def _manifest(
     src: _Source, entries, plan, *, uint8: bool, opset: int, verification: dict, reject_floor=None
 ) -> Manifest:
-    from ..model import count_parameters
-
     return export_manifest(
         src.net.cfg,
         entries,
         plan,
-        params=count_parameters(src.net),
+        params=models.count_parameters(src.net),
         checkpoint={
             "path": src.checkpoint,
             "sha256": src.checkpoint_sha256,

@@ -11,17 +11,29 @@ so the figures do not depend on the images the ranges came from.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+from tqdm import tqdm
 
+from .._io import sha256_file
+from ..artifact import FP32, precision_suffix
+from ..data import load_dataset
 from ..errors import CodedResNeXtError, DataError
+from ..runtime.api.graphs import prepare_batch
+from ..runtime.bench.accuracy import graph_accuracy
 from . import quantize as Q
 from .int8_checks import check_quantized
 from .int8_surgery import full_weights
+from .ops import check_graph
 from .options import Int8Options
+from .record import io_specs
 
 
 @dataclass
@@ -33,8 +45,6 @@ class Int8Data:
 
 
 def _split(path: str, split: str, size: int):
-    from ..data import load_dataset
-
     try:
         ds = load_dataset(path, split)
     except DataError as e:
@@ -88,15 +98,6 @@ def load_int8_data(opts: Int8Options, cfg) -> Int8Data:
 
 def _twin(tmp: Path, entry, ranges, full: dict, precision: str, method: str):
     """Quantize one fp32 graph of `tmp` into its `precision` twin; returns the twin's ManifestEntry."""
-    import dataclasses
-    import hashlib
-
-    import onnx
-
-    from ..artifact import precision_suffix
-    from .ops import check_graph
-    from .record import io_specs
-
     model = onnx.load(str(tmp / entry.file))
     q = Q.quantize(model, ranges, precision, full=full)
     summary = check_quantized(q, precision)
@@ -132,14 +133,6 @@ def _twin(tmp: Path, entry, ranges, full: dict, precision: str, method: str):
 def add_int8_twins(tmp: Path, manifest, full_model, data: Int8Data, opts: Int8Options, *, progress: bool):
     """Calibrate on the full graph, write every fp32 graph's twins + ranges into `tmp`, measure them;
     returns the manifest with their entries and an "int8" section added."""
-    import time
-
-    from tqdm import tqdm
-
-    from .._io import sha256_file
-    from ..artifact import FP32
-    from ..runtime.api.graphs import prepare_batch
-
     inp = full_model.graph.input[0].name
     shape = (None, *[d.dim_value or None for d in full_model.graph.input[0].type.tensor_type.shape.dim[1:]])
     batches = [
@@ -174,9 +167,5 @@ def add_int8_twins(tmp: Path, manifest, full_model, data: Int8Data, opts: Int8Op
 
 def _measure(tmp: Path, twins: Sequence, data: Int8Data, progress: bool) -> None:
     """Each twin vs its fp32 twin on the test sample (segments / reject b behind their own chain)."""
-    from tqdm import tqdm
-
-    from ..runtime.bench.accuracy import graph_accuracy
-
     for t in tqdm(twins, desc="int8 accuracy", unit="graph", disable=not progress):
         t.accuracy = graph_accuracy(tmp, t.name, data.test, data.labels, reference=t.fp32_twin)

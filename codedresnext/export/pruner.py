@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from onnx import numpy_helper
 
 from .._io import write_bytes
 from ..artifact import (
@@ -36,6 +37,7 @@ from ..errors import CodedResNeXtError, GraphError
 from ..model_config import ModelConfig
 from . import groups, names
 from .builder import build_graph
+from .counting import count_flops, count_params
 from .kinds import GraphSpec, path_spec
 from .layout import class_indices
 from .meta import graph_metadata
@@ -57,8 +59,6 @@ class FullGraph:
 
 def load_full_graph(src) -> FullGraph:
     """Read a full (or multi-exit) graph written by `codedresnext export`: path or ModelProto."""
-    from onnx import numpy_helper
-
     model = load_onnx(src) if isinstance(src, (str, os.PathLike)) else src
     meta = read_metadata(model)
     graph = meta.get(META_GRAPH) or {}
@@ -120,8 +120,6 @@ def prune(full: FullGraph, classes: Sequence[str | int], *, masked: bool = False
 
 def prune_file(src: str | os.PathLike, out: str | os.PathLike, classes: Sequence[str | int]) -> dict:
     """`codedresnext prune`: full.onnx -> pruned graph file (atomic write); returns a short summary."""
-    from .counting import count_flops, count_params
-
     out = Path(out)
     if out.is_dir():
         raise CodedResNeXtError(f"--out {out} is a directory; give a file name such as {out}/cat.onnx")

@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import lazy
+from ..artifact import (
+    OUTPUT_EXIT_SCORES,
+    OUTPUT_FEATURES,
+    OUTPUT_LOGITS,
+    exit_energies_name,
+    exit_scores_name,
+)
 from .kinds import EXITS_EVERY, EXITS_LAST, GraphSpec, kind_of
+
+# torch: bound lazily, as the exporter that imports this module is imported by the torch-free CLI
+torch = lazy("torch", why="export")
+models = lazy("codedresnext.model", why="export")
+exit_heads = lazy("codedresnext.exit_heads", why="export")
 
 
 class Reference:
     def __init__(self, model, images: np.ndarray) -> None:
         """images: (B, 3, H, W) float32, normalised."""
-        import torch
 
         self.model = model.eval()
         self.x = torch.from_numpy(images)
@@ -31,16 +43,6 @@ class Reference:
 
     def __call__(self, spec: GraphSpec) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """-> (graph input: images or features at spec.start, {output name: expected array})."""
-        import torch
-
-        from ..artifact import (
-            OUTPUT_EXIT_SCORES,
-            OUTPUT_FEATURES,
-            OUTPUT_LOGITS,
-            exit_energies_name,
-            exit_scores_name,
-        )
-        from ..model import early_decode
 
         m = self.model
         n = len(m.blocks)
@@ -66,7 +68,7 @@ class Reference:
                     _, e_all = blk(h, None)
                     k = spec.rows[0]
                     dist_name, en_name = kd.probe_names(spec, i)
-                    out[dist_name] = early_decode(e_all, blk.codewords[k : k + 1])
+                    out[dist_name] = models.early_decode(e_all, blk.codewords[k : k + 1])
                     out[en_name] = e_all
                 h, e = blk(h, keep)
                 if kd.exits == EXITS_EVERY and e is not None and i >= spec.start:
@@ -85,12 +87,8 @@ class Reference:
 def exit_scores(model, block: int, h, energies):
     """Block `block`'s exit scores: its fitted head on the block output h where the model has one
     (exit_heads.py), else softmax(-codeword distance) of the energies (docs/method.md section 6)."""
-    import torch
-
-    from ..exit_heads import head_scores
-    from ..model import early_decode
 
     heads = getattr(model, "exit_heads", None)
     if heads is not None and block in heads.weights:
-        return head_scores(heads, block, h)
-    return torch.softmax(-early_decode(energies, model.blocks[block].codewords), 1)
+        return exit_heads.head_scores(heads, block, h)
+    return torch.softmax(-models.early_decode(energies, model.blocks[block].codewords), 1)

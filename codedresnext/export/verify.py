@@ -19,6 +19,7 @@ import numpy as np
 
 from ..artifact import INPUT_FLOAT, INPUT_UINT8, OUTPUT_FEATURES, CheckResult, OutputError, Verification
 from ..errors import CodedResNeXtError
+from ..runtime.backends.onnxrt.session import create_session
 
 
 class UnverifiedOutputError(CodedResNeXtError):
@@ -35,8 +36,6 @@ class VerifyRun:
 
 def ort_session(model_bytes: bytes):
     """A one-thread ONNX Runtime session (small verification batches; no contention on shared hosts)."""
-    from ..runtime.backends.onnxrt.session import create_session
-
     return create_session(model_bytes, threads=1)
 
 

@@ -165,7 +165,7 @@ def batch1_latency(report: dict) -> dict[str, dict]:
     cascade (its per-image latency over real images), where the report has them: the edge figure."""
     out: dict[str, dict] = {}
     for g in report.get("graphs", []):
-        if g.get("kind") not in ("full", "class") or (g.get("precision") or "fp32") != "fp32":
+        if g.get("kind") not in (GraphKind.FULL, GraphKind.CLASS) or (g.get("precision") or "fp32") != "fp32":
             continue
         r = next((r for r in g["results"] if r["batch"] == 1), None)
         if r is not None:

@@ -16,16 +16,22 @@ from ...artifact import (
     OUTPUT_EXIT_SCORES,
     OUTPUT_FEATURES,
     OUTPUT_REJECT_DISTANCE,
+    OUTPUT_REJECT_ENERGIES,
     GraphKind,
     Manifest,
     json_ready,
     load_manifest,
+    reject_energies_name,
 )
 from ...errors import DataError, GraphError
+from ..api.detector import RejectDetector
 from ..api.postprocess import exit_confidence
 from ..backends import DEFAULT_BACKEND
 from .detector import f1_optimal_threshold, undefined_reason
-from .reject_search import calibrate_reject_threshold
+from .exit_search import ExitOutcomes, greedy_search, joint_search, min_correct_for
+from .exits import calibrate_exits as search_exits
+from .reject_logistic import fit_class_rule
+from .reject_search import calibrate_reject_blocks, calibrate_reject_threshold, rule_description
 from .samples import load_fit_sample, load_heldout, no_fit
 
 
@@ -68,8 +74,6 @@ def calibrate_exit_thresholds(
     final classifier's on these samples: search "joint" (exit_search.joint_search, all exits together)
     or "greedy" (the baseline: first exit first, each the lowest threshold within the budget).
     candidates: threshold quantiles per exit (None: every distinct confidence)."""
-    from .exit_search import ExitOutcomes, greedy_search, joint_search, min_correct_for
-
     labels = np.asarray(labels)
     full_acc = 100.0 * float(np.mean(logits.argmax(1) == labels))
     o = ExitOutcomes.from_outputs(
@@ -114,8 +118,6 @@ def run_reject(det: Any, images: np.ndarray, batch: int) -> dict[str, np.ndarray
 
 def _part_a_energies(det: Any, images: np.ndarray, batch: int, cls: str) -> np.ndarray:
     """Part A's energies alone (what the learned rule is fitted on; part B is not needed)."""
-    from ...artifact import OUTPUT_REJECT_ENERGIES
-
     if OUTPUT_REJECT_ENERGIES not in det.a.backend.output_names:
         raise GraphError(
             f"the reject pair of {cls!r} outputs no energies (exported by an older version): "
@@ -225,8 +227,6 @@ def calibrate_directory(
 
 def _outputs_energies(manifest: Manifest) -> bool:
     """Every reject part A and probe outputs the energies the learned rule reads."""
-    from ...artifact import OUTPUT_REJECT_ENERGIES, reject_energies_name
-
     for g in manifest.of_kind(GraphKind.REJECT, precision=FP32):
         if OUTPUT_REJECT_DISTANCE in g.output_names and OUTPUT_REJECT_ENERGIES not in g.output_names:
             return False
@@ -257,8 +257,6 @@ def calibrate_exits(
 ) -> dict:
     """Exit thresholds on the calibration half (set on the segment entries of every precision),
     report on both halves: exit_calibration.calibrate_exits (joint search by default)."""
-    from .exits import calibrate_exits as search_exits
-
     return search_exits(
         directory,
         manifest,
@@ -287,8 +285,6 @@ def calibrate_rejects(
     """{"early_reject": the pairs' figures, "early_reject_blocks": the probes' per-block table},
     each present when the export has those graphs; thresholds, rules and the chosen block into
     `manifest`. fit: load_fit_sample's images for the learned rule (None: the distance)."""
-    from .reject_search import calibrate_reject_blocks, rule_description
-
     fit = fit or no_fit("no fitting images given")
     out = {}
     opts = {"backend": backend, "threads": threads, "batch": batch}
@@ -327,9 +323,6 @@ def _calibrate_pairs(
 ) -> dict:
     """Per reject pair class: the reject threshold and rule (set on its entries) and the
     evaluation-half figures."""
-    from ..api.detector import RejectDetector
-    from .reject_logistic import fit_class_rule
-
     cal, ev = split["calibration"], split["evaluation"]
     rej = {}
     rejects = manifest.of_kind(GraphKind.REJECT, precision=None)
