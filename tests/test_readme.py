@@ -9,8 +9,7 @@
 - README's commands are also run, in order, in a workspace that looks like the user's (ROOT: real
   CIFAR-10 JPEGs; runs/mine/best.pt: a random tiny checkpoint where `train` would have written one),
   or skipped with their reason in SKIP. A new README command in neither list fails.
-- Relative links resolve to files in the repository; only the pages other branches are writing
-  (AWAITED) may be missing.
+- Relative links resolve to files in the repository.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND_START = ("codedresnext ", "python ", "make ", "torchrun ")
 # pages linked from README / docs/index.md that other branches add (cli, deploy, safety, kinds, the
 # lead's code map); tolerated only while they do not exist
-AWAITED = {f"docs/{p}.md" for p in ("cli", "serving", "jetson", "safety", "graph-kinds", "code-map")}
 
 # why a README command is not run here (matched against the start of the command)
 SKIP = {
@@ -175,8 +173,7 @@ def test_relative_links_resolve(page):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             continue
         path = (page.parent / target.split("#")[0]).resolve()
-        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
-        if not path.exists() and rel not in AWAITED:
+        if not path.exists():
             broken.append(target)
     assert not broken, f"{page.name}: links to missing files"
 
