@@ -92,8 +92,9 @@ def _bench_and_write(out: Path, names: list[str], args, *, stem: str, **extra) -
     """One interleaved run over `names` with the command-line settings; JSON/Markdown/PNG under --out."""
     from goals import add_goals
 
+    from codedresnext.runtime.bench.options import BenchOptions
     from codedresnext.runtime.bench.report import write_report
-    from codedresnext.runtime.bench.run import BenchOptions, run_bench
+    from codedresnext.runtime.bench.run import run_bench
 
     report = run_bench(
         out,

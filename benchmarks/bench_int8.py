@@ -50,7 +50,9 @@ def _median_run(runs: list[dict]) -> dict:
 def main() -> int:
     from codedresnext.export import ExportOptions, export_graphs
     from codedresnext.export.int8 import Int8Options
-    from codedresnext.runtime.bench.run import BenchOptions, run_bench, write_report
+    from codedresnext.runtime.bench.options import BenchOptions
+    from codedresnext.runtime.bench.report import write_report
+    from codedresnext.runtime.bench.run import run_bench
 
     shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

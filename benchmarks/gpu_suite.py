@@ -208,7 +208,9 @@ def _bench_run(
 ) -> None:
     """One `run_bench` into runs[name]: skipped (with the reason), failed (one backend failing must
     not hide the others) or ok with `summary(report)`; the report is written as OUT/STEM.*."""
-    from codedresnext.runtime.bench.run import BenchOptions, run_bench, write_report
+    from codedresnext.runtime.bench.options import BenchOptions
+    from codedresnext.runtime.bench.report import write_report
+    from codedresnext.runtime.bench.run import run_bench
 
     if why_not:
         runs[name] = {"status": "skipped", "reason": why_not}
@@ -376,8 +378,8 @@ STAGES = {
 
 # -- report -----------------------------------------------------------------------------------------
 def environment(device: str) -> dict:
+    from codedresnext.runtime.bench.environment import cpu_model
     from codedresnext.runtime.bench.gpuinfo import describe
-    from codedresnext.runtime.bench.run import cpu_model
 
     try:
         commit = subprocess.run(

@@ -23,8 +23,9 @@ from .archives import cache_root
 from .artifact import MANIFEST_NAME, GraphKind
 from .errors import CodedResNeXtError
 from .export import ExportOptions, export_graphs
+from .runtime.bench.options import BenchOptions
 from .runtime.bench.report import write_report
-from .runtime.bench.run import BenchOptions, run_bench
+from .runtime.bench.run import run_bench
 from .runtime.thresholds.calibrate import calibrate_directory
 from .runtime.thresholds.report import reject_rule_label, write_calibration_report
 
@@ -63,20 +64,12 @@ def default_model() -> Path | None:
     return root / "models" / "demo" / "model.pt" if root is not None else None
 
 
-def _step(title: str, command: str) -> float:
+def _step(title: str, command: str) -> None:
     print(f"\n== {title}\n   $ {command}", flush=True)
-    return time.perf_counter()
 
 
-def run(args: argparse.Namespace) -> dict:
-    out = Path(args.out)
-    export_dir, eval_dir = out / "export", out / "evaluation"
-    data = args.data
-    ood = Path(args.shared) / "datasets" / "cifar100-test-partial.npz" if args.shared else None
-    ood_arg = str(ood) if ood and ood.is_file() else None
-    timings = {}
-
-    t = _step(
+def _export(args: argparse.Namespace, export_dir: Path) -> None:
+    _step(
         "1/4 export: full, every class, a subset, masked peer, multi-exit, an exit at every coded block, "
         "reject probes",
         f"codedresnext export {args.model} --out {export_dir} --classes all --subset cat,dog "
@@ -97,29 +90,33 @@ def run(args: argparse.Namespace) -> dict:
             progress=True,
         )
     )
-    timings["export"] = time.perf_counter() - t
 
-    t = _step(
+
+def _evaluate(args: argparse.Namespace, export_dir: Path, eval_dir: Path) -> dict:
+    ood = Path(args.shared) / "datasets" / "cifar100-test-partial.npz" if args.shared else None
+    ood_arg = str(ood) if ood and ood.is_file() else None
+    _step(
         "2/4 evaluate on the shipped graphs (thresholds written back into the export)",
-        f"codedresnext evaluate {args.model} --data {data} --out {eval_dir} --graphs {export_dir}"
+        f"codedresnext evaluate {args.model} --data {args.data} --out {eval_dir} --graphs {export_dir}"
         + (f" --ood {ood_arg}" if ood_arg else ""),
     )
-    metrics = evaluation.evaluate(
+    return evaluation.evaluate(
         evaluation.EvalConfig(
             checkpoint=str(args.model),
-            data=str(data),
+            data=str(args.data),
             out=str(eval_dir),
             graphs=str(export_dir),
             ood=ood_arg,
             download=args.download,
         )
     )
-    timings["evaluate"] = time.perf_counter() - t
 
-    t = _step(
+
+def _calibrate(args: argparse.Namespace, export_dir: Path) -> tuple[dict, dict]:
+    _step(
         "3/4 calibrate early exits (<= 0.5 point accuracy loss) and early reject at every coded block "
         "(<= 1 point recall loss)",
-        f"codedresnext calibrate {export_dir} --data {data}"
+        f"codedresnext calibrate {export_dir} --data {args.data}"
         + (f" --limit {args.calibration_limit}" if args.calibration_limit else "")
         + (
             f"  (reject probes: calibrate_directory(reject_limit={args.reject_limit}))"
@@ -127,11 +124,14 @@ def run(args: argparse.Namespace) -> dict:
             else ""
         ),
     )
-    cal = calibrate_directory(export_dir, data, limit=args.calibration_limit, reject_limit=args.reject_limit)
-    cal_paths = write_calibration_report(cal, export_dir / "calibration")
-    timings["calibrate"] = time.perf_counter() - t
+    cal = calibrate_directory(
+        export_dir, args.data, limit=args.calibration_limit, reject_limit=args.reject_limit
+    )
+    return cal, write_calibration_report(cal, export_dir / "calibration")
 
-    t = _step(
+
+def _bench(args: argparse.Namespace, export_dir: Path) -> tuple[dict, dict]:
+    _step(
         "4/4 benchmark on ONNX Runtime (CPU)",
         f"codedresnext bench {export_dir} --batch 1,32 --duration {args.bench_duration}",
     )
@@ -141,12 +141,26 @@ def run(args: argparse.Namespace) -> dict:
             batches=[1, 32],
             duration=args.bench_duration,
             warmup=0.2,
-            data=str(data),
+            data=str(args.data),
             max_class_graphs=3,
             early_exit_limit=args.bench_limit,
         ),
     )
-    paths = write_report(report, export_dir / "bench")
+    return report, write_report(report, export_dir / "bench")
+
+
+def run(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    export_dir, eval_dir = out / "export", out / "evaluation"
+    timings = {}
+    t = time.perf_counter()
+    _export(args, export_dir)
+    timings["export"], t = time.perf_counter() - t, time.perf_counter()
+    metrics = _evaluate(args, export_dir, eval_dir)
+    timings["evaluate"], t = time.perf_counter() - t, time.perf_counter()
+    cal, cal_paths = _calibrate(args, export_dir)
+    timings["calibrate"], t = time.perf_counter() - t, time.perf_counter()
+    report, paths = _bench(args, export_dir)
     timings["bench"] = time.perf_counter() - t
     summary = _summary(metrics, cal, report)
     print("\n" + summary)

@@ -13,14 +13,10 @@ from test_runtime_graphs import make_export
 
 from codedresnext.artifact import Manifest
 from codedresnext.errors import CodedResNeXtError, GraphError
-from codedresnext.runtime.bench.run import (
-    BenchOptions,
-    add_ratios,
-    markdown,
-    run_bench,
-    select_graphs,
-    write_report,
-)
+from codedresnext.runtime.bench.options import BenchOptions
+from codedresnext.runtime.bench.ratios import add_ratios
+from codedresnext.runtime.bench.report import markdown, write_report
+from codedresnext.runtime.bench.run import run_bench, select_graphs
 
 LAT_KEYS = {"min", "mean", "median", "p90", "p95", "p99"}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from codedresnext.runtime.bench.precision import int8_ratios
-from codedresnext.runtime.bench.run import add_ratios, markdown, ratios
+from codedresnext.runtime.bench.ratios import add_ratios, ratios
+from codedresnext.runtime.bench.report import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from test_runtime_graphs import make_export
 
+from codedresnext.runtime.bench.options import BenchOptions
 from codedresnext.runtime.bench.report import batch1_latency, markdown
-from codedresnext.runtime.bench.run import BenchOptions, run_bench
+from codedresnext.runtime.bench.run import run_bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import results_table  # noqa: E402

@@ -101,7 +101,8 @@ def test_calibrate_and_bench_on_every_coded_block(all_exits, cifar10_tgz, tmp_pa
     keep inf and never exit), and `bench --data` runs the cascade of every segment."""
     import shutil
 
-    from codedresnext.runtime.bench.run import BenchOptions, run_bench
+    from codedresnext.runtime.bench.options import BenchOptions
+    from codedresnext.runtime.bench.run import run_bench
     from codedresnext.runtime.thresholds.calibrate import calibrate_directory
 
     d = tmp_path / "e"

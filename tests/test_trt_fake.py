@@ -24,7 +24,8 @@ from codedresnext.errors import BackendUnavailable, GraphError, ManifestError
 from codedresnext.runtime import open_backend
 from codedresnext.runtime.backends.trt.engine import TrtBackend, build_directory, build_engine
 from codedresnext.runtime.backends.trt.plan import gpu_compute_capability
-from codedresnext.runtime.bench.run import BenchOptions, run_bench
+from codedresnext.runtime.bench.options import BenchOptions
+from codedresnext.runtime.bench.run import run_bench
 
 VERSIONS = ["10.3.0", "11.1.0"]
 
@@ -201,7 +202,8 @@ def test_build_directory_refuses_a_graph_swapped_after_export(monkeypatch, tmp_p
 def test_bench_trt_passes_the_batch_profile(trt, tmp_path):
     """`bench --backend trt --batch 1,64` used to build engines for the default profile 1..32 and
     then break on batch 64; the profile now spans the benchmarked batches."""
-    from codedresnext.runtime.bench.run import BenchOptions, run_bench
+    from codedresnext.runtime.bench.options import BenchOptions
+    from codedresnext.runtime.bench.run import run_bench
 
     d = make_export(tmp_path / "e")
     rep = run_bench(  # the API: the memory probe runs in a fresh process, where this fake TensorRT is not

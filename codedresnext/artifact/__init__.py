@@ -17,6 +17,19 @@ from __future__ import annotations
 
 import os
 
+from .graph_records import (
+    CheckResult,
+    ExitInfo,
+    OutputError,
+    RejectChoice,
+    RejectFloor,
+    RejectInfo,
+    RejectProbeInfo,
+    RejectRule,
+    SegmentInfo,
+    TensorInfo,
+    Verification,
+)
 from .handover import features_input_name, handover_feed, handover_source
 from .integrity import VerifiedGraph, check_plain_name, contained_path, graph_file, verified_graph
 from .keys import (
@@ -68,21 +81,10 @@ from .keys import (
 )
 from .manifest import (
     CheckpointInfo,
-    CheckResult,
-    ExitInfo,
     Manifest,
     ManifestEntry,
     ModelInfo,
-    OutputError,
-    RejectChoice,
-    RejectFloor,
-    RejectInfo,
-    RejectProbeInfo,
-    RejectRule,
-    SegmentInfo,
     SegmentOrder,
-    TensorInfo,
-    Verification,
     VerificationSettings,
     finite_thresholds,
 )
