@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+from codedresnext._io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -24,3 +27,12 @@ def shown(path: str) -> str:
     """Paths as seen from the repository root."""
     p = Path(path).resolve()
     return os.path.relpath(p, ROOT) if p.is_relative_to(ROOT.parent) else str(path)
+
+
+def write_results(out: str | os.PathLike, res: dict, markdown: Callable[[dict], str]) -> None:
+    """OUT.json and OUT.md (atomically), as every benchmark writes its results."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out.with_suffix(".json"), res)
+    write_text(out.with_suffix(".md"), markdown(res))
+    print(f"wrote {out}.json and {out}.md")

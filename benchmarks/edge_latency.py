@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from demo_common import RESULTS, demo_parser, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -171,20 +170,12 @@ def markdown(res: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "models" / "demo" / "model.pt"))
-    shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
-    p.add_argument("--data", default=str(shared / "datasets" / "cifar10-jpeg.tar.gz"))
+    p = demo_parser(__doc__)
     p.add_argument("--calls", type=int, default=300, help="batch-1 calls per graph and setting")
     p.add_argument("--images", type=int, default=256, help="distinct test images cycled through")
     p.add_argument("--out", default=str(RESULTS / "edge_latency"), help="writes OUT.json and OUT.md")
     args = p.parse_args()
-    res = run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(res))
-    print(f"wrote {out}.json and {out}.md")
+    write_results(args.out, run(args), markdown)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from demo_common import RESULTS, demo_parser, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 MODELS = {"class_cat_py": ["score", "decision"], "cascade_py": ["prediction", "exit_index", "flops"]}
 
 
@@ -174,22 +173,14 @@ def markdown(res: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(ROOT / "models" / "demo" / "model.pt"))
-    shared = Path(os.environ.get("CODEDRESNEXT_SHARED", ROOT.parent / "shared"))
-    p.add_argument("--data", default=str(shared / "datasets" / "cifar10-jpeg.tar.gz"))
+    p = demo_parser(__doc__)
     p.add_argument("--requests", type=int, default=200, help="measured calls per client per cell")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per model")
     p.add_argument("--queue-delay-us", type=int, default=500)
     p.add_argument("--out", default=str(RESULTS / "serve"), help="writes OUT.json and OUT.md")
     args = p.parse_args()
-    res = run(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(res))
-    print(f"wrote {out}.json and {out}.md")
+    write_results(args.out, run(args), markdown)
 
 
 if __name__ == "__main__":

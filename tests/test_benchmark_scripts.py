@@ -1,4 +1,4 @@
-"""The INT8 benchmark scripts run end to end at tiny sizes (they are the issue's measurement
+"""The benchmark scripts run end to end at tiny sizes (they are the issue's measurement
 commands, so they must not rot between the runs that produce benchmarks/results/)."""
 
 from __future__ import annotations
@@ -169,3 +169,41 @@ def test_results_pages_keep_their_history_section(tmp_path, monkeypatch):
     assert with_history(page, "# new\n") == "# new\n"  # a page without History
     page.write_text("# old\n\n## History\n\n- a\n\n## History of B\n")
     assert with_history(page, "# new\n\n") == "# new\n\n## History\n\n- a\n\n## History of B\n"
+
+
+def test_edge_latency_profiles_and_times_batch_1(tmp_path):
+    """benchmarks/edge_latency.py at a few calls: the per-node overhead share from ORT's profile and
+    batch-1 latency per thread count and optimisation level, written as JSON + Markdown."""
+    r = _script("edge_latency.py", "--calls", "5", "--images", "8", "--out", str(tmp_path / "edge"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads((tmp_path / "edge.json").read_text())
+    assert set(d["profile"]) == {"full", "class_cat"}
+    assert all(0 < p["overhead_share_median"] < 1 and p["nodes"] > 0 for p in d["profile"].values())
+    cells = {(c["graph"], c["threads"], c["optimization"]) for c in d["latency"]}
+    assert {("class_cat", 1, "all"), ("class_cat", 2, "all"), ("full", 1, "all")} <= cells
+    assert all(0 < c["median_ms"] <= c["p99_ms"] for c in d["latency"])
+    assert "| graph |" in (tmp_path / "edge.md").read_text()
+
+
+def test_serve_benchmark_compares_the_server_with_in_process(tmp_path):
+    """benchmarks/serve.py at 3 requests per cell: every model x batch x clients cell measured
+    in-process, over HTTP and over gRPC through a real Triton server."""
+    from codedresnext.deploy.serve import ServerError, find_server
+
+    try:
+        find_server().close()
+    except ServerError as e:
+        pytest.skip(str(e))
+    r = _script("serve.py", "--requests", "3", "--warmup", "1", "--out", str(tmp_path / "serve"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads((tmp_path / "serve.json").read_text())
+    cells = {(c["model"], c["batch"], c["clients"], c["where"]) for c in d["cells"]}
+    want = {
+        (m, b, n, w)
+        for m in ("class_cat_py", "cascade_py")
+        for b in (1, 8)
+        for n in (1, 8)
+        for w in ("in-process", "http", "grpc")
+    }
+    assert cells == want
+    assert all(c["requests"] > 0 and 0 < c["p50_ms"] <= c["p99_ms"] for c in d["cells"])
