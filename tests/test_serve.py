@@ -10,6 +10,7 @@ scores agree to rtol 1e-5 / atol 1e-5; decisions and cascade outcomes must be eq
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,8 @@ tg = pytest.importorskip("tritonclient.grpc", reason="the [serve] extra (tritonc
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 DETECTORS = ["class_cat", "class_dog", "subset_cat_dog"]
+SEGMENTS = ["segment0", "segment1", "segment2"]
+MODELS = [f"{d}_py" for d in DETECTORS] + ["cascade_py", "cascade_bls_py"] + [f"{s}_py" for s in SEGMENTS]
 RTOL = ATOL = 1e-5
 
 
@@ -67,7 +70,12 @@ def server(export_dir, tmp_path_factory):
     except ServerError as e:
         pytest.skip(str(e))
     repo = tmp_path_factory.mktemp("repo")
-    write_python_models(export_dir, repo, max_batch_size=64, preferred_batch=(4, 16), queue_delay_us=2000)
+    batching = dict(max_batch_size=64, preferred_batch=(4, 16), queue_delay_us=2000)
+    write_python_models(export_dir, repo, **batching)
+    # the same cascade sending each segment to its own model by BLS (a TensorRT plan on a GPU Triton)
+    write_python_models(
+        export_dir, repo, graphs=SEGMENTS, segment_calls="python", cascade_model="cascade_bls_py", **batching
+    )
     srv = TritonServer(repo, ready_timeout_s=90)
     home = list(srv.binary.cleanup)
     try:
@@ -102,7 +110,11 @@ def test_python_model_configs(server):
         assert cfg["input"] == [{"name": "images", "data_type": "TYPE_FP32", "dims": [3, 32, 32]}]
     sub = parse_config((server.repository / "subset_cat_dog_py" / "config.pbtxt").read_text())
     assert [o["dims"] for o in sub["output"]] == [[2], [2]]
-    assert sorted(server.models) == sorted([f"{d}_py" for d in DETECTORS] + ["cascade_py"])
+    assert sorted(server.models) == sorted(MODELS)
+    bls = (server.repository / "cascade_bls_py" / "config.pbtxt").read_text()
+    spec = re.search(r'key: "segment_models"\s*value: \{ string_value: "([^"]+)" \}', bls).group(1)
+    calls = dict(c.split("=") for c in spec.split(","))
+    assert calls == {s: f"{s}_py" for s in SEGMENTS}
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -120,13 +132,16 @@ def test_detectors_equal_in_process(server, clients, export_dir, real_images, pr
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_cascade_equals_in_process(server, clients, export_dir, real_images, protocol):
+@pytest.mark.parametrize("model", ["cascade_py", "cascade_bls_py"])
+def test_cascade_equals_in_process(server, clients, export_dir, real_images, protocol, model):
+    """Both cascades (segments run inside the model, or sent to the segment models by BLS) give
+    the in-process cascade's predictions, exits and FLOPs exactly."""
     client, mod = clients[protocol]
     x = _normalise(real_images.images)
     with EarlyExitClassifier.from_directory(export_dir, threads=1) as casc:
         ref = casc.predict(x)
     assert len(set(ref.exit_index.tolist())) == 3  # samples leave at both exits and at the end
-    out = _infer(client, mod, "cascade_py", x, ["prediction", "exit_index", "flops"])
+    out = _infer(client, mod, model, x, ["prediction", "exit_index", "flops"])
     np.testing.assert_array_equal(out["prediction"][:, 0], ref.predictions)
     np.testing.assert_array_equal(out["exit_index"][:, 0], ref.exit_index)
     np.testing.assert_allclose(out["flops"][:, 0], ref.flops)

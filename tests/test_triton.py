@@ -106,3 +106,34 @@ def test_triton_cli_on_a_real_tiny_export(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     _check_repo(out, repo, 8)
+
+
+def test_python_cascade_calls_the_segment_engines_by_bls(tmp_path, capsys):
+    """`triton --python --engines E` with an engine for every segment: cascade_py's config names the
+    TensorRT plan model of each segment (BLS on a GPU Triton); without them, it runs its segments."""
+    import json
+
+    from codedresnext.cli import main
+
+    d = make_export(tmp_path / "e")
+    segs = ["segment0", "segment1", "segment2"]
+    for s in segs:  # fake plans with the build record `codedresnext build` writes beside each
+        (d / f"{s}.plan").write_bytes(b"engine bytes")
+        (d / f"{s}.json").write_text('{"profile": {"min": 1, "opt": 8, "max": 32}}')
+    (d / "engines.json").write_text(
+        json.dumps({"graphs": [{"name": s, "engine": f"{s}.plan"} for s in segs]})
+    )
+    repo = tmp_path / "repo"
+    argv = ["triton", str(d), "--out", str(repo), "--graphs", ",".join(segs), "--python"]
+    assert main([*argv, "--engines", str(d / "engines.json")]) == 0
+    assert (
+        "sends its segments to the TensorRT models segment0, segment1, segment2 (BLS)"
+        in capsys.readouterr().out
+    )
+    text = (repo / "cascade_py" / "config.pbtxt").read_text()
+    assert 'key: "segment_models"' in text
+    assert "segment0=segment0,segment1=segment1,segment2=segment2" in text
+    for s in segs:
+        assert parse_config((repo / s / "config.pbtxt").read_text())["platform"] == "tensorrt_plan"
+    assert main([*argv[:3], str(tmp_path / "repo2"), *argv[4:]]) == 0
+    assert "segment_models" not in (tmp_path / "repo2" / "cascade_py" / "config.pbtxt").read_text()

@@ -6,8 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ..artifact import load_manifest
+from ..deploy.subset import segment_names
 from ..deploy.triton import write_repository
-from ..deploy.triton_model import write_python_models
+from ..deploy.triton_model import CASCADE_MODEL, write_python_models
 from . import _args
 
 
@@ -61,15 +63,20 @@ def run(args: argparse.Namespace) -> int:
         engine_profiles=profiles,
     )
     if args.python:
+        # with an engine for every segment, the cascade model sends its segments to their TensorRT
+        # plan models by BLS requests (exit decisions stay on the host); else it runs them itself
+        segs = segment_names(load_manifest(args.directory))
+        calls = "engines" if engines and segs and all(s in engines for s in segs) else None
         out += write_python_models(
             args.directory,
             args.out,
-            graphs=args.graphs.split(",") if args.graphs else None,
+            graphs=args.graphs or None,
             max_batch_size=args.max_batch_size,
-            preferred_batch=tuple(int(b) for b in args.preferred_batch.split(",")),
-            queue_delay_us=args.queue_delay_us,
             instances=args.instances,
             threads=args.threads,
+            segment_calls=calls,
         )
+        if calls:
+            print(f"{CASCADE_MODEL} sends its segments to the TensorRT models {', '.join(segs)} (BLS)")
     print(f"wrote {len(out)} models to {args.out}")
     return 0

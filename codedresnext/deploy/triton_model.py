@@ -77,14 +77,17 @@ def _write_model(
     manifest: Manifest,
     model: str,
     graphs: list[ManifestEntry],
-    outputs: list[TensorSpec],
+    outputs: list[TensorSpec] | None,
     params: dict[str, str],
     out: Path,
     batching: dict,
 ) -> Path:
+    """outputs None: the graph's own (a "graph" model, one segment of a BLS cascade)."""
     first = directory / graphs[0].file
-    inputs, _ = onnx_io_specs(first)
-    if len(inputs) != 1:
+    inputs, own = onnx_io_specs(first)
+    if outputs is None:
+        outputs = own
+    elif len(inputs) != 1:
         raise GraphError(
             f"{first} has inputs {[s.name for s in inputs]}; a served model needs one image input"
         )
@@ -110,9 +113,18 @@ def write_python_models(
     queue_delay_us: int = 500,
     instances: int = 1,
     threads: int = 1,
+    segment_calls: str | None = None,
+    cascade_model: str = CASCADE_MODEL,
 ) -> list[Path]:
     """One Python-backend model per detector graph (those in `graphs`, default all) and, when the
-    export has fp32 segments and `cascade`, the cascade model. ORT threads per instance: `threads`."""
+    export has fp32 segments and `cascade`, the cascade model. ORT threads per instance: `threads`.
+
+    segment_calls: None, the cascade model runs its segments itself (ONNX Runtime); "engines", it
+    sends each segment to the model named after the segment (the TensorRT plans `write_repository`
+    writes with engines, on a GPU Triton) by BLS requests; "python", it does the same with one
+    "<segment>_py" Python model per segment, written here (BLS on a CPU Triton)."""
+    if segment_calls not in (None, "engines", "python"):
+        raise GraphError(f"segment_calls must be None, 'engines' or 'python', not {segment_calls!r}")
     directory, out = Path(directory), Path(out)
     if max_batch_size < 1 or instances < 1 or threads < 1:
         raise GraphError("--max-batch-size, --instances and --threads must be >= 1")
@@ -148,7 +160,14 @@ def write_python_models(
         ]
         params = {"codedresnext_kind": "cascade", "threads": str(threads), "segments": ",".join(segs)}
         entries = manifest.select(segs)
+        if segment_calls:
+            suffix = PY_SUFFIX if segment_calls == "python" else ""
+            params["segment_models"] = ",".join(f"{g}={_model_name(g)}{suffix}" for g in segs)
+        for g in entries if segment_calls == "python" else []:
+            graph_params = {"codedresnext_kind": "graph", "graph": g.name, "threads": str(threads)}
+            model = _model_name(g.name) + PY_SUFFIX
+            written.append(_write_model(directory, manifest, model, [g], None, graph_params, out, batching))
         written.append(
-            _write_model(directory, manifest, CASCADE_MODEL, entries, outputs, params, out, batching)
+            _write_model(directory, manifest, cascade_model, entries, outputs, params, out, batching)
         )
     return written

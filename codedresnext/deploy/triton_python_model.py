@@ -7,6 +7,9 @@ EarlyExitClassifier for the cascade (the segments in turn, exit decisions on the
 Requests that Triton's dynamic batcher hands over together are run as one batch; a request with a
 non-finite value gets its own error response and the others are still answered. The server's
 Python must import `codedresnext` (torch-free install) and `triton_python_backend_utils`.
+With a "segment_models" parameter the cascade runs each segment as a request to another model of the
+same server (BLS), e.g. its TensorRT plan on a GPU Triton; the exit decisions stay here, on the host.
+A "graph" model runs one graph and returns every output it declares (a segment for such a cascade).
 Tensors cross the stub boundary by DLPack, not as_numpy() / Tensor(name, array): a stub built
 against numpy 1 reads numpy 2 arrays wrongly there (zero strides in, zero bytes out).
 """
@@ -20,13 +23,34 @@ from typing import Any
 import numpy as np
 
 
+class _BLSSegment:
+    """A cascade segment answered by another model of this server (BLS): the local backend gives the
+    tensor names and shapes, the other model (a TensorRT plan on a GPU Triton) the outputs."""
+
+    def __init__(self, pb: Any, model: str, local: Any) -> None:
+        self.pb, self.model, self.local = pb, model, local
+        self.inputs, self.input_names, self.output_names = local.inputs, local.input_names, local.output_names
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        pb, names = self.pb, outputs or self.output_names
+        tensors = [pb.Tensor.from_dlpack(k, np.ascontiguousarray(v)) for k, v in feeds.items()]
+        resp = pb.InferenceRequest(model_name=self.model, requested_output_names=names, inputs=tensors).exec()
+        if resp.has_error():
+            raise RuntimeError(f"segment model {self.model!r}: {resp.error().message()}")
+        return {n: np.from_dlpack(pb.get_output_tensor_by_name(resp, n)).copy() for n in names}
+
+    def close(self) -> None:
+        self.local.close()
+
+
 class TritonPythonModel:
     """The class name Triton's Python backend looks for."""
 
     def initialize(self, args: dict[str, Any]) -> None:
         import triton_python_backend_utils as pb_utils  # only inside the server
 
-        from codedresnext.runtime import EarlyExitClassifier, SubsetDetector
+        from codedresnext.runtime import EarlyExitClassifier, SubsetDetector, open_backend
+        from codedresnext.runtime.api.graphs import resolve_graph
 
         self.pb = pb_utils
         config = json.loads(args["model_config"])
@@ -34,13 +58,25 @@ class TritonPythonModel:
         here = Path(args["model_repository"]) / str(args["model_version"])
         threads = int(params.get("threads", "1"))
         self.kind = params["codedresnext_kind"]
-        self.input = config["input"][0]["name"]
+        self.inputs = [t["name"] for t in config["input"]]
+        self.input = self.inputs[0]
         if self.kind == "cascade":
             self.model = EarlyExitClassifier.from_directory(here, threads=threads)
+            if params.get("segment_models"):  # "graph=model,...": each segment answered by that model
+                calls = dict(item.split("=", 1) for item in params["segment_models"].split(","))
+                self.model.segments = [
+                    _BLSSegment(pb_utils, calls[r.name], s)
+                    for r, s in zip(self.model.refs, self.model.segments)
+                ]
+        elif self.kind == "graph":
+            self.model = open_backend("ort", resolve_graph(here, params["graph"]).path, threads=threads)
         else:
             self.model = SubsetDetector(here, params["graph"], threads=threads)
 
-    def _outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _outputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.kind == "graph":
+            return self.model.infer(feeds)
+        x = feeds[self.input]
         if self.kind == "cascade":
             r = self.model.predict(x)
             return {
@@ -56,28 +92,28 @@ class TritonPythonModel:
         responses: list[Any] = [None] * len(requests)
         good, arrays = [], []
         for i, req in enumerate(requests):
-            x = np.from_dlpack(pb.get_input_tensor_by_name(req, self.input))
-            if x.dtype.kind == "f" and not np.isfinite(x).all():
+            feeds = {n: np.from_dlpack(pb.get_input_tensor_by_name(req, n)) for n in self.inputs}
+            bad = [n for n, x in feeds.items() if x.dtype.kind == "f" and not np.isfinite(x).all()]
+            if bad:
                 responses[i] = pb.InferenceResponse(
-                    error=pb.TritonError(
-                        f"input {self.input!r} has NaN or infinite values; send finite pixels"
-                    )
+                    error=pb.TritonError(f"input {bad[0]!r} has NaN or infinite values; send finite pixels")
                 )
                 continue
             good.append(i)
-            arrays.append(x)
+            arrays.append(feeds)
         if not good:
             return responses
         try:
-            out = self._outputs(np.concatenate(arrays))
+            out = self._outputs({n: np.concatenate([a[n] for a in arrays]) for n in self.inputs})
         except Exception as e:  # the runtime's own message (GraphError...) goes back to each client
             for i in good:
                 responses[i] = pb.InferenceResponse(error=pb.TritonError(f"{type(e).__name__}: {e}"))
             return responses
         start = 0
-        for i, x in zip(good, arrays):
-            part = {k: np.ascontiguousarray(v[start : start + len(x)]) for k, v in out.items()}
-            start += len(x)
+        for i, feeds in zip(good, arrays):
+            n = len(feeds[self.input])
+            part = {k: np.ascontiguousarray(v[start : start + n]) for k, v in out.items()}
+            start += n
             responses[i] = pb.InferenceResponse(
                 output_tensors=[pb.Tensor.from_dlpack(k, v) for k, v in part.items()]
             )
