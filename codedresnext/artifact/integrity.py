@@ -138,8 +138,6 @@ def _metadata(path: Path) -> dict[str, Any]:
     if path.suffix != GRAPH_SUFFIX:
         return {}
     try:
-        return read_metadata(path)
+        return read_metadata(path, missing_ok=True)
     except GraphError as e:
-        if "no codedresnext metadata" in str(e):
-            return {}
         raise ManifestError(f"{e}; {FIX}") from e

@@ -28,11 +28,14 @@ def load_onnx(path: str | os.PathLike, *, load_external_data: bool = False) -> A
         raise GraphError(f"{path} is not a readable ONNX file ({e}); re-export it") from e
 
 
-def read_metadata(model_or_path: Any) -> dict[str, Any]:
-    """Decode the codedresnext.* metadata of an onnx.ModelProto or file; GraphError if absent."""
+def read_metadata(model_or_path: Any, *, missing_ok: bool = False) -> dict[str, Any]:
+    """Decode the codedresnext.* metadata of an onnx.ModelProto or file; GraphError if absent
+    (missing_ok: {} for a graph another tool wrote)."""
     model = load_onnx(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else model_or_path
     props = {p.key: p.value for p in model.metadata_props}
     if META_FORMAT not in props:
+        if missing_ok:
+            return {}
         raise GraphError(
             "this ONNX graph has no codedresnext metadata; export it with `codedresnext export` "
             "(the pruner needs the coding scheme stored there)"

@@ -93,12 +93,7 @@ def resolve_graph(
 def _metadata(path: Path) -> dict:
     if path.suffix != ".onnx":
         return {}
-    try:
-        return read_metadata(path)
-    except GraphError as e:
-        if "no codedresnext metadata" in str(e):
-            return {}
-        raise
+    return read_metadata(path, missing_ok=True)
 
 
 def prepare_batch(
